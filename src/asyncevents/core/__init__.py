@@ -1,0 +1,1 @@
+"""The core of asyncevents: settings, catalog, store, transports, publish, dispatch, deliver."""

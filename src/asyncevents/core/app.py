@@ -1,0 +1,143 @@
+"""The App: settings, plugins, catalog, store and broker wired together."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from asyncevents.core.catalog import Catalog
+from asyncevents.core.deliver import Deliverer
+from asyncevents.core.dispatch import DISPATCH_SINK, Dispatcher, FilterFn
+from asyncevents.core.messages import deliver_message, trigger_message
+from asyncevents.core.models import Subscription
+from asyncevents.core.plugins import Plugins
+from asyncevents.core.publish import Publisher
+from asyncevents.core.retry import RetryPolicy
+from asyncevents.core.retrymanagement import RetryManagement
+from asyncevents.core.settings import Settings, load_settings
+from asyncevents.core.store import Store
+from asyncevents.core.transport import Broker
+from asyncevents.core.worker import Worker, WorkerLimits, WorkerReport
+from asyncevents.errors import ConfigError
+
+__all__ = ["App"]
+
+
+class App:
+    """One asyncevents installation, as its settings describe it.
+
+    Everything is built on first use, so ``App()`` itself touches neither the
+    database nor the broker.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, plugins: Plugins | None = None,
+                 **overrides: Any) -> None:
+        if settings is None:
+            settings = load_settings(**overrides)
+        elif overrides:
+            settings = settings.model_copy(update=overrides)
+        self.settings = settings
+        self._plugins = plugins
+
+    @cached_property
+    def plugins(self) -> Plugins:
+        """The plugin manager with every enabled entry point loaded."""
+        if self._plugins is None:
+            self._plugins = Plugins.load(disabled=self.settings.disable_plugins)
+        return self._plugins
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        """The event catalog from the settings and the ``register_events`` hooks."""
+        return Catalog.build(self.settings.events, self.plugins.events(),
+                             strict=self.settings.strict_events)
+
+    @cached_property
+    def store(self) -> Store:
+        """The store (its schema is created on first use with SQLite)."""
+        return Store.open(self.settings.database_url)
+
+    @cached_property
+    def broker(self) -> Broker:
+        """The transport."""
+        return Broker(self.settings)
+
+    @cached_property
+    def retries(self) -> RetryManagement:
+        """The RetryManagement that the ``retry_management`` hook picks."""
+        found: RetryManagement | None = self.plugins.hook.retry_management(
+            settings=self.settings, transport=self.broker, store=self.store
+        )
+        if found is None:
+            raise ConfigError(f"no RetryManagement for transport {self.broker.scheme!r}")
+        return found
+
+    @cached_property
+    def policy(self) -> RetryPolicy:
+        """The global retry policy."""
+        return RetryPolicy.from_settings(self.settings)
+
+    @cached_property
+    def publisher(self) -> Publisher:
+        """Publishes events."""
+        return Publisher(self.settings, self.catalog, self.broker, self.retries)
+
+    def filter_fn(self) -> FilterFn | None:
+        """How subscription filters are evaluated (the search engine, when installed)."""
+        return None
+
+    def publish(self, name: str, data: Any, *, delay: float | None = None) -> str:
+        """Publish event ``name`` with ``data`` (a JSON object); return the event id."""
+        return self.publisher.publish(name, data, delay=delay)
+
+    def subscribe(self, event_name: str, recipient: str, *, sink: str = "http",
+                  token: str, filter: str | None = None,
+                  retry_policy: dict[str, Any] | None = None,
+                  metadata: dict[str, Any] | None = None) -> Subscription:
+        """Check and store a new subscription."""
+        self.catalog.check_subscribe(event_name)
+        info = self.plugins.sink_info(sink)
+        if not token:
+            raise ConfigError("a verification token is required (--token)")
+        instance = info.factory(self.settings)
+        try:
+            instance.validate_recipient(recipient)
+        finally:
+            instance.close()
+        if retry_policy is not None:
+            RetryPolicy.check_overrides(retry_policy)
+        return self.store.create_subscription(
+            event_name=event_name, sink=sink, recipient=recipient, token=token,
+            filter=filter, retry_policy=retry_policy, metadata=metadata,
+        )
+
+    def replay(self, delivery_id: str) -> None:
+        """Start a new chain of attempts for a delivery, under the same uuid."""
+        delivery = self.store.get_delivery(delivery_id)
+        if delivery.sink == DISPATCH_SINK:
+            body = trigger_message(delivery.event_id, delivery.event_name, delivery.payload,
+                                   delivery.published_at)
+            self.store.set_delivery_status(delivery.id, "retrying")
+            self.broker.publish("trigger", dict(body))
+            return
+        self.store.set_delivery_status(delivery.id, "pending")
+        self.broker.publish("deliver", dict(deliver_message(delivery.id, replay=True)))
+
+    def worker(self, limits: WorkerLimits | None = None) -> Worker:
+        """A worker over this app's queues; ``run()`` it."""
+        dispatcher = Dispatcher(self.catalog, self.store, self.broker, self.retries,
+                                self.policy, self.filter_fn())
+        deliverer = Deliverer(self.settings, self.store, self.plugins, self.retries, self.policy)
+        return Worker(self.broker, self.retries, dispatcher.handle,  # type: ignore[arg-type]
+                      deliverer.handle, limits, on_exit=deliverer.close)  # type: ignore[arg-type]
+
+    def run_worker(self, limits: WorkerLimits | None = None) -> WorkerReport:
+        """Run a worker in this thread until it stops."""
+        return self.worker(limits).run()
+
+    def close(self) -> None:
+        """Release connections."""
+        if "broker" in self.__dict__:
+            self.broker.close()
+        if "store" in self.__dict__:
+            self.store.close()

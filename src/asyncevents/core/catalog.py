@@ -1,0 +1,103 @@
+"""The event catalog: which event names exist, and how to build their payload."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from asyncevents.core.patterns import is_pattern, matches
+from asyncevents.core.settings import EventDefinition
+from asyncevents.errors import ConfigError, UnknownEvent
+
+__all__ = ["Catalog", "Resolver", "load_resolver"]
+
+Resolver = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def load_resolver(path: str) -> Resolver:
+    """Import ``module:function`` and return the function."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"resolver {path!r} must look like 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+        func = getattr(module, attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load resolver {path!r}: {exc}") from None
+    if not callable(func):
+        raise ConfigError(f"resolver {path!r} is not callable")
+    return cast(Resolver, func)
+
+
+@dataclass
+class Catalog:
+    """Event definitions from asyncevents.toml and from ``register_events`` hooks."""
+
+    definitions: dict[str, EventDefinition]
+    strict: bool = True
+
+    @classmethod
+    def build(
+        cls, configured: Mapping[str, EventDefinition], registered: Iterable[tuple[str, Any]],
+        *, strict: bool,
+    ) -> Catalog:
+        """Merge code-registered definitions with configured ones (the file wins)."""
+        definitions: dict[str, EventDefinition] = {}
+        for name, definition in registered:
+            if isinstance(definition, EventDefinition):
+                definitions[name] = definition
+            elif isinstance(definition, Mapping):
+                definitions[name] = EventDefinition(**definition)
+            else:
+                definitions[name] = EventDefinition(description=str(definition or ""))
+        definitions.update(configured)
+        return cls(definitions=definitions, strict=strict)
+
+    def names(self) -> list[str]:
+        """Every defined name or pattern, sorted."""
+        return sorted(self.definitions)
+
+    def definition(self, name: str) -> EventDefinition | None:
+        """The definition covering ``name``: exact first, then the longest pattern."""
+        if name in self.definitions:
+            return self.definitions[name]
+        candidates = [p for p in self.definitions if is_pattern(p) and matches(p, name)]
+        if not candidates:
+            return None
+        return self.definitions[max(candidates, key=len)]
+
+    def _unknown(self, name: str) -> UnknownEvent:
+        known = ", ".join(self.names()) or "none defined"
+        return UnknownEvent(
+            f"unknown event {name!r}; known events: {known} "
+            "(define it under [events] in asyncevents.toml or set strict_events = false)"
+        )
+
+    def check_publish(self, name: str) -> None:
+        """Raise ``UnknownEvent`` when strict and nothing covers ``name``."""
+        if not name or not name.strip() or is_pattern(name):
+            raise UnknownEvent(f"cannot publish {name!r}: an event name is a plain dotted name")
+        if self.strict and self.definition(name) is None:
+            raise self._unknown(name)
+
+    def check_subscribe(self, pattern: str) -> None:
+        """Raise ``UnknownEvent`` when strict and ``pattern`` covers no known event."""
+        if not pattern or not pattern.strip():
+            raise UnknownEvent("an event name or pattern is required")
+        if not self.strict or pattern == "*" or pattern in self.definitions:
+            return
+        if is_pattern(pattern):
+            if any(matches(pattern, known) for known in self.definitions):
+                return
+        elif self.definition(pattern) is not None:
+            return
+        raise self._unknown(pattern)
+
+    def resolver(self, name: str) -> Resolver | None:
+        """The resolver for ``name``, if its definition names one."""
+        definition = self.definition(name)
+        if definition is None or definition.resolver is None:
+            return None
+        return load_resolver(definition.resolver)

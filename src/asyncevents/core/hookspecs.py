@@ -1,0 +1,50 @@
+"""The hooks a plugin can implement (pluggy project ``asyncevents``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from asyncevents.core.retrymanagement import RetryManagement
+    from asyncevents.core.settings import Settings
+    from asyncevents.core.sink import DeliveryRequest, DeliveryResult
+    from asyncevents.core.store import Store
+    from asyncevents.core.transport import Broker
+
+__all__ = ["hookimpl", "hookspec"]
+
+hookspec = pluggy.HookspecMarker("asyncevents")
+hookimpl = pluggy.HookimplMarker("asyncevents")
+
+
+@hookspec
+def register_sinks(register: Callable[[str, Any], None]) -> None:
+    """Register sink classes: ``register("http", HttpSink)``."""
+
+
+@hookspec
+def register_events(register: Callable[[str, Any], None]) -> None:
+    """Register event definitions: ``register("sales.order.created", {"description": ...})``."""
+
+
+@hookspec(firstresult=True)
+def retry_management(
+    settings: Settings, transport: Broker, store: Store
+) -> RetryManagement | None:
+    """Return the RetryManagement for ``transport`` (``transport.scheme``), or None to pass.
+
+    ``store`` is the application's store, for implementations that keep a schedule.
+    """
+
+
+@hookspec
+def before_delivery(request: DeliveryRequest) -> None:
+    """Called before a sink delivers ``request`` (metrics, audit)."""
+
+
+@hookspec
+def after_delivery(request: DeliveryRequest, result: DeliveryResult) -> None:
+    """Called after every attempt with its result, success or not."""

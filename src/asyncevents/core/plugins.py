@@ -1,0 +1,131 @@
+"""The plugin manager: entry points loaded one by one, sinks by name."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from asyncevents.core import hookspecs
+from asyncevents.core.settings import Settings
+from asyncevents.core.sink import Sink
+from asyncevents.errors import UnknownSink
+
+__all__ = ["ENTRY_POINT_GROUP", "PluginFailure", "Plugins", "SinkInfo"]
+
+ENTRY_POINT_GROUP = "asyncevents"
+
+
+@dataclass(frozen=True)
+class SinkInfo:
+    """An installed sink and the distribution that provides it."""
+
+    name: str
+    factory: Any
+    plugin: str
+    distribution: str
+    version: str
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """An entry point that could not be loaded, and why."""
+
+    plugin: str
+    distribution: str
+    error: str
+
+
+@dataclass
+class Plugins:
+    """A pluggy manager plus what its plugins registered.
+
+    ``Plugins.load()`` reads the entry points; tests build one with
+    ``Plugins.load(entry_points=False)`` and register plugins inline.
+    """
+
+    manager: pluggy.PluginManager
+    failures: list[PluginFailure] = field(default_factory=list)
+    _origins: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    _sinks: dict[str, SinkInfo] | None = None
+
+    @classmethod
+    def load(cls, *, disabled: Iterable[str] = (), entry_points: bool = True) -> Plugins:
+        """Build the manager with the core defaults and every enabled entry point."""
+        manager = pluggy.PluginManager("asyncevents")
+        manager.add_hookspecs(hookspecs)
+        from asyncevents.core import defaults
+
+        manager.register(defaults, name="asyncevents.core.defaults")
+        plugins = cls(manager=manager)
+        if entry_points:
+            plugins._load_entry_points(set(disabled))
+        return plugins
+
+    def _load_entry_points(self, disabled: set[str]) -> None:
+        # pluggy's load_setuptools_entrypoints stops at the first broken plugin;
+        # loading one by one keeps the others working and reports the broken one.
+        for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if ep.dist is not None else "unknown"
+            version = ep.dist.version if ep.dist is not None else ""
+            if ep.name in disabled or self.manager.is_blocked(ep.name):
+                continue
+            if self.manager.get_plugin(ep.name) is not None:
+                continue
+            try:
+                module = ep.load()
+                self.manager.register(module, name=ep.name)
+            except Exception as exc:
+                self.failures.append(
+                    PluginFailure(ep.name, dist, f"{type(exc).__name__}: {exc}")
+                )
+                continue
+            self._origins[ep.name] = (ep.name, dist, version)
+
+    def register(self, plugin: object, name: str | None = None) -> None:
+        """Register a plugin object directly (tests, embedding applications)."""
+        registered = self.manager.register(plugin, name=name)
+        if registered:
+            self._origins[registered] = (registered, "(registered in code)", "")
+        self._sinks = None
+
+    @property
+    def hook(self) -> Any:
+        """The pluggy hook relay."""
+        return self.manager.hook
+
+    def sinks(self) -> dict[str, SinkInfo]:
+        """Every registered sink by name."""
+        if self._sinks is None:
+            found: dict[str, SinkInfo] = {}
+            for impl in self.manager.hook.register_sinks.get_hookimpls():
+                origin = self._origins.get(impl.plugin_name, (impl.plugin_name, "", ""))
+
+                def register(name: str, factory: Any, _origin: tuple[str, str, str] = origin) -> None:
+                    found[name] = SinkInfo(name, factory, *_origin)
+
+                impl.function(register=register)
+            self._sinks = found
+        return self._sinks
+
+    def sink_info(self, name: str) -> SinkInfo:
+        """The sink named ``name``, or ``UnknownSink`` listing the installed ones."""
+        sinks = self.sinks()
+        if name not in sinks:
+            known = ", ".join(sorted(sinks)) or "none installed"
+            raise UnknownSink(f"unknown sink {name!r}; installed sinks: {known}")
+        return sinks[name]
+
+    def build_sink(self, name: str, settings: Settings) -> Sink:
+        """A new instance of the sink named ``name``."""
+        sink: Sink = self.sink_info(name).factory(settings)
+        return sink
+
+    def events(self) -> list[tuple[str, Any]]:
+        """Event definitions registered in code by ``register_events``."""
+        found: list[tuple[str, Any]] = []
+        self.manager.hook.register_events(register=lambda name, d=None: found.append((name, d)))
+        return found

@@ -1,0 +1,59 @@
+"""Publish: check an event, then hand it to the trigger queue (now or later)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from asyncevents.core.catalog import Catalog
+from asyncevents.core.clock import utcnow
+from asyncevents.core.messages import trigger_message
+from asyncevents.core.retrymanagement import RetryManagement
+from asyncevents.core.settings import Settings
+from asyncevents.core.transport import Broker
+from asyncevents.errors import InvalidPayload
+
+__all__ = ["Publisher", "check_payload"]
+
+
+def check_payload(data: Any, limit: int) -> dict[str, Any]:
+    """Return ``data`` as a dict, or raise ``InvalidPayload`` saying what is wrong."""
+    if not isinstance(data, Mapping):
+        raise InvalidPayload(f"event data must be a JSON object, not {type(data).__name__}")
+    try:
+        encoded = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidPayload(f"event data is not JSON-serializable: {exc}") from None
+    size = len(encoded.encode())
+    if size > limit:
+        raise InvalidPayload(
+            f"event data is {size} bytes, over the {limit}-byte limit (max_payload_bytes)"
+        )
+    return dict(data)
+
+
+class Publisher:
+    """Turns ``publish(name, data)`` into a trigger message."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, broker: Broker,
+                 retries: RetryManagement) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.broker = broker
+        self.retries = retries
+
+    def publish(self, name: str, data: Any, *, delay: float | None = None) -> str:
+        """Publish one event; return its id. ``delay`` holds it back that many seconds."""
+        self.catalog.check_publish(name)
+        payload = check_payload(data, self.settings.max_payload_bytes)
+        if delay is not None and delay < 0:
+            raise InvalidPayload(f"delay must be zero or more seconds, not {delay}")
+        event_id = str(uuid.uuid4())
+        body = trigger_message(event_id, name, payload, utcnow())
+        if delay:
+            self.retries.schedule("trigger", dict(body), delay)
+        else:
+            self.broker.publish("trigger", dict(body))
+        return event_id

@@ -1,0 +1,126 @@
+"""Settings: one pydantic-settings model, read once and passed in.
+
+Sources, strongest first: keyword arguments, ``ASYNCEVENTS_*`` environment
+variables, then ``asyncevents.toml`` in the working directory (or the file
+named by ``ASYNCEVENTS_CONFIG``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from asyncevents.errors import ConfigError
+
+__all__ = ["Backoff", "EventDefinition", "Settings", "load_settings"]
+
+Backoff = Literal["quadratic", "exponential", "linear", "fixed"]
+CONFIG_ENV = "ASYNCEVENTS_CONFIG"
+DEFAULT_CONFIG = "asyncevents.toml"
+
+
+class EventDefinition(BaseModel):
+    """One entry of the event catalog (``[events."name"]`` in asyncevents.toml)."""
+
+    description: str = ""
+    resolver: str | None = Field(
+        default=None, description="'module:function' called with the published data"
+    )
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything asyncevents can be configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ASYNCEVENTS_", extra="ignore", validate_default=True
+    )
+
+    transport_url: str = "sqla+sqlite:///asyncevents-queue.db"
+    database_url: str = "sqlite:///asyncevents.db"
+    strict_events: bool = True
+    events: dict[str, EventDefinition] = Field(default_factory=dict)
+
+    max_deaths: int = Field(default=5, ge=0)
+    backoff: Backoff = "quadratic"
+    backoff_base: float = Field(default=1.0, gt=0)
+    max_backoff: float = Field(default=60.0, gt=0)
+    jitter: float = Field(default=0.0, ge=0, le=1)
+    max_age: float | None = Field(default=None, gt=0)
+    max_retry_after: float = Field(default=3600.0, gt=0)
+
+    allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    secret_key: SecretStr | None = None
+    disable_plugins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    http_connect_timeout: float = Field(default=5.0, gt=0)
+    http_timeout: float = Field(default=30.0, gt=0)
+    response_excerpt_bytes: int = Field(default=1024, ge=0)
+    max_payload_bytes: int = Field(default=1_000_000, gt=0)
+    event_source: str = "asyncevents"
+
+    queue_prefix: str = Field(default="asyncevents", pattern=r"^[A-Za-z0-9_.-]+$")
+    polling_interval: float = Field(default=0.1, gt=0)
+    lease_seconds: float = Field(default=300.0, gt=0)
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    @field_validator("allowed_networks", "disable_plugins", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then the environment, then the TOML file."""
+        path = _config_path()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def _config_path() -> Path | None:
+    named = os.environ.get(CONFIG_ENV)
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigError(f"{CONFIG_ENV} names {named!r}, which is not a file")
+        return path
+    default = Path(DEFAULT_CONFIG)
+    return default if default.is_file() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings, turning any mistake into a one-line ``ConfigError``."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        raise ConfigError(f"invalid setting {where}: {first['msg']}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"cannot read the configuration file: {exc}") from None

@@ -1,0 +1,136 @@
+"""The store's tables (SQLAlchemy Core). Alembic migrations create them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql, postgresql
+
+__all__ = ["Json", "UTCDateTime", "attempts", "deliveries", "metadata", "schedule", "subscriptions"]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every database.
+
+    Stored naive in UTC because SQLite and MySQL keep no zone; MySQL needs
+    ``fsp=6`` or it drops the microseconds that order attempts.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        """Microsecond precision on MySQL/MariaDB."""
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Convert to naive UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use asyncevents.core.clock")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Attach UTC."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+Json = JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+subscriptions = Table(
+    "asyncevents_subscription",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("event_name", String(255), nullable=False),
+    Column("sink", String(64), nullable=False),
+    Column("recipient", String(2048), nullable=False),
+    Column("token", Text, nullable=False),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("filter", Text, nullable=True),
+    Column("retry_policy", Json, nullable=True),
+    Column("metadata", Json, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("deleted_at", UTCDateTime, nullable=True),
+    Index(None, "active"),
+)
+
+deliveries = Table(
+    "asyncevents_delivery",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("event_id", String(36), nullable=False),
+    Column("event_name", String(255), nullable=False),
+    Column("subscription_id", String(36), nullable=False),
+    Column("sink", String(64), nullable=False),
+    Column("recipient", String(2048), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("payload", Json, nullable=False),
+    Column("published_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    UniqueConstraint("event_id", "subscription_id"),
+    Index(None, "status"),
+    Index(None, "event_name"),
+    Index(None, "subscription_id"),
+    Index(None, "created_at"),
+)
+
+attempts = Table(
+    "asyncevents_attempt",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(36), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("success", Boolean, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("response", Text, nullable=False, default=""),
+    Column("error", Text, nullable=True),
+    Column("replay", Boolean, nullable=False, default=False),
+    Index(None, "delivery_id", "number"),
+)
+
+schedule = Table(
+    "asyncevents_schedule",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("routing_key", String(255), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Index(None, "due_at"),
+)

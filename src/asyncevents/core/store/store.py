@@ -1,0 +1,304 @@
+"""The Store facade: every read and write the core makes, in SQLAlchemy Core."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from asyncevents.core.clock import utcnow
+from asyncevents.core.models import Attempt, Delivery, DeliveryStatus, Subscription
+from asyncevents.core.store import migrate
+from asyncevents.core.store.engine import make_engine
+from asyncevents.core.store.schema import attempts, deliveries, subscriptions
+from asyncevents.errors import NotFound, StoreError
+
+__all__ = ["NewAttempt", "Store"]
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", exc) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class NewAttempt:
+    """What ``record_attempt`` writes: one attempt and the delivery's next state."""
+
+    __slots__ = ("duration_ms", "error", "next_attempt_at", "replay", "response", "started_at",
+                 "status", "status_code", "success")
+
+    def __init__(
+        self, *, started_at: datetime, duration_ms: float, success: bool,
+        status_code: int | None, response: str, error: str | None,
+        status: DeliveryStatus, next_attempt_at: datetime | None = None, replay: bool = False,
+    ) -> None:
+        self.started_at = started_at
+        self.duration_ms = duration_ms
+        self.success = success
+        self.status_code = status_code
+        self.response = response
+        self.error = error
+        self.status = status
+        self.next_attempt_at = next_attempt_at
+        self.replay = replay
+
+
+class Store:
+    """Reads and writes subscriptions, deliveries and attempts."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str, *, auto_migrate: bool | None = None) -> Store:
+        """Connect to ``url`` and check the schema (created on first use with SQLite)."""
+        engine = make_engine(url)
+        store = cls(engine)
+        if auto_migrate is None:
+            auto_migrate = engine.dialect.name == "sqlite"
+        with store._errors():
+            if not migrate.has_schema(engine):
+                if not auto_migrate:
+                    raise StoreError(
+                        "the database has no asyncevents schema; run 'asyncevents migrate'"
+                    )
+                migrate.upgrade(engine)
+        return store
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema."""
+        with self._errors():
+            migrate.upgrade(self.engine)
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (OperationalError, DBAPIError) as exc:
+            if isinstance(exc, IntegrityError):
+                raise
+            where = self.engine.url.render_as_string(hide_password=True)
+            raise StoreError(f"database error at {where}: {_short(exc)}") from exc
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A transaction, with database failures turned into ``StoreError``."""
+        with self._errors(), self.engine.begin() as conn:
+            yield conn
+
+    # -- subscriptions -----------------------------------------------------------------
+
+    def create_subscription(
+        self, *, event_name: str, sink: str, recipient: str, token: str,
+        filter: str | None = None, retry_policy: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None, active: bool = True,
+    ) -> Subscription:
+        """Insert a subscription and return it."""
+        now = utcnow()
+        values = {
+            "id": str(uuid.uuid4()), "event_name": event_name, "sink": sink,
+            "recipient": recipient, "token": token, "active": active, "filter": filter,
+            "retry_policy": retry_policy, "metadata": metadata or {},
+            "created_at": now, "updated_at": now, "deleted_at": None,
+        }
+        with self.begin() as conn:
+            conn.execute(insert(subscriptions).values(**values))
+        return _subscription(values)
+
+    def get_subscription(self, subscription_id: str, *, deleted: bool = False) -> Subscription:
+        """The subscription with this id, or ``NotFound``."""
+        query = select(subscriptions).where(subscriptions.c.id == subscription_id)
+        if not deleted:
+            query = query.where(subscriptions.c.deleted_at.is_(None))
+        with self.begin() as conn:
+            row = conn.execute(query).mappings().first()
+        if row is None:
+            raise NotFound(f"no subscription with id {subscription_id!r}")
+        return _subscription(row)
+
+    def list_subscriptions(self, *, active: bool | None = None) -> list[Subscription]:
+        """Subscriptions that are not deleted, oldest first."""
+        query = select(subscriptions).where(subscriptions.c.deleted_at.is_(None))
+        if active is not None:
+            query = query.where(subscriptions.c.active.is_(active))
+        query = query.order_by(subscriptions.c.created_at, subscriptions.c.id)
+        with self.begin() as conn:
+            return [_subscription(r) for r in conn.execute(query).mappings()]
+
+    def update_subscription(self, subscription_id: str, **values: Any) -> Subscription:
+        """Change fields of a subscription (``active``, ``recipient``, ``token``...)."""
+        values["updated_at"] = utcnow()
+        with self.begin() as conn:
+            result = conn.execute(
+                update(subscriptions)
+                .where(subscriptions.c.id == subscription_id, subscriptions.c.deleted_at.is_(None))
+                .values(**values)
+            )
+        if result.rowcount == 0:
+            raise NotFound(f"no subscription with id {subscription_id!r}")
+        return self.get_subscription(subscription_id, deleted=True)
+
+    def delete_subscription(self, subscription_id: str) -> None:
+        """Soft-delete: the subscription stops receiving; its deliveries stay searchable."""
+        self.update_subscription(subscription_id, active=False, deleted_at=utcnow())
+
+    # -- deliveries --------------------------------------------------------------------
+
+    def ensure_deliveries(
+        self, *, event_id: str, event_name: str, published_at: datetime,
+        payload: dict[str, Any], targets: Sequence[Subscription],
+    ) -> list[Delivery]:
+        """One delivery per (event, subscription), created once however often asked."""
+        if not targets:
+            return []
+        wanted = {s.id: s for s in targets}
+        existing = self._deliveries_of(event_id, list(wanted))
+        missing = [s for sid, s in wanted.items() if sid not in existing]
+        if missing:
+            now = utcnow()
+            rows = [
+                {
+                    "id": str(uuid.uuid4()), "event_id": event_id, "event_name": event_name,
+                    "subscription_id": s.id, "sink": s.sink, "recipient": s.recipient,
+                    "status": "pending", "attempts": 0, "payload": payload,
+                    "published_at": published_at, "created_at": now, "updated_at": now,
+                    "next_attempt_at": None,
+                }
+                for s in missing
+            ]
+            try:
+                with self.begin() as conn:
+                    conn.execute(insert(deliveries), rows)
+            except IntegrityError:
+                # Another worker got the same trigger message (redelivery): its rows win.
+                pass
+            existing = self._deliveries_of(event_id, list(wanted))
+        return [existing[sid] for sid in wanted if sid in existing]
+
+    def _deliveries_of(self, event_id: str, subscription_ids: list[str]) -> dict[str, Delivery]:
+        query = select(deliveries).where(
+            and_(deliveries.c.event_id == event_id,
+                 deliveries.c.subscription_id.in_(subscription_ids))
+        )
+        with self.begin() as conn:
+            return {r["subscription_id"]: _delivery(r) for r in conn.execute(query).mappings()}
+
+    def record_dispatch_failure(
+        self, *, event_id: str, event_name: str, data: dict[str, Any], published_at: datetime,
+        sink: str, attempt: NewAttempt, deaths: int,
+    ) -> str:
+        """Keep an event whose dispatch failed for good as a dead delivery; return its uuid."""
+        now = utcnow()
+        delivery_id = str(uuid.uuid4())
+        try:
+            with self.begin() as conn:
+                conn.execute(insert(deliveries).values(
+                    id=delivery_id, event_id=event_id, event_name=event_name,
+                    subscription_id="", sink=sink, recipient="", status="dead",
+                    attempts=deaths, payload=data, published_at=published_at,
+                    created_at=now, updated_at=now, next_attempt_at=None,
+                ))
+                conn.execute(insert(attempts).values(
+                    delivery_id=delivery_id, number=deaths, started_at=attempt.started_at,
+                    duration_ms=attempt.duration_ms, success=False, status_code=None,
+                    response="", error=attempt.error, replay=attempt.replay,
+                ))
+        except IntegrityError:
+            # Already recorded by an earlier run of the same trigger message.
+            existing = self._deliveries_of(event_id, [""])
+            return existing[""].id
+        return delivery_id
+
+    def get_delivery(self, delivery_id: str) -> Delivery:
+        """The delivery with this uuid, or ``NotFound``."""
+        with self.begin() as conn:
+            row = conn.execute(
+                select(deliveries).where(deliveries.c.id == delivery_id)
+            ).mappings().first()
+        if row is None:
+            raise NotFound(f"no delivery with uuid {delivery_id!r}")
+        return _delivery(row)
+
+    def recent_deliveries(self, limit: int = 50) -> list[Delivery]:
+        """The newest deliveries first."""
+        query = select(deliveries).order_by(
+            deliveries.c.created_at.desc(), deliveries.c.id.desc()
+        ).limit(limit)
+        with self.begin() as conn:
+            return [_delivery(r) for r in conn.execute(query).mappings()]
+
+    def set_delivery_status(
+        self, delivery_id: str, status: DeliveryStatus, *, next_attempt_at: datetime | None = None
+    ) -> None:
+        """Move a delivery to ``status`` without an attempt (replay, scheduling)."""
+        with self.begin() as conn:
+            conn.execute(
+                update(deliveries).where(deliveries.c.id == delivery_id)
+                .values(status=status, next_attempt_at=next_attempt_at, updated_at=utcnow())
+            )
+
+    def record_attempt(self, delivery_id: str, attempt: NewAttempt) -> int:
+        """Write one attempt and the delivery's new state together; return its number."""
+        with self.begin() as conn:
+            conn.execute(
+                update(deliveries).where(deliveries.c.id == delivery_id).values(
+                    attempts=deliveries.c.attempts + 1, status=attempt.status,
+                    next_attempt_at=attempt.next_attempt_at, updated_at=utcnow(),
+                )
+            )
+            number = conn.execute(
+                select(deliveries.c.attempts).where(deliveries.c.id == delivery_id)
+            ).scalar_one()
+            conn.execute(insert(attempts).values(
+                delivery_id=delivery_id, number=number, started_at=attempt.started_at,
+                duration_ms=attempt.duration_ms, success=attempt.success,
+                status_code=attempt.status_code, response=attempt.response,
+                error=attempt.error, replay=attempt.replay,
+            ))
+        return int(number)
+
+    def list_attempts(self, delivery_id: str) -> list[Attempt]:
+        """Every attempt of a delivery, first first."""
+        query = select(attempts).where(attempts.c.delivery_id == delivery_id).order_by(
+            attempts.c.number, attempts.c.id
+        )
+        with self.begin() as conn:
+            return [_attempt(r) for r in conn.execute(query).mappings()]
+
+
+def _subscription(row: Any) -> Subscription:
+    return Subscription(
+        id=row["id"], event_name=row["event_name"], sink=row["sink"],
+        recipient=row["recipient"], token=row["token"], active=bool(row["active"]),
+        filter=row["filter"], retry_policy=row["retry_policy"],
+        metadata=row["metadata"] or {}, created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(
+        id=row["id"], event_id=row["event_id"], event_name=row["event_name"],
+        subscription_id=row["subscription_id"], sink=row["sink"], recipient=row["recipient"],
+        status=row["status"], attempts=row["attempts"], payload=row["payload"],
+        published_at=row["published_at"], created_at=row["created_at"],
+        updated_at=row["updated_at"], next_attempt_at=row["next_attempt_at"],
+    )
+
+
+def _attempt(row: Any) -> Attempt:
+    return Attempt(
+        delivery_id=row["delivery_id"], number=row["number"], started_at=row["started_at"],
+        duration_ms=row["duration_ms"], success=bool(row["success"]),
+        status_code=row["status_code"], response=row["response"], error=row["error"],
+        replay=bool(row["replay"]),
+    )

@@ -1,0 +1,66 @@
+"""The kombu topology: one exchange, the trigger and delivery queues, delay queues."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from kombu import Exchange, Queue
+
+__all__ = ["Route", "Topology"]
+
+Route = Literal["trigger", "deliver"]
+ROUTES: tuple[Route, ...] = ("trigger", "deliver")
+
+# An unused delay queue lives this long after its TTL, then RabbitMQ drops it;
+# the margin keeps a queue alive while its last message waits.
+_EXPIRY_MARGIN_MS = 60_000
+
+
+def delay_ms(seconds: float) -> int:
+    """Round a delay up so that jittered delays share a few queues, not one each."""
+    ms = max(1, math.ceil(seconds * 1000))
+    step = 100 if ms < 10_000 else 1000
+    return math.ceil(ms / step) * step
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Names derived from one prefix, so several installations can share a broker."""
+
+    prefix: str = "asyncevents"
+
+    @property
+    def exchange(self) -> Exchange:
+        """The durable direct exchange every message goes through."""
+        return Exchange(self.prefix, type="direct", durable=True)
+
+    def queue(self, route: Route) -> Queue:
+        """The durable queue for ``route``."""
+        return Queue(f"{self.prefix}.{route}", exchange=self.exchange, routing_key=route,
+                     durable=True)
+
+    @property
+    def queues(self) -> list[Queue]:
+        """The trigger and delivery queues."""
+        return [self.queue(route) for route in ROUTES]
+
+    def delay_queue(self, route: Route, ms: int) -> Queue:
+        """A queue whose messages go back to ``route`` after ``ms`` milliseconds.
+
+        One queue per distinct delay: RabbitMQ only expires messages at the head
+        of a queue, so mixing delays in one queue would hold short ones back.
+        """
+        return Queue(
+            f"{self.prefix}.delay.{route}.{ms}",
+            exchange=Exchange(""),
+            routing_key=f"{self.prefix}.delay.{route}.{ms}",
+            durable=True,
+            queue_arguments={
+                "x-message-ttl": ms,
+                "x-dead-letter-exchange": self.prefix,
+                "x-dead-letter-routing-key": route,
+                "x-expires": ms + _EXPIRY_MARGIN_MS,
+            },
+        )

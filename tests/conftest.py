@@ -1,0 +1,109 @@
+"""Shared fixtures: real services on 127.0.0.1, fresh databases, isolated settings.
+
+A test that needs PostgreSQL, MariaDB or RabbitMQ fails (never skips) when the
+service is down: CI must run the real suite.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+PG_ADMIN = os.environ.get("ASYNCEVENTS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+MYSQL_ADMIN = os.environ.get("ASYNCEVENTS_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/")
+AMQP_URL = os.environ.get("ASYNCEVENTS_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+def require(host: str, port: int, what: str) -> None:
+    """Fail the test when a service is not listening."""
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError as exc:
+        pytest.fail(f"{what} is not reachable on {host}:{port} ({exc}); "
+                    "start it (see .ci/run) — tests never skip a missing service")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No ASYNCEVENTS_* variable or asyncevents.toml from the developer leaks in."""
+    for key in list(os.environ):
+        if key.startswith("ASYNCEVENTS_") and not key.startswith("ASYNCEVENTS_TEST_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+
+
+def _fresh_database(admin_url: str, name: str, kind: str) -> Iterator[str]:
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    url = sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with engine.connect() as conn:
+            if kind == "postgresql":
+                conn.execute(sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :n AND pid <> pg_backend_pid()"), {"n": name})
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+            else:
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+        engine.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test."""
+    require("127.0.0.1", 5432, "PostgreSQL")
+    yield from _fresh_database(PG_ADMIN, f"ae_test_{uuid.uuid4().hex[:10]}", "postgresql")
+
+
+@pytest.fixture
+def mysql_url() -> Iterator[str]:
+    """A fresh MariaDB database for this test."""
+    require("127.0.0.1", 3306, "MariaDB")
+    yield from _fresh_database(MYSQL_ADMIN, f"ae_test_{uuid.uuid4().hex[:10]}", "mysql")
+
+
+@pytest.fixture
+def amqp_url() -> str:
+    """RabbitMQ on 127.0.0.1."""
+    require("127.0.0.1", 5672, "RabbitMQ")
+    return AMQP_URL
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mysql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each supported database in turn."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    fixture = "pg_url" if request.param == "postgresql" else "mysql_url"
+    url: str = request.getfixturevalue(fixture)
+    return url
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Any]:
+    """Settings for one test: its own queues, a temporary SQLite store, loopback allowed."""
+    from asyncevents.core.settings import Settings
+
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "transport_url": f"sqla+sqlite:///{tmp_path / 'queue.db'}",
+            "database_url": f"sqlite:///{tmp_path / 'store.db'}",
+            "queue_prefix": f"t{uuid.uuid4().hex[:12]}",
+            "allowed_networks": ["127.0.0.0/8"],
+            "strict_events": False,
+            "polling_interval": 0.05,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return build

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from asyncevents.core.clock import utcnow
+from asyncevents.core.store import Store
+from asyncevents.core.store.schema import metadata
+from asyncevents.core.store.store import NewAttempt
+from asyncevents.errors import NotFound, StoreError
+
+
+@pytest.fixture
+def store(database_url: str) -> Store:
+    s = Store.open(database_url, auto_migrate=True)
+    yield s
+    s.close()
+
+
+def test_migrations_match_the_tables(store: Store) -> None:
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": False})
+        diff = [d for d in compare_metadata(context, metadata)
+                if not (isinstance(d, tuple) and "alembic_version" in str(d))]
+    assert diff == []
+
+
+def test_subscription_lifecycle(store: Store) -> None:
+    sub = store.create_subscription(event_name="sales.*", sink="http",
+                                    recipient="http://127.0.0.1/x", token="s3cret",
+                                    metadata={"team": "a"})
+    assert store.get_subscription(sub.id).token == "s3cret"
+    assert "token" not in sub.public() and "s3cret" not in repr(sub)
+    assert store.update_subscription(sub.id, active=False).active is False
+    assert [s.id for s in store.list_subscriptions(active=False)] == [sub.id]
+    store.delete_subscription(sub.id)
+    assert store.list_subscriptions() == []
+    with pytest.raises(NotFound):
+        store.get_subscription(sub.id)
+    assert store.get_subscription(sub.id, deleted=True).active is False
+
+
+def test_deliveries_are_unique_per_event_and_subscription(store: Store) -> None:
+    subs = [store.create_subscription(event_name="a", sink="http", recipient=f"http://h/{i}",
+                                      token="t") for i in range(3)]
+    kwargs = dict(event_id="e-1", event_name="a", published_at=utcnow(),
+                  payload={"n": 1, "items": [{"sku": "X"}]})
+    first = store.ensure_deliveries(targets=subs[:2], **kwargs)
+    again = store.ensure_deliveries(targets=subs, **kwargs)
+    assert [d.id for d in again[:2]] == [d.id for d in first]
+    assert len({d.id for d in again}) == 3
+    assert again[0].payload == {"n": 1, "items": [{"sku": "X"}]}
+
+
+def test_attempts_are_numbered_and_times_keep_microseconds(store: Store) -> None:
+    sub = store.create_subscription(event_name="a", sink="http", recipient="http://h",
+                                    token="t")
+    (delivery,) = store.ensure_deliveries(event_id="e", event_name="a", published_at=utcnow(),
+                                          payload={}, targets=[sub])
+    start = utcnow()
+    for n, success in enumerate([False, False, True]):
+        status = "delivered" if success else "retrying"
+        number = store.record_attempt(delivery.id, NewAttempt(
+            started_at=start + timedelta(microseconds=n * 7), duration_ms=1.5, success=success,
+            status_code=200 if success else 500, response="ok", error=None, status=status,
+            next_attempt_at=None if success else utcnow() + timedelta(seconds=1),
+        ))
+        assert number == n + 1
+    attempts = store.list_attempts(delivery.id)
+    assert [a.number for a in attempts] == [1, 2, 3]
+    assert attempts[1].started_at - attempts[0].started_at == timedelta(microseconds=7)
+    final = store.get_delivery(delivery.id)
+    assert final.status == "delivered" and final.attempts == 3 and final.success
+
+
+def test_unreachable_database_is_a_one_line_store_error() -> None:
+    with pytest.raises(StoreError) as err:
+        Store.open("postgresql://nobody:pw@127.0.0.1:1/none")
+    assert "127.0.0.1:1" in str(err.value) and "pw" not in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_schema_asks_for_migrate(pg_url: str) -> None:
+    with pytest.raises(StoreError, match="asyncevents migrate"):
+        Store.open(pg_url)

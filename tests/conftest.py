@@ -107,3 +107,22 @@ def make_settings(tmp_path: Path) -> Callable[..., Any]:
         return Settings(**values)
 
     return build
+
+
+@pytest.fixture(params=["sqla+sqlite", "amqp", "sqla+postgresql"])
+def transport_settings(request: pytest.FixtureRequest, make_settings: Callable[..., Any],
+                       tmp_path: Path) -> Iterator[Any]:
+    """Settings for each real transport in turn (the store follows the transport's database)."""
+    kind = request.param
+    if kind == "amqp":
+        settings = make_settings(transport_url=request.getfixturevalue("amqp_url"))
+    elif kind == "sqla+postgresql":
+        url = request.getfixturevalue("pg_url")
+        settings = make_settings(transport_url=f"sqla+{url}", database_url=url)
+    else:
+        settings = make_settings()
+    yield settings
+    if kind == "amqp":
+        from tests.helpers import delete_amqp_queues
+
+        delete_amqp_queues(settings)

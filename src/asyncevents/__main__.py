@@ -1,0 +1,5 @@
+"""``python -m asyncevents``."""
+
+from asyncevents.cli import main
+
+main()

@@ -1,0 +1,47 @@
+"""The ``asyncevents`` command.
+
+Every command prints data as a table, or as JSON with ``--json``; a user's
+mistake ends with a one-line ``error: ...`` on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from asyncevents.cli.commands import cli
+from asyncevents.errors import AsyncEventsError
+
+__all__ = ["cli", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return (and exit with) its code."""
+    try:
+        cli.main(args=argv, prog_name="asyncevents", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        code = 130
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except AsyncEventsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:  # a bug, not the user's fault: still one line, unless asked
+        if os.environ.get("ASYNCEVENTS_DEBUG"):
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc} "
+                   "(set ASYNCEVENTS_DEBUG=1 for the traceback)", err=True)
+        code = 2
+    else:
+        code = 0
+    if argv is None:
+        sys.exit(code)
+    return code

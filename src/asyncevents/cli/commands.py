@@ -1,0 +1,127 @@
+"""The ``asyncevents`` command group and its small commands."""
+
+from __future__ import annotations
+
+import click
+
+from asyncevents.cli.context import get_app, json_option, parse_json_object
+from asyncevents.cli.deliveries import replay, search, trace
+from asyncevents.cli.output import console, print_json, print_table
+from asyncevents.cli.subscriptions import subscribe, subscriptions
+from asyncevents.core.worker import WorkerLimits
+
+__all__ = ["cli"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="asyncevents")
+def cli() -> None:
+    """Deliver application events reliably to webhooks and other sinks."""
+
+
+cli.add_command(subscribe)
+cli.add_command(subscriptions)
+cli.add_command(search)
+cli.add_command(trace)
+cli.add_command(replay)
+
+
+@cli.command()
+@click.argument("event")
+@click.option("--data", default="{}", show_default=True, help="The payload, a JSON object.")
+@click.option("--delay", type=click.FloatRange(min=0), default=None,
+              help="Dispatch no earlier than this many seconds from now.")
+@json_option
+def publish(event: str, data: str, delay: float | None, as_json: bool) -> None:
+    """Publish EVENT with --data; print the event id."""
+    payload = parse_json_object(data, "--data")
+    event_id = get_app().publish(event, payload, delay=delay)
+    if as_json:
+        print_json({"event_id": event_id})
+    else:
+        click.echo(event_id)
+
+
+@cli.command()
+@click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Deliveries in flight at once.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Stop after this many messages.")
+@click.option("--time-limit", type=click.FloatRange(min=0), default=None,
+              help="Stop after this many seconds.")
+@click.option("--memory-limit", type=click.FloatRange(min=1), default=None,
+              help="Stop once resident memory reaches this many MB.")
+@click.option("--max-idle-time", type=click.FloatRange(min=0), default=None,
+              help="Stop after this many seconds with no message and no retry due.")
+@json_option
+def worker(concurrency: int, limit: int | None, time_limit: float | None,
+           memory_limit: float | None, max_idle_time: float | None, as_json: bool) -> None:
+    """Consume events and deliver them until a limit or SIGTERM."""
+    app = get_app()
+    app.broker.check()
+    report = app.run_worker(WorkerLimits(
+        concurrency=concurrency, limit=limit, time_limit=time_limit,
+        memory_limit_mb=memory_limit, max_idle_time=max_idle_time,
+    ))
+    summary = {"handled": report.handled, "failed": report.failed, "reason": report.reason}
+    if as_json:
+        print_json(summary)
+
+
+@cli.command()
+@json_option
+def sinks(as_json: bool) -> None:
+    """Installed sinks, and plugins that failed to load."""
+    plugins = get_app().plugins
+    rows = [
+        {"name": s.name, "plugin": s.plugin, "distribution": s.distribution,
+         "version": s.version}
+        for s in sorted(plugins.sinks().values(), key=lambda s: s.name)
+    ]
+    failures = [{"plugin": f.plugin, "distribution": f.distribution, "error": f.error}
+                for f in plugins.failures]
+    if as_json:
+        print_json({"sinks": rows, "failed": failures})
+        return
+    print_table(rows, ("name", "distribution", "version", "plugin"), title="Sinks")
+    if failures:
+        print_table(failures, ("plugin", "distribution", "error"), title="Failed plugins")
+
+
+@cli.command()
+@json_option
+def events(as_json: bool) -> None:
+    """The event catalog."""
+    catalog = get_app().catalog
+    rows = [{"name": name, "description": d.description, "resolver": d.resolver}
+            for name, d in sorted(catalog.definitions.items())]
+    if as_json:
+        print_json(rows)
+    else:
+        print_table(rows, ("name", "description", "resolver"), title="Events")
+        if not catalog.strict:
+            console.print("strict_events is off: any event name may be published")
+
+
+@cli.command()
+def migrate() -> None:
+    """Create or upgrade the database schema."""
+    from asyncevents.core.store import Store
+
+    app = get_app()
+    store = Store.open(app.settings.database_url, auto_migrate=True)
+    store.migrate()
+    store.close()
+    console.print("schema is up to date")
+
+
+@cli.command()
+@click.option("--events", "count", type=click.IntRange(min=1), default=5, show_default=True,
+              help="How many events to publish.")
+@click.option("--fail-first", is_flag=True,
+              help="Make the receiver fail the first try of each event, to show retries.")
+def demo(count: int, fail_first: bool) -> None:
+    """The whole system on the embedded SQLite default, end to end."""
+    from asyncevents.demo import run_demo
+
+    run_demo(count=count, fail_first=fail_first)

@@ -1,0 +1,44 @@
+"""The App a CLI invocation works on, built once and on demand."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from asyncevents.core.app import App
+from asyncevents.core.log import configure_logging
+
+__all__ = ["get_app", "json_option", "parse_json_object"]
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def get_app() -> App:
+    """The App for this invocation (settings errors surface as ``ConfigError``)."""
+    ctx = click.get_current_context()
+    root = ctx.find_root()
+    app = root.meta.get("asyncevents.app")
+    if app is None:
+        app = App()
+        configure_logging(app.settings.log_level, app.settings.log_json)
+        root.meta["asyncevents.app"] = app
+        root.call_on_close(app.close)
+    assert isinstance(app, App)
+    return app
+
+
+def parse_json_object(value: str | None, option: str) -> dict[str, Any] | None:
+    """Parse an option's JSON object, or raise a ``BadParameter`` saying what is wrong."""
+    if value is None:
+        return None
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON ({exc.msg} at character {exc.pos})",
+                                 param_hint=option) from None
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"must be a JSON object, not {type(data).__name__}",
+                                 param_hint=option)
+    return data

@@ -1,0 +1,84 @@
+"""Helpers shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from kombu import Connection
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from asyncevents.core.app import App
+from asyncevents.core.settings import Settings
+from asyncevents.core.topology import Topology
+from asyncevents.core.worker import WorkerLimits, WorkerReport
+
+
+@dataclass
+class Hit:
+    """One request a test receiver got."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.body)  # type: ignore[no-any-return]
+
+
+@dataclass
+class Recorder:
+    """Answers webhooks on a pytest-httpserver and keeps every request."""
+
+    server: HTTPServer
+    hits: list[Hit] = field(default_factory=list)
+    statuses: dict[str, list[int]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def route(self, path: str, statuses: list[int] | None = None,
+              headers: dict[str, str] | None = None) -> str:
+        """Serve ``path``: answer the ``statuses`` in turn (then 200); return its URL."""
+        self.statuses[path] = list(statuses or [])
+
+        def handler(request: Request) -> Response:
+            with self.lock:
+                self.hits.append(Hit(path, {k.lower(): v for k, v in request.headers.items()},
+                                     request.get_data()))
+                queue = self.statuses[path]
+                status = queue.pop(0) if queue else 200
+            return Response("ok" if status < 300 else "nope", status=status,
+                            headers=headers if status >= 300 else None)
+
+        self.server.expect_request(path, method="POST").respond_with_handler(handler)
+        return self.server.url_for(path)
+
+    def on(self, path: str) -> list[Hit]:
+        """The hits on ``path``."""
+        return [h for h in self.hits if h.path == path]
+
+
+def drain(app: App, idle: float = 1.5, time_limit: float = 60,
+          concurrency: int = 4) -> WorkerReport:
+    """Run a worker in this thread until nothing is left to do."""
+    return app.run_worker(WorkerLimits(concurrency=concurrency, max_idle_time=idle,
+                                       time_limit=time_limit))
+
+
+def delete_amqp_queues(settings: Settings) -> None:
+    """Remove a test's queues and exchange from RabbitMQ."""
+    topology = Topology(settings.queue_prefix)
+    with Connection(settings.transport_url) as conn:
+        channel = conn.channel()
+        for queue in topology.queues:
+            try:
+                queue(channel).delete()
+            except Exception:
+                channel = conn.channel()
+        try:
+            topology.exchange(channel).delete()
+        except Exception:
+            pass

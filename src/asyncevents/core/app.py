@@ -15,6 +15,7 @@ from asyncevents.core.publish import Publisher
 from asyncevents.core.retry import RetryPolicy
 from asyncevents.core.retrymanagement import RetryManagement
 from asyncevents.core.settings import Settings, load_settings
+from asyncevents.core.signing import signing_key
 from asyncevents.core.store import Store
 from asyncevents.core.transport import Broker
 from asyncevents.core.worker import Worker, WorkerLimits, WorkerReport
@@ -97,8 +98,10 @@ class App:
         """Check and store a new subscription."""
         self.catalog.check_subscribe(event_name)
         info = self.plugins.sink_info(sink)
-        if not token:
-            raise ConfigError("a verification token is required (--token)")
+        try:
+            signing_key(token)
+        except ValueError as exc:
+            raise ConfigError(f"invalid --token: {exc}") from None
         instance = info.factory(self.settings)
         try:
             instance.validate_recipient(recipient)

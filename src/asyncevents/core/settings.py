@@ -7,7 +7,9 @@ named by ``ASYNCEVENTS_CONFIG``).
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,6 +29,7 @@ __all__ = ["Backoff", "EventDefinition", "Settings", "load_settings"]
 
 Backoff = Literal["quadratic", "exponential", "linear", "fixed"]
 CONFIG_ENV = "ASYNCEVENTS_CONFIG"
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?$")
 DEFAULT_CONFIG = "asyncevents.toml"
 
 
@@ -85,6 +88,18 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if _HOSTNAME.match(entry) and not entry.replace(".", "").isdigit():
+                continue  # a host name, allowed by name
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is neither a CIDR nor a host name") from None
+        return value
 
     @classmethod
     def settings_customise_sources(

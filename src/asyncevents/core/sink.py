@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -66,12 +67,13 @@ class DeliveryResult:
     @classmethod
     def failed(
         cls, error: str, *, retryable: bool = True, retry_after: float | None = None,
-        status_code: int | None = None, response: str = "",
+        status_code: int | None = None, response: str = "", disable_subscription: bool = False,
     ) -> DeliveryResult:
         """A failed delivery, retryable unless told otherwise."""
         return cls(
             success=False, retryable=retryable, retry_after=retry_after,
             status_code=status_code, response=response, error=error,
+            disable_subscription=disable_subscription,
         )
 
 
@@ -91,13 +93,8 @@ class Sink(Protocol):
         """Release clients and connections."""
 
 
-class SinkFactory(Protocol):
-    """What ``register_sinks`` registers: a class (or callable) taking the settings."""
-
-    name: ClassVar[str]
-
-    def __call__(self, settings: Settings) -> Sink:
-        """Build the sink."""
+#: What ``register_sinks`` registers: a class (or any callable) taking the settings.
+SinkFactory = Callable[["Settings"], Sink]
 
 
 def cloudevent(request: DeliveryRequest) -> dict[str, Any]:

@@ -1,0 +1,231 @@
+"""The HTTP webhook sink: CloudEvents JSON, signed the Standard Webhooks way.
+
+Each delivery is one ``POST`` of the CloudEvents 1.0 structured document
+with ``webhook-id`` (the delivery uuid, the same on every attempt so the
+receiver can drop duplicates), ``webhook-timestamp`` and
+``webhook-signature`` headers.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from importlib import metadata
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import httpx
+
+from asyncevents.core.hookspecs import hookimpl
+from asyncevents.core.settings import Settings
+from asyncevents.core.sink import DeliveryRequest, DeliveryResult, SinkFactory, cloudevent
+from asyncevents.errors import InvalidRecipient
+from asyncevents.sinks.addresses import AllowList, UnresolvableHost, check_host
+from asyncevents.core.signing import sign
+
+__all__ = ["CONTENT_TYPE", "USER_AGENT", "HttpSink", "register_sinks", "retry_after_seconds"]
+
+CONTENT_TYPE = "application/cloudevents+json"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("asyncevents")
+    except metadata.PackageNotFoundError:
+        return "dev"
+
+
+USER_AGENT = f"asyncevents/{_version()}"
+_MAX_CONNECTIONS = 20
+_RETRYABLE_STATUSES = frozenset({408, 425, 429})
+
+
+def retry_after_seconds(
+    value: str | None, *, cap: float, now: datetime | None = None
+) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delay-seconds or HTTP date), capped.
+
+    ``None`` when the header is absent or unreadable; a date in the past is 0.
+    """
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # RFC 9110 dates are always GMT
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), cap)
+
+
+class HttpSink:
+    """Delivers events to webhook URLs over HTTP(S)."""
+
+    name: ClassVar[str] = "http"
+
+    def __init__(self, settings: Settings) -> None:
+        self._allowed = AllowList.parse(settings.allowed_networks)
+        self._excerpt_bytes = settings.response_excerpt_bytes
+        self._read_budget = settings.http_timeout
+        self._max_retry_after = settings.max_retry_after
+        # One pooled client for every thread of the worker. trust_env=False:
+        # an HTTP(S)_PROXY would connect on our behalf past the address guard,
+        # and ~/.netrc credentials must never go to a subscriber's host.
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(settings.http_timeout, connect=settings.http_connect_timeout),
+            limits=httpx.Limits(
+                max_connections=_MAX_CONNECTIONS, max_keepalive_connections=_MAX_CONNECTIONS
+            ),
+            follow_redirects=False,
+            trust_env=False,
+            headers={"user-agent": USER_AGENT},
+        )
+
+    def validate_recipient(self, recipient: str) -> None:
+        """Raise ``InvalidRecipient`` unless ``recipient`` is an http(s) URL we may call."""
+        check_host(_host_of(recipient), self._allowed)
+
+    def deliver(self, request: DeliveryRequest) -> DeliveryResult:
+        """POST the event to ``request.recipient`` and classify the answer."""
+        result = self._deliver(request)
+        if request.token and result.error and request.token in result.error:
+            return replace(result, error=result.error.replace(request.token, "***"))
+        return result
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    def _deliver(self, request: DeliveryRequest) -> DeliveryResult:
+        # Checked again on every attempt: DNS may now answer differently than
+        # at subscribe time (rebinding). httpx still resolves the name on its
+        # own afterwards; pinning the checked address is left for later.
+        try:
+            check_host(_host_of(request.recipient), self._allowed)
+        except UnresolvableHost as exc:
+            return DeliveryResult.failed(str(exc))
+        except InvalidRecipient as exc:
+            return DeliveryResult.failed(f"recipient address refused: {exc}", retryable=False)
+
+        body = json.dumps(cloudevent(request), separators=(",", ":")).encode("utf-8")
+        timestamp = int(time.time())
+        try:
+            signature = sign(request.token, request.delivery_id, timestamp, body)
+        except ValueError as exc:
+            return DeliveryResult.failed(str(exc), retryable=False)
+        headers = {
+            "content-type": CONTENT_TYPE,
+            # Compressed bodies are inflated only up to the excerpt; better not to get one.
+            "accept-encoding": "identity",
+            "webhook-id": request.delivery_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signature,
+        }
+        try:
+            with self._client.stream(
+                "POST", request.recipient, content=body, headers=headers
+            ) as response:
+                excerpt = self._excerpt(response)
+        except httpx.TimeoutException as exc:
+            return DeliveryResult.failed(f"timed out ({type(exc).__name__})")
+        except httpx.HTTPError as exc:
+            return DeliveryResult.failed(f"request failed: {type(exc).__name__}: {exc}")
+        return self._classify(response, excerpt)
+
+    def _excerpt(self, response: httpx.Response) -> str:
+        """At most ``response_excerpt_bytes`` of the body, without reading the rest."""
+        limit = self._excerpt_bytes
+        if limit <= 0:
+            return ""
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        inflate = _inflater(encoding)
+        if inflate is None and encoding != "identity":
+            return f"[{encoding}-encoded response body not shown]"
+        data = b""
+        deadline = time.monotonic() + self._read_budget
+        try:
+            # iter_raw, not iter_bytes: httpx would inflate each network chunk
+            # whole, and a small gzip bomb is many megabytes inflated.
+            for chunk in response.iter_raw():
+                if inflate is not None:
+                    chunk = inflate.decompress(chunk, limit - len(data))
+                data += chunk
+                if len(data) >= limit or time.monotonic() > deadline:
+                    break
+        except httpx.HTTPError:
+            pass  # the status already arrived; a body cut short does not change it
+        except zlib.error:
+            return f"[{encoding}-encoded response body could not be decoded]"
+        # An incremental decoder drops a character cut in half at the limit
+        # instead of showing a replacement character for it.
+        return codecs.getincrementaldecoder("utf-8")("replace").decode(data[:limit])
+
+    def _classify(self, response: httpx.Response, excerpt: str) -> DeliveryResult:
+        status = response.status_code
+        if 200 <= status < 300:
+            return DeliveryResult.ok(status, excerpt)
+        reason = f"HTTP {status} {response.reason_phrase}".rstrip()
+        if status == 410:
+            return DeliveryResult.failed(
+                f"{reason}: the receiver asked to stop; disabling the subscription",
+                retryable=False, status_code=status, response=excerpt, disable_subscription=True,
+            )
+        if status in _RETRYABLE_STATUSES or status >= 500:
+            wait = retry_after_seconds(
+                response.headers.get("retry-after"), cap=self._max_retry_after
+            )
+            return DeliveryResult.failed(
+                reason, retry_after=wait, status_code=status, response=excerpt
+            )
+        if 300 <= status < 400:
+            reason += " (redirects are not followed; subscribe the final URL)"
+        return DeliveryResult.failed(reason, retryable=False, status_code=status, response=excerpt)
+
+
+def _inflater(encoding: str) -> zlib._Decompress | None:
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(zlib.MAX_WBITS | 16)
+    if encoding == "deflate":
+        return zlib.decompressobj()
+    return None
+
+
+def _host_of(recipient: str) -> str:
+    """The host of an absolute http(s) URL, or ``InvalidRecipient`` saying what is wrong."""
+    # The messages leave the URL out: it may carry credentials as userinfo,
+    # and they end up in every attempt's error.
+    try:
+        url = httpx.URL(recipient)
+    except (httpx.InvalidURL, TypeError):
+        raise InvalidRecipient("the recipient is not a valid URL") from None
+    if url.scheme not in ("http", "https"):
+        what = f"scheme {url.scheme!r}" if url.scheme else "no scheme"
+        raise InvalidRecipient(f"the recipient has {what}; expected an http:// or https:// URL")
+    if not url.raw_host:
+        raise InvalidRecipient("the recipient URL has no host")
+    if url.port is not None and not 0 < url.port < 65536:
+        raise InvalidRecipient(f"the recipient URL has port {url.port}, outside 1-65535")
+    # raw_host is the IDNA (ASCII) form, the one DNS is asked about.
+    return url.raw_host.decode("ascii")
+
+
+if TYPE_CHECKING:
+    _factory: SinkFactory = HttpSink  # mypy checks the class fits the extension point
+
+
+@hookimpl
+def register_sinks(register: Callable[[str, Any], None]) -> None:
+    """Register the ``http`` sink."""
+    register("http", HttpSink)

@@ -1,0 +1,66 @@
+"""Dispatch: resolvers, failures of resolvers, redelivered triggers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pytest_httpserver import HTTPServer
+
+from asyncevents.core.app import App
+from asyncevents.core.dispatch import DISPATCH_SINK
+from asyncevents.core.settings import EventDefinition
+from tests.helpers import Recorder, drain
+
+
+def test_resolver_builds_the_payload(transport_settings: Any, httpserver: HTTPServer) -> None:
+    settings = transport_settings.model_copy(update={"events": {
+        "order.created": EventDefinition(resolver="tests.resolvers_for_tests:enrich")}})
+    app = App(settings)
+    recorder = Recorder(httpserver)
+    app.subscribe("order.created", recorder.route("/r"), token="t")
+    app.publish("order.created", {"id": 7})
+    drain(app)
+    (hit,) = recorder.hits
+    assert hit.json["data"] == {"id": 7, "enriched": True}
+    app.close()
+
+
+def test_failing_resolver_is_retried_then_recorded_dead(
+    transport_settings: Any, httpserver: HTTPServer
+) -> None:
+    settings = transport_settings.model_copy(update={
+        "max_deaths": 2, "backoff": "fixed", "backoff_base": 0.2,
+        "events": {"order.created": EventDefinition(
+            resolver="tests.resolvers_for_tests:always_fails")}})
+    app = App(settings)
+    recorder = Recorder(httpserver)
+    app.subscribe("order.created", recorder.route("/never"), token="t")
+    event_id = app.publish("order.created", {"id": 8})
+    drain(app)
+    assert recorder.hits == []
+    (dead,) = app.store.recent_deliveries()
+    assert dead.event_id == event_id and dead.status == "dead"
+    assert dead.sink == DISPATCH_SINK and dead.payload == {"id": 8}
+    assert dead.attempts == 3  # the first try and max_deaths retries
+    (attempt,) = app.store.list_attempts(dead.id)
+    assert attempt.error is not None and "inventory service unreachable" in attempt.error
+    app.close()
+
+
+def test_redelivered_trigger_creates_no_duplicate(make_settings: Any,
+                                                 httpserver: HTTPServer) -> None:
+    app = App(make_settings(transport_url="memory://"))
+    recorder = Recorder(httpserver)
+    app.subscribe("*", recorder.route("/once"), token="t")
+    app.publish("order.created", {"id": 9})
+    drain(app)
+    (delivery,) = app.store.recent_deliveries()
+    # The same trigger message again, as after a worker crash before its ack.
+    from asyncevents.core.messages import trigger_message
+
+    app.broker.publish("trigger", dict(trigger_message(
+        delivery.event_id, "order.created", {"id": 9}, delivery.published_at)))
+    drain(app, idle=0.5)
+    assert len(app.store.recent_deliveries()) == 1
+    assert len(recorder.hits) == 1
+    app.close()

@@ -86,3 +86,23 @@ def test_unreachable_database_is_a_one_line_store_error() -> None:
 def test_missing_schema_asks_for_migrate(pg_url: str) -> None:
     with pytest.raises(StoreError, match="asyncevents migrate"):
         Store.open(pg_url)
+
+
+def test_purge_removes_old_final_deliveries_in_batches(store: Store) -> None:
+    sub = store.create_subscription(event_name="a", sink="http", recipient="http://h",
+                                    token="t")
+    made = []
+    for n, status in enumerate(["delivered", "dead", "retrying", "delivered", "dead"]):
+        (d,) = store.ensure_deliveries(event_id=f"e{n}", event_name="a", published_at=utcnow(),
+                                       payload={}, targets=[sub])
+        store.record_attempt(d.id, NewAttempt(started_at=utcnow(), duration_ms=1, success=False,
+                                              status_code=500, response="", error="x",
+                                              status=status))  # type: ignore[arg-type]
+        made.append(d.id)
+    assert store.purge_before(utcnow() - timedelta(days=1)) == 0  # nothing that old
+    later = utcnow() + timedelta(seconds=1)
+    assert store.purge_before(later, dry_run=True) == 4
+    assert store.purge_before(later, batch=3) == 4
+    assert [d.id for d in store.recent_deliveries()] == [made[2]]  # retrying stays
+    assert store.list_attempts(made[0]) == []
+    assert len(store.list_attempts(made[2])) == 1

@@ -53,16 +53,19 @@ def publish(event: str, data: str, delay: float | None, as_json: bool) -> None:
               help="Stop once resident memory reaches this many MB.")
 @click.option("--max-idle-time", type=click.FloatRange(min=0), default=None,
               help="Stop after this many seconds with no message and no retry due.")
+@click.option("--retention-days", type=click.FloatRange(min=0), default=None,
+              help="Also remove final deliveries older than this, hourly.")
 @json_option
 def worker(concurrency: int, limit: int | None, time_limit: float | None,
-           memory_limit: float | None, max_idle_time: float | None, as_json: bool) -> None:
+           memory_limit: float | None, max_idle_time: float | None,
+           retention_days: float | None, as_json: bool) -> None:
     """Consume events and deliver them until a limit or SIGTERM."""
     app = get_app()
     app.broker.check()
     report = app.run_worker(WorkerLimits(
         concurrency=concurrency, limit=limit, time_limit=time_limit,
         memory_limit_mb=memory_limit, max_idle_time=max_idle_time,
-    ))
+    ), retention_days=retention_days)
     summary = {"handled": report.handled, "failed": report.failed, "reason": report.reason}
     if as_json:
         print_json(summary)
@@ -101,6 +104,21 @@ def events(as_json: bool) -> None:
         print_table(rows, ("name", "description", "resolver"), title="Events")
         if not catalog.strict:
             console.print("strict_events is off: any event name may be published")
+
+
+@cli.command()
+@click.option("--days", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Keep deliveries younger than this.")
+@click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
+@json_option
+def cleanup(days: float, dry_run: bool, as_json: bool) -> None:
+    """Remove delivered and dead deliveries (and their attempts) older than --days."""
+    count = get_app().cleanup(days, dry_run=dry_run)
+    key = "would_remove" if dry_run else "removed"
+    if as_json:
+        print_json({key: count})
+    else:
+        console.print(f"{count} deliveries {'would be ' if dry_run else ''}removed")
 
 
 @cli.command()

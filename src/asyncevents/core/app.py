@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
 from asyncevents.core.catalog import Catalog
+from asyncevents.core.clock import utcnow
 from asyncevents.core.deliver import Deliverer
 from asyncevents.core.dispatch import DISPATCH_SINK, Dispatcher, FilterFn
 from asyncevents.core.messages import deliver_message, trigger_message
@@ -126,17 +129,32 @@ class App:
         self.store.set_delivery_status(delivery.id, "pending")
         self.broker.publish("deliver", dict(deliver_message(delivery.id, replay=True)))
 
-    def worker(self, limits: WorkerLimits | None = None) -> Worker:
-        """A worker over this app's queues; ``run()`` it."""
+    def worker(self, limits: WorkerLimits | None = None,
+               retention_days: float | None = None) -> Worker:
+        """A worker over this app's queues; ``run()`` it.
+
+        With ``retention_days``, the worker also removes final deliveries older
+        than that, once an hour.
+        """
         dispatcher = Dispatcher(self.catalog, self.store, self.broker, self.retries,
                                 self.policy, self.filter_fn())
         deliverer = Deliverer(self.settings, self.store, self.plugins, self.retries, self.policy)
+        periodic: list[tuple[float, Callable[[], object]]] = []
+        if retention_days is not None:
+            periodic.append((3600.0, lambda: self.cleanup(retention_days)))
         return Worker(self.broker, self.retries, dispatcher.handle,  # type: ignore[arg-type]
-                      deliverer.handle, limits, on_exit=deliverer.close)  # type: ignore[arg-type]
+                      deliverer.handle, limits,  # type: ignore[arg-type]
+                      on_exit=deliverer.close, periodic=periodic)
 
-    def run_worker(self, limits: WorkerLimits | None = None) -> WorkerReport:
+    def run_worker(self, limits: WorkerLimits | None = None,
+                   retention_days: float | None = None) -> WorkerReport:
         """Run a worker in this thread until it stops."""
-        return self.worker(limits).run()
+        return self.worker(limits, retention_days).run()
+
+    def cleanup(self, days: float, *, dry_run: bool = False) -> int:
+        """Remove delivered and dead deliveries older than ``days``; return how many."""
+        cutoff = utcnow() - timedelta(days=days)
+        return self.store.purge_before(cutoff, dry_run=dry_run)
 
     def close(self) -> None:
         """Release connections."""

@@ -56,6 +56,13 @@ class WorkerReport:
     reason: str = ""
 
 
+@dataclass
+class _Periodic:
+    every: float
+    due: float
+    task: Callable[[], object]
+
+
 def rss_mb() -> float:
     """This process's resident memory in MB."""
     try:
@@ -73,9 +80,13 @@ class Worker:
 
     def __init__(self, broker: Broker, retries: RetryManagement, dispatch: Handler,
                  deliver: Handler, limits: WorkerLimits | None = None,
-                 on_exit: Callable[[], None] | None = None) -> None:
+                 on_exit: Callable[[], None] | None = None,
+                 periodic: list[tuple[float, Callable[[], object]]] | None = None) -> None:
         self.broker = broker
         self.on_exit = on_exit
+        # Housekeeping run from the main loop, the first time after one period.
+        self._periodic = [_Periodic(every, time.monotonic() + every, task)
+                          for every, task in periodic or []]
         self.retries = retries
         self.handlers: dict[str, Handler] = {"trigger": dispatch, "deliver": deliver}
         self.limits = limits or WorkerLimits()
@@ -149,6 +160,7 @@ class Worker:
                         pass
                     self._ack_done()
                     self._pump()
+                    self._housekeeping()
                     self._check_limits(started)
                 consumer.cancel()
                 self._finish_in_flight()
@@ -210,6 +222,17 @@ class Worker:
                 self._last_activity = time.monotonic()
         except Exception as exc:
             log.error("retry pump failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        for entry in self._periodic:
+            if now < entry.due:
+                continue
+            entry.due = now + entry.every
+            try:
+                entry.task()
+            except Exception as exc:
+                log.error("housekeeping failed", error=f"{type(exc).__name__}: {exc}")
 
     def _check_limits(self, started: float) -> None:
         limits, now = self.limits, time.monotonic()

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, insert, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from asyncevents.core.clock import utcnow
@@ -265,6 +265,31 @@ class Store:
                 error=attempt.error, replay=attempt.replay,
             ))
         return int(number)
+
+    def purge_before(self, cutoff: datetime, *, batch: int = 1000,
+                     dry_run: bool = False) -> int:
+        """Delete final deliveries created before ``cutoff`` with their attempts.
+
+        Works in batches of ``batch`` rows, each its own short transaction, so a
+        large clean-up never holds long locks. Pending and retrying deliveries stay.
+        """
+        final = and_(deliveries.c.created_at < cutoff,
+                     deliveries.c.status.in_(("delivered", "dead")))
+        if dry_run:
+            with self.begin() as conn:
+                return int(conn.execute(
+                    select(func.count()).select_from(deliveries).where(final)
+                ).scalar_one())
+        removed = 0
+        while True:
+            with self.begin() as conn:
+                ids = list(conn.execute(select(deliveries.c.id).where(final).limit(batch))
+                           .scalars())
+                if not ids:
+                    return removed
+                conn.execute(delete(attempts).where(attempts.c.delivery_id.in_(ids)))
+                conn.execute(delete(deliveries).where(deliveries.c.id.in_(ids)))
+            removed += len(ids)
 
     def list_attempts(self, delivery_id: str) -> list[Attempt]:
         """Every attempt of a delivery, first first."""

@@ -121,6 +121,23 @@ def cleanup(days: float, dry_run: bool, as_json: bool) -> None:
         console.print(f"{count} deliveries {'would be ' if dry_run else ''}removed")
 
 
+@cli.command("rotate-key")
+@click.option("--old-key", envvar="ASYNCEVENTS_OLD_SECRET_KEY", default=None,
+              help="The previous ASYNCEVENTS_SECRET_KEY (or env ASYNCEVENTS_OLD_SECRET_KEY).")
+def rotate_key(old_key: str | None) -> None:
+    """Re-encrypt every verification token with the current ASYNCEVENTS_SECRET_KEY.
+
+    Without --old-key, tokens stored in clear are encrypted (first use of a key).
+    """
+    from asyncevents.core.crypto import TokenCipher
+
+    app = get_app()
+    if not app.store.cipher.enabled:
+        raise click.UsageError("set ASYNCEVENTS_SECRET_KEY to the new key first")
+    changed = app.store.rotate_tokens(TokenCipher(old_key))
+    console.print(f"{changed} verification tokens re-encrypted")
+
+
 @cli.command()
 def migrate() -> None:
     """Create or upgrade the database schema."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from asyncevents.core.catalog import Catalog
 from asyncevents.core.clock import utcnow
+from asyncevents.core.crypto import TokenCipher
 from asyncevents.core.deliver import Deliverer
 from asyncevents.core.dispatch import DISPATCH_SINK, Dispatcher, FilterFn
 from asyncevents.core.messages import deliver_message, trigger_message
@@ -59,7 +60,9 @@ class App:
     @cached_property
     def store(self) -> Store:
         """The store (its schema is created on first use with SQLite)."""
-        return Store.open(self.settings.database_url)
+        secret = self.settings.secret_key
+        cipher = TokenCipher(secret.get_secret_value() if secret else None)
+        return Store.open(self.settings.database_url, cipher=cipher)
 
     @cached_property
     def broker(self) -> Broker:

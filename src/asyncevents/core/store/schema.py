@@ -23,7 +23,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql, postgresql
 
-__all__ = ["Json", "UTCDateTime", "attempts", "deliveries", "metadata", "schedule", "subscriptions"]
+__all__ = [
+    "Json",
+    "UTCDateTime",
+    "api_tokens",
+    "attempts",
+    "deliveries",
+    "idempotency_keys",
+    "metadata",
+    "schedule",
+    "subscriptions",
+]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -133,4 +143,27 @@ schedule = Table(
     Column("body", Text, nullable=False),
     Column("lease_until", UTCDateTime, nullable=True),
     Index(None, "due_at"),
+)
+
+api_tokens = Table(
+    "asyncevents_api_token",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False),
+    # SHA-256 of the bearer token: the token itself is shown once and never stored.
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("scopes", Json, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+idempotency_keys = Table(
+    "asyncevents_idempotency",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("event_id", String(36), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "created_at"),
 )

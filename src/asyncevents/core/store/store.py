@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, u
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from asyncevents.core.clock import utcnow
+from asyncevents.core.crypto import TokenCipher
 from asyncevents.core.models import Attempt, Delivery, DeliveryStatus, Subscription
 from asyncevents.core.store import migrate
 from asyncevents.core.store.engine import make_engine
@@ -51,14 +52,16 @@ class NewAttempt:
 class Store:
     """Reads and writes subscriptions, deliveries and attempts."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, cipher: TokenCipher | None = None) -> None:
         self.engine = engine
+        self.cipher = cipher or TokenCipher(None)
 
     @classmethod
-    def open(cls, url: str, *, auto_migrate: bool | None = None) -> Store:
+    def open(cls, url: str, *, auto_migrate: bool | None = None,
+             cipher: TokenCipher | None = None) -> Store:
         """Connect to ``url`` and check the schema (created on first use with SQLite)."""
         engine = make_engine(url)
-        store = cls(engine)
+        store = cls(engine, cipher)
         if auto_migrate is None:
             auto_migrate = engine.dialect.name == "sqlite"
         with store._errors():
@@ -106,13 +109,17 @@ class Store:
         now = utcnow()
         values = {
             "id": str(uuid.uuid4()), "event_name": event_name, "sink": sink,
-            "recipient": recipient, "token": token, "active": active, "filter": filter,
+            "recipient": recipient, "token": self.cipher.encrypt(token), "active": active,
+            "filter": filter,
             "retry_policy": retry_policy, "metadata": metadata or {},
             "created_at": now, "updated_at": now, "deleted_at": None,
         }
         with self.begin() as conn:
             conn.execute(insert(subscriptions).values(**values))
-        return _subscription(values)
+        return self._subscription(values)
+
+    def _subscription(self, row: Any) -> Subscription:
+        return _subscription(row, self.cipher.decrypt(row["token"]))
 
     def get_subscription(self, subscription_id: str, *, deleted: bool = False) -> Subscription:
         """The subscription with this id, or ``NotFound``."""
@@ -123,7 +130,7 @@ class Store:
             row = conn.execute(query).mappings().first()
         if row is None:
             raise NotFound(f"no subscription with id {subscription_id!r}")
-        return _subscription(row)
+        return self._subscription(row)
 
     def list_subscriptions(self, *, active: bool | None = None) -> list[Subscription]:
         """Subscriptions that are not deleted, oldest first."""
@@ -132,11 +139,13 @@ class Store:
             query = query.where(subscriptions.c.active.is_(active))
         query = query.order_by(subscriptions.c.created_at, subscriptions.c.id)
         with self.begin() as conn:
-            return [_subscription(r) for r in conn.execute(query).mappings()]
+            return [self._subscription(r) for r in conn.execute(query).mappings()]
 
     def update_subscription(self, subscription_id: str, **values: Any) -> Subscription:
         """Change fields of a subscription (``active``, ``recipient``, ``token``...)."""
         values["updated_at"] = utcnow()
+        if "token" in values:
+            values["token"] = self.cipher.encrypt(values["token"])
         with self.begin() as conn:
             result = conn.execute(
                 update(subscriptions)
@@ -291,6 +300,20 @@ class Store:
                 conn.execute(delete(deliveries).where(deliveries.c.id.in_(ids)))
             removed += len(ids)
 
+    def rotate_tokens(self, old: TokenCipher) -> int:
+        """Re-encrypt every stored token from ``old`` to this store's cipher."""
+        changed = 0
+        with self.begin() as conn:
+            rows = conn.execute(select(subscriptions.c.id, subscriptions.c.token)).all()
+            for row_id, stored in rows:
+                token = old.decrypt(stored) if TokenCipher.is_encrypted(stored) else stored
+                fresh = self.cipher.encrypt(token)
+                if fresh != stored:
+                    conn.execute(update(subscriptions).where(subscriptions.c.id == row_id)
+                                 .values(token=fresh))
+                    changed += 1
+        return changed
+
     def list_attempts(self, delivery_id: str) -> list[Attempt]:
         """Every attempt of a delivery, first first."""
         query = select(attempts).where(attempts.c.delivery_id == delivery_id).order_by(
@@ -300,10 +323,10 @@ class Store:
             return [_attempt(r) for r in conn.execute(query).mappings()]
 
 
-def _subscription(row: Any) -> Subscription:
+def _subscription(row: Any, token: str) -> Subscription:
     return Subscription(
         id=row["id"], event_name=row["event_name"], sink=row["sink"],
-        recipient=row["recipient"], token=row["token"], active=bool(row["active"]),
+        recipient=row["recipient"], token=token, active=bool(row["active"]),
         filter=row["filter"], retry_policy=row["retry_policy"],
         metadata=row["metadata"] or {}, created_at=row["created_at"],
         updated_at=row["updated_at"],

@@ -119,6 +119,9 @@ def transport_settings(request: pytest.FixtureRequest, make_settings: Callable[.
     elif kind == "sqla+postgresql":
         url = request.getfixturevalue("pg_url")
         settings = make_settings(transport_url=f"sqla+{url}", database_url=url)
+        from asyncevents.core.store import Store
+
+        Store.open(url, auto_migrate=True).close()  # what 'asyncevents migrate' does
     else:
         settings = make_settings()
     yield settings

@@ -29,6 +29,8 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def _rows(workdir: Path, table: str) -> int:
+    if not (workdir / "asyncevents.db").exists():
+        return 0  # the command stopped before it opened the store
     engine = sa.create_engine(f"sqlite:///{workdir / 'asyncevents.db'}")
     try:
         with engine.connect() as conn:
@@ -50,7 +52,8 @@ def _one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> 
     ("args", "needles"),
     [
         # an event the catalog does not know, with the known ones listed
-        (["publish", "sales.order.deleted", "--data", "{}"], ["unknown event", "sales.order.created"]),
+        (["publish", "sales.order.deleted", "--data", "{}"],
+         ["unknown event", "sales.order.created"]),
         (["publish", "sales.order.created", "--data", "{not json"], ["--data", "not valid JSON"]),
         (["publish", "sales.order.created", "--data", "[1, 2]"], ["--data", "JSON object"]),
         (["subscribe", "sales.order.created", "http://127.0.0.1:9/x", "--sink", "nope",

@@ -64,3 +64,31 @@ def test_redelivered_trigger_creates_no_duplicate(make_settings: Any,
     assert len(app.store.recent_deliveries()) == 1
     assert len(recorder.hits) == 1
     app.close()
+
+
+def test_subscription_filter_selects_payloads(make_settings: Any,
+                                              httpserver: HTTPServer) -> None:
+    app = App(make_settings())
+    recorder = Recorder(httpserver)
+    app.subscribe("order.*", recorder.route("/big"), token="t",
+                  filter="total:>=100 AND items.sku:AB*")
+    app.subscribe("order.*", recorder.route("/all"), token="t")
+    app.publish("order.created", {"total": 150, "items": [{"sku": "ZZ"}, {"sku": "AB1"}]})
+    app.publish("order.created", {"total": 150, "items": [{"sku": "ZZ"}]})
+    app.publish("order.created", {"total": 99, "items": [{"sku": "AB1"}]})
+    drain(app)
+    assert [h.json["data"]["total"] for h in recorder.on("/big")] == [150]
+    assert len(recorder.on("/all")) == 3
+    app.close()
+
+
+def test_bad_filter_is_refused_at_subscribe(make_settings: Any) -> None:
+    import pytest
+
+    from asyncevents.errors import InvalidQuery
+
+    app = App(make_settings())
+    with pytest.raises(InvalidQuery, match="syntax error"):
+        app.subscribe("order.*", "http://127.0.0.1:9/x", token="t", filter="total:[1 TO")
+    assert app.store.list_subscriptions() == []
+    app.close()

@@ -73,7 +73,7 @@ def test_longest_pattern_wins() -> None:
 def test_resolver_loading() -> None:
     func = load_resolver("json:dumps")
     assert func({"a": 1}) == '{"a": 1}'  # type: ignore[comparison-overlap]
-    with pytest.raises(ConfigError, match="package.module:function"):
+    with pytest.raises(ConfigError, match=r"package\.module:function"):
         load_resolver("nocolon")
     with pytest.raises(ConfigError, match="cannot load resolver"):
         load_resolver("no_such_module_xyz:f")

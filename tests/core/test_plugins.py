@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -82,7 +81,7 @@ def test_disabled_plugins_are_not_loaded(plugin_site: Path) -> None:
     plugins = Plugins.load(disabled=["file", "broken"])
     assert "file" not in plugins.sinks()
     assert plugins.failures == []
-    with pytest.raises(UnknownSink, match="installed sinks: http"):
+    with pytest.raises(UnknownSink, match="installed sinks: .*http"):
         plugins.sink_info("file")
 
 

@@ -24,8 +24,13 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         code = 130
+    except click.UsageError as exc:
+        # One line, like every other error; the usage text is one --help away.
+        where = exc.ctx.command_path if exc.ctx is not None else "asyncevents"
+        click.echo(f"error: {exc.format_message()} (see '{where} --help')", err=True)
+        code = exc.exit_code
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"error: {exc.format_message()}", err=True)
         code = exc.exit_code
     except click.exceptions.Exit as exc:
         code = exc.exit_code

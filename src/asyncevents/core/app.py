@@ -18,6 +18,7 @@ from asyncevents.core.plugins import Plugins
 from asyncevents.core.publish import Publisher
 from asyncevents.core.retry import RetryPolicy
 from asyncevents.core.retrymanagement import RetryManagement
+from asyncevents.core.search import compile_filter
 from asyncevents.core.settings import Settings, load_settings
 from asyncevents.core.signing import signing_key
 from asyncevents.core.store import Store
@@ -89,9 +90,9 @@ class App:
         """Publishes events."""
         return Publisher(self.settings, self.catalog, self.broker, self.retries)
 
-    def filter_fn(self) -> FilterFn | None:
-        """How subscription filters are evaluated (the search engine, when installed)."""
-        return None
+    def filter_fn(self) -> FilterFn:
+        """How subscription filters are evaluated: the search engine's Python evaluator."""
+        return lambda query, payload: compile_filter(query)(payload)
 
     def publish(self, name: str, data: Any, *, delay: float | None = None) -> str:
         """Publish event ``name`` with ``data`` (a JSON object); return the event id."""
@@ -115,6 +116,8 @@ class App:
             instance.close()
         if retry_policy is not None:
             RetryPolicy.check_overrides(retry_policy)
+        if filter is not None:
+            compile_filter(filter)  # an InvalidQuery now, not at dispatch
         return self.store.create_subscription(
             event_name=event_name, sink=sink, recipient=recipient, token=token,
             filter=filter, retry_policy=retry_policy, metadata=metadata,

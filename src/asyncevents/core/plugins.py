@@ -104,7 +104,9 @@ class Plugins:
             for impl in self.manager.hook.register_sinks.get_hookimpls():
                 origin = self._origins.get(impl.plugin_name, (impl.plugin_name, "", ""))
 
-                def register(name: str, factory: Any, _origin: tuple[str, str, str] = origin) -> None:
+                def register(
+                    name: str, factory: Any, _origin: tuple[str, str, str] = origin
+                ) -> None:
                     found[name] = SinkInfo(name, factory, *_origin)
 
                 impl.function(register=register)

@@ -29,7 +29,9 @@ __all__ = ["Backoff", "EventDefinition", "Settings", "load_settings"]
 
 Backoff = Literal["quadratic", "exponential", "linear", "fixed"]
 CONFIG_ENV = "ASYNCEVENTS_CONFIG"
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?$"
+)
 DEFAULT_CONFIG = "asyncevents.toml"
 
 

@@ -19,7 +19,7 @@ from asyncevents.core.store.engine import make_engine
 from asyncevents.core.store.schema import attempts, deliveries, subscriptions
 from asyncevents.errors import NotFound, StoreError
 
-__all__ = ["NewAttempt", "Store"]
+__all__ = ["NewAttempt", "Store", "delivery_from_row"]
 
 
 def _short(exc: BaseException) -> str:
@@ -199,7 +199,8 @@ class Store:
                  deliveries.c.subscription_id.in_(subscription_ids))
         )
         with self.begin() as conn:
-            return {r["subscription_id"]: _delivery(r) for r in conn.execute(query).mappings()}
+            rows = conn.execute(query).mappings()
+            return {r["subscription_id"]: delivery_from_row(r) for r in rows}
 
     def record_dispatch_failure(
         self, *, event_id: str, event_name: str, data: dict[str, Any], published_at: datetime,
@@ -235,7 +236,7 @@ class Store:
             ).mappings().first()
         if row is None:
             raise NotFound(f"no delivery with uuid {delivery_id!r}")
-        return _delivery(row)
+        return delivery_from_row(row)
 
     def recent_deliveries(self, limit: int = 50) -> list[Delivery]:
         """The newest deliveries first."""
@@ -243,7 +244,7 @@ class Store:
             deliveries.c.created_at.desc(), deliveries.c.id.desc()
         ).limit(limit)
         with self.begin() as conn:
-            return [_delivery(r) for r in conn.execute(query).mappings()]
+            return [delivery_from_row(r) for r in conn.execute(query).mappings()]
 
     def set_delivery_status(
         self, delivery_id: str, status: DeliveryStatus, *, next_attempt_at: datetime | None = None
@@ -333,7 +334,8 @@ def _subscription(row: Any, token: str) -> Subscription:
     )
 
 
-def _delivery(row: Any) -> Delivery:
+def delivery_from_row(row: Any) -> Delivery:
+    """A ``Delivery`` from a row of the deliveries table."""
     return Delivery(
         id=row["id"], event_id=row["event_id"], event_name=row["event_name"],
         subscription_id=row["subscription_id"], sink=row["sink"], recipient=row["recipient"],

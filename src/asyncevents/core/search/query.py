@@ -1,0 +1,156 @@
+"""Searching the store: pages with a keyset cursor, streaming, counting, filters."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, or_, select
+
+from asyncevents.core.models import Delivery
+from asyncevents.core.search.evaluate import predicate
+from asyncevents.core.search.ir import Node
+from asyncevents.core.search.parse import parse_query
+from asyncevents.core.search.sql import compile_where
+from asyncevents.core.store import Store
+from asyncevents.core.store.schema import deliveries
+from asyncevents.core.store.store import delivery_from_row
+from asyncevents.errors import InvalidQuery
+
+__all__ = [
+    "MAX_LIMIT",
+    "SearchPage",
+    "check_query",
+    "compile_filter",
+    "count_deliveries",
+    "iter_deliveries",
+    "search_deliveries",
+]
+
+MAX_LIMIT = 10_000
+_CURSOR_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    """One page of matching deliveries, newest first.
+
+    ``next_cursor`` is ``None`` on the last page; otherwise pass it back as
+    ``cursor`` for the next page. Cursors are positions (created time and
+    uuid), so newer deliveries never shift the pages that follow.
+    """
+
+    items: list[Delivery]
+    next_cursor: str | None
+
+
+def check_query(q: str) -> None:
+    """Raise :class:`InvalidQuery` (one line, with the position) if ``q`` is not a valid search."""
+    parse_query(q, "search")
+
+
+@lru_cache(maxsize=512)
+def _filter_tree(q: str) -> Node:
+    return parse_query(q, "filter")
+
+
+def compile_filter(q: str) -> Callable[[dict[str, Any]], bool]:
+    """A predicate over a payload for a subscription filter (a Lucene query).
+
+    Fields are payload paths: ``data.customer.email:x`` and ``customer.email:x``
+    mean the same. Raises :class:`InvalidQuery` when ``q`` is not a valid filter.
+    """
+    test = predicate(_filter_tree(q))
+
+    def matches(payload: dict[str, Any]) -> bool:
+        return test({"data": payload})
+
+    return matches
+
+
+def _encode_cursor(delivery: Delivery) -> str:
+    created = delivery.created_at.astimezone(UTC).isoformat()
+    raw = json.dumps([_CURSOR_VERSION, created, delivery.id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        version, created, delivery_id = json.loads(raw)
+        moment = datetime.fromisoformat(created)
+        if version != _CURSOR_VERSION or not isinstance(delivery_id, str) or moment.tzinfo is None:
+            raise ValueError(cursor)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidQuery(f"invalid cursor {cursor[:40]!r}: pass back a next_cursor") from None
+    return moment, delivery_id
+
+
+def _after(position: tuple[datetime, str]) -> ColumnElement[bool]:
+    created, delivery_id = position
+    col = deliveries.c
+    return or_(col.created_at < created, and_(col.created_at == created, col.id < delivery_id))
+
+
+def _page(store: Store, where: ColumnElement[bool], limit: int,
+          position: tuple[datetime, str] | None) -> list[Delivery]:
+    query = select(deliveries).where(where)
+    if position is not None:
+        query = query.where(_after(position))
+    query = query.order_by(deliveries.c.created_at.desc(), deliveries.c.id.desc()).limit(limit)
+    with store.begin() as conn:
+        return [delivery_from_row(row) for row in conn.execute(query).mappings()]
+
+
+def _where(store: Store, q: str) -> ColumnElement[bool]:
+    return compile_where(parse_query(q, "search"), store.engine.dialect.name)
+
+
+def _check_size(name: str, value: int) -> None:
+    if not 1 <= value <= MAX_LIMIT:
+        raise InvalidQuery(f"{name} must be between 1 and {MAX_LIMIT}, not {value}")
+
+
+def search_deliveries(store: Store, q: str, *, limit: int = 50,
+                      cursor: str | None = None) -> SearchPage:
+    """The newest deliveries matching ``q`` (empty or ``*`` for all), one page at a time."""
+    _check_size("limit", limit)
+    position = _decode_cursor(cursor) if cursor else None
+    rows = _page(store, _where(store, q), limit + 1, position)
+    items = rows[:limit]
+    next_cursor = _encode_cursor(items[-1]) if len(rows) > limit else None
+    return SearchPage(items=items, next_cursor=next_cursor)
+
+
+def iter_deliveries(store: Store, q: str, *, batch: int = 1000) -> Iterator[Delivery]:
+    """Every delivery matching ``q``, newest first, fetched ``batch`` rows at a time.
+
+    Memory stays bounded by one batch however many rows match; each batch is
+    its own short transaction. The query is checked before the first row.
+    """
+    _check_size("batch", batch)
+    where = _where(store, q)
+
+    def rows() -> Iterator[Delivery]:
+        position: tuple[datetime, str] | None = None
+        while True:
+            page = _page(store, where, batch, position)
+            yield from page
+            if len(page) < batch:
+                return
+            position = (page[-1].created_at, page[-1].id)
+
+    return rows()
+
+
+def count_deliveries(store: Store, q: str) -> int:
+    """How many deliveries match ``q``."""
+    query = select(func.count()).select_from(deliveries).where(_where(store, q))
+    with store.begin() as conn:
+        return int(conn.execute(query).scalar_one())

@@ -1,0 +1,138 @@
+"""Query errors: one line, saying what is wrong and where."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from asyncevents.core.search import check_query, compile_filter
+from asyncevents.errors import InvalidQuery
+
+ERRORS: list[tuple[str, str]] = [
+    ("foo:bar", "unknown field 'foo' at position 0; fields: uuid, event_name, subscription_id, "
+                "status, success, created, sink, recipient, attempts, data.<path>"),
+    ("status:delivered AND foo:1", "unknown field 'foo' at position 21"),
+    ("Status:dead", "unknown field 'Status' at position 0"),
+    ("status:(delivered", "syntax error at the end"),
+    ("status:delivered)", "syntax error at position 16: unexpected ')'"),
+    ("status:dead AND", "syntax error at the end"),
+    ("status:dead AND OR sink:http", "syntax error at position 16: unexpected 'OR'"),
+    ('data.x:"abc', "syntax error at position 7: unclosed quote"),
+    ("data.x:[1 TO", "syntax error at the end"),
+    ("attempts:abc", "attempts needs an integer, not 'abc' at position 9"),
+    ("attempts:1.5", "attempts needs an integer, not '1.5' at position 9"),
+    ("attempts:[1 TO x]", "attempts needs an integer, not 'x' at position 9"),
+    ("attempts:x*", "wildcards only work on text fields, not attempts at position 9"),
+    ("created:yesterday", "invalid date 'yesterday' for created at position 8"),
+    ("created:[2026-13-01 TO now]", "invalid date '2026-13-01' for created at position 8"),
+    ("created:now-1y", "invalid date 'now-1y' for created at position 8"),
+    ("created:2026-01-*", "wildcards only work on text fields, not created"),
+    ("foo", "term 'foo' at position 0 has no field; write field:value (e.g. event_name:...)"),
+    ("status:dead foo", "term 'foo' at position 12 has no field"),
+    ('"order.created"', "term '\"order.created\"' at position 0 has no field"),
+    ("[1 TO 2]", "range at position 0 has no field"),
+    ("status:bogus", "unknown status 'bogus' at position 7; statuses: pending, retrying, "
+                     "delivered, dead"),
+    ("success:maybe", "success is true or false, not 'maybe' at position 8"),
+    ("success:[true TO false]", "success takes true or false, not a range at position 8"),
+    ("data.a$b:1", "invalid field 'data.a$b' at position 0: path segments are"),
+    ("data.a..b:1", "invalid field 'data.a..b'"),
+    ("data.a.*.b:1", "invalid field 'data.a.*.b'"),
+    ("data.:1", "field 'data.' at position 0 needs a path"),
+    ("data:1", "field 'data' at position 0 needs a path"),
+    ("data.a.b.c.d.e.f.g.h.i:1", "too deep: at most 8 path segments"),
+    ("status:/dea.*/", "regular expressions are not supported (at position 7)"),
+    ("status:dead~", "fuzzy search ('~') is not supported"),
+    ('data.x:"a b"~2', "proximity search ('~') is not supported"),
+    ("status:dead^2", "boosting ('^') is not supported"),
+    ("status:event_name:x", "field 'event_name' at position 7 is inside field 'status'"),
+    ("(" * 40 + "status:dead" + ")" * 40, "nested too deeply"),
+    (" OR ".join(["status:dead"] * 70), "too many terms"),
+    ("status:" + "x" * 5000, "query too long: 5007 characters, at most 4096"),
+]
+
+
+@pytest.mark.parametrize(("query", "message"), ERRORS, ids=[e[0][:40] for e in ERRORS])
+def test_error_message(query: str, message: str) -> None:
+    with pytest.raises(InvalidQuery) as info:
+        check_query(query)
+    text = str(info.value)
+    assert message in text
+    assert "\n" not in text
+
+
+@pytest.mark.parametrize("query", [
+    "", "*", "status:dead", "data.customer.email:*@example.com", "created:[2026-01-01 TO now]",
+    "created:>now-1d/d", "attempts:{1 TO 3}", "event_name:order.* AND NOT success:true",
+    "data.items.sku:(ABC OR XYZ)", 'data.x:"a \\"b\\""', "data.total:>=\\-3",
+])
+def test_valid_queries(query: str) -> None:
+    check_query(query)
+
+
+def test_error_echoes_odd_input_on_one_line() -> None:
+    with pytest.raises(InvalidQuery) as info:
+        check_query('status:"dead\nline"')
+    assert "\n" not in str(info.value)
+    assert "\\n" in str(info.value)
+
+
+# -- subscription filters (pure Python) ----------------------------------------------
+
+PAYLOAD = {
+    "customer": {"email": "alice@example.com", "vip": True, "age": 41},
+    "items": [{"sku": "ABC", "price": 9.5}, {"sku": "XYZ", "price": 20}],
+    "tags": ["a", "b"],
+    "status": "open",
+}
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("data.customer.email:alice@example.com", True),
+    ("customer.email:alice@example.com", True),
+    ("customer.email:*@example.com", True),
+    ("customer.email:*@EXAMPLE.com", False),
+    ("customer.vip:true", True),
+    ("customer.age:[40 TO 50]", True),
+    ("customer.age:>41", False),
+    ("items.sku:XYZ", True),
+    ("items.price:>=20", True),
+    ("items.price:>20", False),
+    ("data.items.sku:ABC AND NOT tags:c", True),
+    ("tags:(c OR d)", False),
+    ("status:open", True),  # in filters every field is a payload path
+    ("missing:*", False),
+    ("NOT missing:*", True),
+    ("*", True),
+    ("", True),
+])
+def test_compile_filter(query: str, expected: bool) -> None:
+    assert compile_filter(query)(PAYLOAD) is expected
+
+
+@pytest.mark.parametrize(("query", "message"), [
+    ("created:[now-1d TO now]", ""),  # a payload key named "created": allowed, no match
+    ("foo", "term 'foo' at position 0 has no field; write field:value (e.g. data.<path>:...)"),
+    ("a$:1", "invalid field 'a$'"),
+    ("items.sku:(", "syntax error"),
+])
+def test_filter_errors(query: str, message: str) -> None:
+    if not message:
+        assert compile_filter(query)(PAYLOAD) is False
+        return
+    with pytest.raises(InvalidQuery, match=re.escape(message)):
+        compile_filter(query)
+
+
+def test_filter_is_thread_safe() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    queries = [f"customer.age:[{n} TO {n + 10}] AND items.sku:A*" for n in range(200)]
+
+    def run(query: str) -> bool:
+        return compile_filter(query)(PAYLOAD)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(run, queries))
+    assert results == [n <= 41 <= n + 10 for n in range(200)]

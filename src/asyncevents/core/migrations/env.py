@@ -7,7 +7,15 @@ from alembic import context
 from asyncevents.core.store.schema import metadata
 
 connection = context.config.attributes["connection"]
+
+
+def include_object(obj: object, name: str | None, type_: str, reflected: bool,
+                   compare_to: object) -> bool:
+    # The queue table of the SQL transport may share this database: not ours.
+    return not (type_ == "table" and reflected and name not in metadata.tables)
+
+
 context.configure(connection=connection, target_metadata=metadata,
-                  version_table="asyncevents_alembic_version")
+                  version_table="asyncevents_alembic_version", include_object=include_object)
 with context.begin_transaction():
     context.run_migrations()

@@ -1,0 +1,263 @@
+"""A crash-safe SQL transport for kombu (``sqla+<database url>``).
+
+kombu's stock SQLAlchemy transport hides a row for good when it is fetched, so
+a consumer killed before its ack loses the message, and it never deletes a
+row. Here a fetch *leases* a row (:mod:`~asyncevents.core.sqltransport_schema`
+has the table): it comes back by itself when the lease runs out. An ack, or a
+reject without requeue, deletes the row; a requeue, or kombu's restore of
+unacked messages when a channel closes, makes the row visible again in its
+original place, never as a copy. A consumer whose lease ran out and whose row
+was claimed again can neither ack nor requeue the new holder's lease.
+
+Use :func:`connection`. ``kombu.Connection("sqla+...", transport=SqlTransport)``
+does *not* work: kombu takes the transport from the URL prefix and silently
+drops the ``transport`` argument; :class:`SqlConnection` maps the prefix back.
+
+Transport options: ``polling_interval`` (seconds between polls of an empty
+queue), ``lease_seconds`` (longer than the longest delivery), ``claim_batch``
+(rows a consumer claims per query, capped by its prefetch count; default 10)
+and ``engine_options`` (for :func:`sqlalchemy.create_engine`); nothing else
+reaches ``create_engine``.
+
+Fresh rows come out FIFO; a row whose lease ran out queues again from the
+moment it became visible. Leases use the clients' clocks (naive UTC), so
+hosts sharing a queue need synchronised clocks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Iterable
+from contextlib import suppress
+from datetime import timedelta
+from queue import Empty
+from time import monotonic
+from typing import Any
+
+import kombu
+from kombu.transport import sqlalchemy as kombu_sqla
+from kombu.transport import virtual
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from asyncevents.core import sqltransport_schema as schema
+from asyncevents.core.sqltransport_schema import (
+    TABLE_NAME,
+    QueueEngines,
+    dispose_engines,
+    engine_url,
+    get_engines,
+    messages,
+)
+
+__all__ = [
+    "TABLE_NAME",
+    "QueueEngines",
+    "SqlChannel",
+    "SqlConnection",
+    "SqlTransport",
+    "connection",
+    "dispose_engines",
+    "engine_url",
+    "get_engines",
+    "messages",
+]
+
+
+class SqlChannel(virtual.Channel):  # type: ignore[misc]
+    """A kombu channel whose queues are rows of :data:`messages`."""
+
+    def __init__(self, connection: Any, **kwargs: Any) -> None:
+        super().__init__(connection, **kwargs)
+        self._engines: QueueEngines = connection.engines
+        self._lease = timedelta(seconds=connection.lease_seconds)
+        self._claim_batch: int = connection.claim_batch
+        # delivery_tag -> (row id, delivery count); shared by the transport's
+        # channels, since kombu may reject a message on another channel.
+        self._leases: dict[str, tuple[int, int]] = connection.leases
+        # Rows claimed for a consumer but not delivered yet, and until when
+        # (monotonic) they are fresh enough to deliver.
+        self._claimed: dict[str, tuple[deque[tuple[int, str, int]], float]] = {}
+
+    def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
+        now = schema.utcnow()
+        row = {"queue": queue, "payload": json.dumps(message), "created_at": now,
+               "visible_at": now, "deliveries": 0}
+        schema.run(self._engines.put, lambda conn: conn.execute(schema.PUT, row))
+
+    def _batch_size(self, queue: str) -> int:
+        if queue not in self._active_queues:
+            return 1  # basic_get: no consumer to hand the others to
+        room = self.qos.can_consume_max_estimate()
+        return self._claim_batch if room is None else max(1, min(room, self._claim_batch))
+
+    def _claim(self, conn: Connection, queue: str, k: int) -> list[tuple[int, str, int]]:
+        now = schema.utcnow()
+        params = {"q": queue, "now": now, "until": now + self._lease, "k": k}
+        if self._engines.claim_in_one_statement:
+            return sorted((r[0], r[1], r[2]) for r in conn.execute(schema.CLAIM, params))
+        rows = conn.execute(schema.PICK, params).all()
+        if rows:
+            conn.execute(schema.LEASE, {"ids": [r[0] for r in rows], "until": params["until"]})
+        return [(r[0], r[1], r[2] + 1) for r in rows]
+
+    def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
+        claimed, fresh_until = self._claimed.pop(queue, (None, 0.0))
+        if claimed and monotonic() > fresh_until:
+            self._unclaim(claimed)  # half the lease is gone: start over
+            claimed = None
+        if not claimed:
+            k = self._batch_size(queue)
+            claimed = deque(schema.run(self._engines.claim,
+                                       lambda conn: self._claim(conn, queue, k)))
+            fresh_until = monotonic() + self._lease.total_seconds() / 2
+            if not claimed:
+                raise Empty()
+        row_id, payload, deliveries = claimed.popleft()
+        if claimed:
+            self._claimed[queue] = (claimed, fresh_until)
+        message: dict[str, Any] = json.loads(payload)
+        properties = message["properties"]
+        self._leases[properties["delivery_tag"]] = (row_id, deliveries)
+        if deliveries > 1:
+            message["redelivered"] = True
+            properties.setdefault("delivery_info", {})["redelivered"] = True
+        return message
+
+    def _unclaim(self, rows: Iterable[tuple[int, str, int]]) -> None:
+        params = [{"rid": row_id, "n": n} for row_id, _, n in rows]
+        # On failure they come back anyway when their lease runs out.
+        with suppress(DBAPIError):
+            if params:
+                schema.run(self._engines.settle, lambda conn: conn.execute(schema.UNCLAIM, params))
+
+    def _settle(self, delivery_tag: str) -> None:
+        """Delete the row behind ``delivery_tag`` if we still hold its lease."""
+        lease = self._leases.get(delivery_tag)
+        if lease is not None:
+            params = {"rid": lease[0], "n": lease[1]}
+            schema.run(self._engines.settle, lambda conn: conn.execute(schema.SETTLE, params))
+            self._leases.pop(delivery_tag, None)
+
+    def basic_ack(self, delivery_tag: str, multiple: bool = False) -> None:
+        """Acknowledge: delete the message's row."""
+        self._settle(delivery_tag)
+        super().basic_ack(delivery_tag, multiple)
+
+    def basic_reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        """Reject: delete the row, or with ``requeue`` make it visible again."""
+        if not requeue:
+            self._settle(delivery_tag)
+        super().basic_reject(delivery_tag, requeue=requeue)
+
+    def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
+        """Fetch one message; with ``no_ack`` its row is deleted at once."""
+        message = super().basic_get(queue, no_ack=no_ack, **kwargs)
+        if message is not None and no_ack:
+            self._settle(message.delivery_tag)
+        return message
+
+    def basic_consume(self, queue: str, no_ack: bool, callback: Any, consumer_tag: str,
+                      **kwargs: Any) -> Any:
+        """Consume ``queue``; with ``no_ack`` each row is deleted when delivered."""
+        deliver = callback
+        if no_ack:
+
+            def deliver(message: Any) -> Any:
+                self._settle(message.delivery_tag)
+                return callback(message)
+
+        return super().basic_consume(queue, no_ack, deliver, consumer_tag, **kwargs)
+
+    def basic_cancel(self, consumer_tag: str) -> Any:
+        """Cancel a consumer; rows claimed for it and not delivered go back."""
+        queue = self._tag_to_queue.get(consumer_tag)
+        result = super().basic_cancel(consumer_tag)
+        if queue is not None and queue not in self._active_queues:
+            self._unclaim(self._claimed.pop(queue, ((), 0.0))[0])
+        return result
+
+    def close(self) -> None:
+        """Close the channel: undelivered claims and unacked messages go back."""
+        super().close()
+        claimed, self._claimed = self._claimed, {}
+        self._unclaim(row for rows, _ in claimed.values() for row in rows)
+
+    def _restore(self, message: Any) -> None:
+        """Make an unacked message's row visible again (kombu would insert a copy)."""
+        lease = self._leases.pop(message.delivery_tag, None)
+        if lease is None:
+            super()._restore(message)  # not fetched here: kombu's copy, never a loss
+            return
+        params = {"rid": lease[0], "n": lease[1]}
+        schema.run(self._engines.settle, lambda conn: conn.execute(schema.RELEASE, params))
+
+    def _size(self, queue: str) -> int:
+        params = {"q": queue, "now": schema.utcnow()}
+        return int(schema.run(self._engines.put,
+                              lambda conn: conn.execute(schema.SIZE, params).scalar_one()))
+
+    def _purge(self, queue: str) -> int:
+        # Like AMQP: ready messages go, delivered-but-unacked ones stay.
+        params = {"q": queue, "now": schema.utcnow()}
+        return int(schema.run(self._engines.put,
+                              lambda conn: conn.execute(schema.PURGE, params).rowcount))
+
+    def _delete(self, queue: str, *args: Any, **kwargs: Any) -> None:
+        schema.run(self._engines.put, lambda conn: conn.execute(schema.DELETE_QUEUE, {"q": queue}))
+
+
+class SqlTransport(kombu_sqla.Transport):  # type: ignore[misc]
+    """kombu's SQLAlchemy transport with leased rows; see the module docstring."""
+
+    Channel = SqlChannel
+    polling_interval = 0.1
+    connection_errors = (OperationalError, InterfaceError)
+
+    def __init__(self, client: Any, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
+        options = client.transport_options
+        self.lease_seconds = float(options.get("lease_seconds", 300.0))
+        if self.lease_seconds <= 0:
+            raise ValueError(f"lease_seconds must be positive, not {self.lease_seconds}")
+        self.claim_batch = max(1, int(options.get("claim_batch", 10)))
+        self.leases: dict[str, tuple[int, int]] = {}
+        self._engines: QueueEngines | None = None
+
+    @property
+    def engines(self) -> QueueEngines:
+        """The process's engines for this connection's URL."""
+        if self._engines is None:
+            options = self.client.transport_options.get("engine_options")
+            self._engines = get_engines(self.client.hostname, options)
+        return self._engines
+
+    def establish_connection(self) -> Any:
+        """Check that the database answers, then open the first channel."""
+        schema.run(self.engines.put, lambda conn: conn.exec_driver_sql("SELECT 1").all())
+        return super().establish_connection()
+
+
+class SqlConnection(kombu.Connection):  # type: ignore[misc]
+    """A ``kombu.Connection`` whose ``sqla+``/``sqlalchemy+`` URLs use :class:`SqlTransport`."""
+
+    def _init_params(self, **params: Any) -> None:
+        if params.get("transport") in (None, "sqla", "sqlalchemy"):
+            params["transport"] = SqlTransport
+        super()._init_params(**params)
+
+
+def connection(url: str, *, polling_interval: float = 0.1, lease_seconds: float = 300.0,
+               **kw: Any) -> kombu.Connection:
+    """A kombu connection to the SQL queue at ``url`` (``sqla+`` prefix optional).
+
+    ``kw`` goes to ``kombu.Connection``; its ``transport_options`` may hold
+    ``engine_options`` for ``create_engine``.
+    """
+    scheme = url.partition("://")[0]
+    if not scheme.startswith(("sqla+", "sqlalchemy+")):
+        url = f"sqla+{url}"
+    options = dict(kw.pop("transport_options", None) or {})
+    options.update(polling_interval=polling_interval, lease_seconds=lease_seconds)
+    return SqlConnection(url, transport_options=options, **kw)

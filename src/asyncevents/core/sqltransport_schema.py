@@ -1,0 +1,268 @@
+"""The queue table behind :mod:`asyncevents.core.sqltransport`, its SQL and its engines.
+
+One row per message that is ready or leased; acked rows are deleted, so the
+table stays as small as the backlog. A row is ready when ``visible_at`` has
+passed; a claim moves ``visible_at`` to the end of the lease and bumps
+``deliveries``, which doubles as the lease's token.
+
+Every job gets the engine that suits it (:class:`QueueEngines`): publishing
+always waits for a durable commit; claims and acks on PostgreSQL and SQLite do
+not wait for the disk, since losing one in a database crash only means a
+redelivery. Single statements run in autocommit (no ``BEGIN``/``COMMIT``
+round trips), except on SQLite, where every transaction is ``BEGIN
+IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
+
+__all__ = [
+    "TABLE_NAME",
+    "QueueEngines",
+    "dispose_engines",
+    "engine_url",
+    "get_engines",
+    "messages",
+    "metadata",
+    "run",
+    "utcnow",
+]
+
+_T = TypeVar("_T")
+
+#: The queue table's name.
+TABLE_NAME = "asyncevents_queue_message"
+
+_TIME = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+#: The metadata holding only :data:`messages`.
+metadata = MetaData()
+#: The SQLAlchemy Core table behind every queue.
+messages = Table(
+    TABLE_NAME,
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("queue", String(200), nullable=False),
+    Column("payload", Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"),
+           nullable=False),
+    Column("created_at", _TIME, nullable=False),
+    Column("visible_at", _TIME, nullable=False),
+    Column("deliveries", Integer, nullable=False),
+    Index(f"ix_{TABLE_NAME}_ready", "queue", "visible_at", "id"),
+    # Never reuse an id: a stale lease token must not match a newer row.
+    sqlite_autoincrement=True,
+    mysql_charset="utf8mb4",
+)
+
+_c = messages.c
+PUT = insert(messages)
+PICK = (
+    select(_c.id, _c.payload, _c.deliveries)
+    .where(_c.queue == bindparam("q"), _c.visible_at <= bindparam("now"))
+    .order_by(_c.visible_at, _c.id)
+    .limit(bindparam("k", type_=Integer))
+    .with_for_update(skip_locked=True)
+)
+# Claim up to ``k`` rows in one statement on PostgreSQL and SQLite; MariaDB has
+# no UPDATE ... RETURNING, so there it is PICK then LEASE in a transaction.
+CLAIM = (
+    update(messages)
+    .where(_c.id.in_(PICK.with_only_columns(_c.id).scalar_subquery()))
+    .values(visible_at=bindparam("until"), deliveries=_c.deliveries + 1)
+    .returning(_c.id, _c.payload, _c.deliveries)
+)
+LEASE = (
+    update(messages)
+    .where(_c.id.in_(bindparam("ids", expanding=True)))
+    .values(visible_at=bindparam("until"), deliveries=_c.deliveries + 1)
+)
+_OWNED = (_c.id == bindparam("rid")) & (_c.deliveries == bindparam("n"))
+SETTLE = delete(messages).where(_OWNED)
+RELEASE = update(messages).where(_OWNED).values(visible_at=_c.created_at)
+# A claimed row that was never delivered: as if it had not been claimed.
+UNCLAIM = (
+    update(messages).where(_OWNED)
+    .values(visible_at=_c.created_at, deliveries=_c.deliveries - 1)
+)
+_READY = (_c.queue == bindparam("q")) & (_c.visible_at <= bindparam("now"))
+SIZE = select(func.count()).select_from(messages).where(_READY)
+PURGE = delete(messages).where(_READY)
+DELETE_QUEUE = delete(messages).where(_c.queue == bindparam("q"))
+
+_DEFAULT_DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
+
+
+@dataclass(frozen=True)
+class QueueEngines:
+    """The engines of one database, by job (the same engine may do several)."""
+
+    put: Engine
+    """Publish, purge, delete: commits wait for the disk."""
+    claim: Engine
+    """Claims; a transaction where ``claim_in_one_statement`` is false."""
+    settle: Engine
+    """Acks and requeues."""
+    claim_in_one_statement: bool
+    """True where ``CLAIM`` works (``UPDATE ... RETURNING``)."""
+
+    def all(self) -> set[Engine]:
+        """The distinct engines."""
+        return {self.put, self.claim, self.settle}
+
+
+_ENGINES: dict[tuple[int, str, str], QueueEngines] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def utcnow() -> datetime:
+    """Now, as naive UTC (what the table stores)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def engine_url(url: str) -> URL:
+    """The SQLAlchemy URL for ``url`` (without ``sqla+``), with our default drivers."""
+    parsed = make_url(url)
+    driver = _DEFAULT_DRIVERS.get(parsed.drivername)
+    return parsed.set(drivername=driver) if driver else parsed
+
+
+def _on_connect(engine: Engine, *statements: str) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        if engine.dialect.name == "sqlite":
+            dbapi_conn.isolation_level = None  # we send BEGIN ourselves
+        cursor = dbapi_conn.cursor()
+        for statement in statements:
+            cursor.execute(statement)
+        cursor.close()
+        if engine.dialect.name != "sqlite":
+            dbapi_conn.commit()
+
+
+def _sqlite_engine(url: URL, options: dict[str, Any], synchronous: str) -> Engine:
+    engine = create_engine(url, **options)
+    _on_connect(engine, "PRAGMA busy_timeout = 30000", "PRAGMA journal_mode = WAL",
+                f"PRAGMA synchronous = {synchronous}")
+
+    # pysqlite's deferred BEGIN lets a claim read a snapshot and then fail to
+    # upgrade to a write lock; take the write lock up front.
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _build(url: URL, options: dict[str, Any]) -> QueueEngines:
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        if url.database in (None, "", ":memory:"):
+            raise ValueError("an in-memory SQLite database cannot be a shared queue; use a file")
+        durable = _sqlite_engine(url, options, "FULL")
+        fast = _sqlite_engine(url, options, "NORMAL")
+        return QueueEngines(durable, fast, fast, claim_in_one_statement=True)
+    autocommit = {"isolation_level": "AUTOCOMMIT", **options}
+    if backend == "postgresql":
+        fast = create_engine(url, **autocommit)
+        _on_connect(fast, "SET synchronous_commit TO off")
+        return QueueEngines(create_engine(url, **autocommit), fast, fast,
+                            claim_in_one_statement=True)
+    if backend in ("mysql", "mariadb"):
+        durable = create_engine(url, **autocommit)
+        # READ COMMITTED: no gap locks from the claim blocking inserts.
+        claim = create_engine(url, **{"isolation_level": "READ COMMITTED", **options})
+        return QueueEngines(durable, claim, durable, claim_in_one_statement=False)
+    engine = create_engine(url, **options)
+    return QueueEngines(engine, engine, engine, claim_in_one_statement=False)
+
+
+def _create_table(engine: Engine) -> None:
+    try:
+        metadata.create_all(engine, checkfirst=True)
+    except DBAPIError:
+        # Another process created it between our check and our CREATE.
+        metadata.create_all(engine, checkfirst=True)
+
+
+def get_engines(url: str, engine_options: dict[str, Any] | None = None) -> QueueEngines:
+    """This process's engines for ``url``; the queue table is created on first use.
+
+    ``engine_options`` go to every ``create_engine`` call.
+    """
+    sa_url = engine_url(url)
+    options = dict(engine_options or {})
+    key = (os.getpid(), sa_url.render_as_string(hide_password=False), repr(sorted(options.items())))
+    engines = _ENGINES.get(key)
+    if engines is None:
+        with _ENGINES_LOCK:
+            engines = _ENGINES.get(key)
+            if engines is None:
+                engines = _build(sa_url, options)
+                _create_table(engines.put)
+                _ENGINES[key] = engines
+    return engines
+
+
+def dispose_engines() -> None:
+    """Close and forget every cached engine (tests; a forked child gets its own anyway)."""
+    with _ENGINES_LOCK:
+        cached = list(_ENGINES.items())
+        _ENGINES.clear()
+    for (pid, _, _), engines in cached:
+        for engine in engines.all():
+            # Connections inherited through fork belong to the parent: just drop them.
+            engine.dispose(close=pid == os.getpid())
+
+
+def run(engine: Engine, work: Callable[[Connection], _T]) -> _T:
+    """``work`` in one transaction, retried once if the pooled connection was dead.
+
+    This stands in for ``pool_pre_ping``, which costs a round trip per
+    operation. A statement sent on a dead connection never ran, except when
+    the connection died after the server got it: then the retry may repeat it,
+    which is what a caller's own retry would do.
+    """
+    try:
+        with engine.begin() as conn:
+            return work(conn)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    with engine.begin() as conn:
+        return work(conn)

@@ -81,7 +81,7 @@ def test_disabled_plugins_are_not_loaded(plugin_site: Path) -> None:
     plugins = Plugins.load(disabled=["file", "broken"])
     assert "file" not in plugins.sinks()
     assert plugins.failures == []
-    with pytest.raises(UnknownSink, match="installed sinks: .*http"):
+    with pytest.raises(UnknownSink, match=r"installed sinks: .*http"):
         plugins.sink_info("file")
 
 

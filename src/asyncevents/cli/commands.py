@@ -7,7 +7,9 @@ import click
 from asyncevents.cli.context import get_app, json_option, parse_json_object
 from asyncevents.cli.deliveries import replay, search, trace
 from asyncevents.cli.output import console, print_json, print_table
+from asyncevents.cli.serve import serve
 from asyncevents.cli.subscriptions import subscribe, subscriptions
+from asyncevents.cli.tokens import tokens
 from asyncevents.core.worker import WorkerLimits
 
 __all__ = ["cli"]
@@ -24,6 +26,8 @@ cli.add_command(subscriptions)
 cli.add_command(search)
 cli.add_command(trace)
 cli.add_command(replay)
+cli.add_command(serve)
+cli.add_command(tokens)
 
 
 @cli.command()

@@ -13,6 +13,7 @@ from rich.progress import Progress
 from asyncevents.cli.context import get_app, json_option
 from asyncevents.cli.output import console, print_csv, print_json, print_table
 from asyncevents.core import search as engine
+from asyncevents.core.trace import trace_document
 
 __all__ = ["replay", "search", "trace"]
 
@@ -61,32 +62,16 @@ def search(query: str, limit: int, everything: bool, fmt: str | None) -> None:
         print_table(rows, SEARCH_FIELDS[:-1], title="Deliveries")
 
 
-def trace_document(delivery_id: str) -> dict[str, Any]:
-    """The delivery, its subscription and every attempt, as ``trace --json`` prints them."""
-    app = get_app()
-    delivery = app.store.get_delivery(delivery_id)
-    attempts = [a.public() for a in app.store.list_attempts(delivery_id)]
-    doc = {k: v for k, v in delivery.public().items() if k in SEARCH_FIELDS}
-    doc.update(
-        event_id=delivery.event_id, sink=delivery.sink, recipient=delivery.recipient,
-        next_attempt_at=delivery.public()["next_attempt_at"],
-        first_attempt_at=attempts[0]["started_at"] if attempts else None,
-        last_attempt_at=attempts[-1]["started_at"] if attempts else None,
-        attempts=attempts,
-    )
-    return doc
-
-
 @click.command()
 @click.argument("delivery_id", metavar="UUID")
 @json_option
 def trace(delivery_id: str, as_json: bool) -> None:
     """Every attempt of one delivery."""
-    doc = trace_document(delivery_id)
+    doc = trace_document(get_app().store, delivery_id)
     if as_json:
         print_json(doc)
         return
-    console.print(f"delivery  {doc['uuid']}  [{doc['status']}]")
+    console.print(f"delivery  {doc['uuid']}  ({doc['status']})")
     console.print(f"event     {doc['event_name']}  ({doc['event_id']})")
     console.print(f"to        {doc['sink']} {doc['recipient']}  "
                   f"(subscription {doc['subscription_id']})")

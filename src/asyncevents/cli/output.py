@@ -13,7 +13,9 @@ from rich.table import Table
 
 __all__ = ["console", "print_csv", "print_json", "print_table"]
 
-console = Console(highlight=False, soft_wrap=True)
+# Not a terminal (a pipe, a CI log): wide enough that uuids and timestamps stay whole.
+console = Console(highlight=False, markup=False,
+                  width=None if sys.stdout.isatty() else 200)
 
 
 def print_json(data: Any) -> None:

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any
 
 import structlog
 
 __all__ = ["configure_logging", "get_logger"]
+
+
+def _drop_none(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    # "error=None retry_in=None" on every success is noise, not information.
+    return {key: value for key, value in event.items() if value is not None}
 
 
 def configure_logging(level: str = "INFO", json: bool = False) -> None:
@@ -22,6 +29,7 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _drop_none,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,

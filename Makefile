@@ -21,18 +21,19 @@ run: install
 demo: run
 
 lint: install
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests plugins
 	$(BIN)/mypy src
 
 ## The whole suite, against the real services on 127.0.0.1, plus lint.
 test: install lint
 	$(BIN)/python -m pytest
+	bash plugins/test-plugins.sh
 
 test-fast: install
 	$(BIN)/python -m pytest -x -q -m "not slow"
 
 format: install
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff check --fix src tests plugins
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

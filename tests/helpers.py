@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from dataclasses import dataclass, field
@@ -78,7 +79,5 @@ def delete_amqp_queues(settings: Settings) -> None:
                 queue(channel).delete()
             except Exception:
                 channel = conn.channel()
-        try:
+        with contextlib.suppress(Exception):
             topology.exchange(channel).delete()
-        except Exception:
-            pass

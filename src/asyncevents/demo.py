@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import secrets
 import base64
+import secrets
 
 from asyncevents.cli.output import console, print_table
 from asyncevents.core.app import App

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -132,18 +133,14 @@ class Broker:
             with self._lock:
                 if state[2] in self._connections:
                     self._connections.remove(state[2])
-            try:
+            with contextlib.suppress(Exception):
                 state[2].release()
-            except Exception:
-                pass
 
     def close(self) -> None:
         """Release every publishing connection."""
         with self._lock:
             connections, self._connections = self._connections, []
         for conn in connections:
-            try:
+            with contextlib.suppress(Exception):
                 conn.release()
-            except Exception:
-                pass
         self._local = threading.local()

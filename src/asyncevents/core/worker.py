@@ -137,7 +137,7 @@ class Worker:
     def _connection_errors(self) -> tuple[type[BaseException], ...]:
         conn = self.broker.connect()
         try:
-            errors = tuple(conn.connection_errors) + (ConnectionError, OSError)
+            errors = (*tuple(conn.connection_errors), ConnectionError, OSError)
         finally:
             conn.release()
         return errors

@@ -23,10 +23,10 @@ import httpx
 
 from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.settings import Settings
+from asyncevents.core.signing import sign
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult, SinkFactory, cloudevent
 from asyncevents.errors import InvalidRecipient
 from asyncevents.sinks.addresses import AllowList, UnresolvableHost, check_host
-from asyncevents.core.signing import sign
 
 __all__ = ["CONTENT_TYPE", "USER_AGENT", "HttpSink", "register_sinks", "retry_after_seconds"]
 

@@ -1,0 +1,285 @@
+"""Helpers for sink authors: a contract test kit and fakes.
+
+A plugin's own tests check that its sink keeps the contract the worker relies
+on::
+
+    from asyncevents.testing import FailureCase, SinkContract
+
+    def test_contract(settings):
+        SinkContract(
+            factory=MySink, settings=settings, good_recipient="queue-1",
+            bad_recipients=["", "no spaces allowed"],
+            received=lambda request: assert_arrived(request),   # optional
+            failures=[FailureCase("queue was deleted", retryable=False, recipient="gone")],
+        ).check_all()
+
+Each ``check_*`` method can also be called on its own (one test each).
+Failures raise ``AssertionError`` with a message saying what broke; the kit
+works under pytest or any other runner and does not need pytest itself.
+
+For unit tests of code around sinks: ``make_request()`` builds a
+``DeliveryRequest``, ``FakeSink`` records what it is asked to deliver and
+answers scripted results, and ``sink_plugin()`` wraps a sink so that
+``Plugins.register()`` can install it.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Collection, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from asyncevents.core.hookspecs import hookimpl
+from asyncevents.core.settings import Settings
+from asyncevents.core.sink import DeliveryRequest, DeliveryResult, Sink, SinkFactory
+from asyncevents.errors import InvalidRecipient, PermanentSinkError, RetryableSinkError
+
+__all__ = [
+    "TEST_TOKEN",
+    "FailureCase",
+    "FakeSink",
+    "SinkContract",
+    "attempt",
+    "check_sink_contract",
+    "make_request",
+    "sink_plugin",
+]
+
+#: The token ``make_request`` puts in requests; it must never show in an error.
+TEST_TOKEN = "whsec_dGVzdCB0b2tlbiBuZXZlciB0byBiZSBzaG93bg=="
+
+
+def make_request(**overrides: Any) -> DeliveryRequest:
+    """A valid ``DeliveryRequest`` with fresh ids; keyword arguments replace fields."""
+    request = DeliveryRequest(
+        delivery_id=str(uuid.uuid4()),
+        event_id=str(uuid.uuid4()),
+        event_name="sales.order.created",
+        subscription_id=str(uuid.uuid4()),
+        recipient="recipient",
+        token=TEST_TOKEN,
+        payload={"id": 42, "customer": {"email": "a@example.com"}, "note": "größe ✓"},
+        published_at=datetime(2026, 2, 1, 12, 0, 0, tzinfo=UTC),
+    )
+    return replace(request, **overrides)
+
+
+def attempt(sink: Sink, request: DeliveryRequest) -> DeliveryResult:
+    """Call ``sink.deliver`` and turn what it raises into a result, as the worker does."""
+    try:
+        return sink.deliver(request)
+    except RetryableSinkError as exc:
+        return DeliveryResult.failed(str(exc), retryable=True, retry_after=exc.retry_after)
+    except PermanentSinkError as exc:
+        return DeliveryResult.failed(str(exc), retryable=False)
+    except Exception as exc:
+        return DeliveryResult.failed(f"{type(exc).__name__}: {exc}", retryable=True)
+
+
+@dataclass(frozen=True)
+class FailureCase:
+    """One way to make a delivery fail, and whether the worker should retry it.
+
+    ``recipient`` is delivered to; ``sink`` builds a differently configured
+    sink for the case (for instance one pointed at a closed port), else the
+    contract's own sink is used; ``request`` overrides request fields.
+    """
+
+    description: str
+    retryable: bool
+    recipient: str
+    sink: Callable[[], Sink] | None = None
+    request: dict[str, Any] = field(default_factory=dict)
+
+
+def _expect(condition: bool, message: str) -> None:
+    if not condition:  # not ``assert``: the kit must also work under ``python -O``
+        raise AssertionError(message)
+
+
+@dataclass
+class SinkContract:
+    """The contract every sink keeps, checked against a real destination.
+
+    ``received(request)``, when given, checks that ``request`` arrived at the
+    destination (raising ``AssertionError`` if not); ``concurrency`` threads
+    deliver at once in ``check_concurrent_delivery``.
+    """
+
+    factory: SinkFactory
+    settings: Settings
+    good_recipient: str
+    bad_recipients: Sequence[str] = ()
+    received: Callable[[DeliveryRequest], None] | None = None
+    failures: Sequence[FailureCase] = ()
+    concurrency: int = 8
+
+    def build(self) -> Sink:
+        """A new sink from the factory, checked to look like a sink."""
+        sink = self.factory(self.settings)
+        _expect(isinstance(sink, Sink), f"{sink!r} lacks validate_recipient, deliver or close")
+        name = getattr(type(sink), "name", None)
+        _expect(isinstance(name, str) and bool(name), "a sink class needs a non-empty `name`")
+        return sink
+
+    def check_all(self) -> None:
+        """Every check, in order."""
+        self.check_recipients()
+        self.check_delivers()
+        self.check_concurrent_delivery()
+        self.check_failures()
+        self.check_closes_cleanly()
+
+    def check_recipients(self) -> None:
+        """The good recipient passes; each bad one raises ``InvalidRecipient`` (nothing else)."""
+        sink = self.build()
+        try:
+            try:
+                sink.validate_recipient(self.good_recipient)
+            except InvalidRecipient as exc:
+                raise AssertionError(
+                    f"good recipient {self.good_recipient!r} refused: {exc}") from exc
+            for bad in self.bad_recipients:
+                try:
+                    sink.validate_recipient(bad)
+                except InvalidRecipient as exc:
+                    _expect(bool(str(exc)), f"refusing {bad!r} must say why")
+                    continue
+                except Exception as exc:
+                    raise AssertionError(
+                        f"bad recipient {bad!r} raised {type(exc).__name__}, "
+                        "not InvalidRecipient") from exc
+                raise AssertionError(f"bad recipient {bad!r} was accepted")
+        finally:
+            sink.close()
+
+    def check_delivers(self) -> None:
+        """One delivery to the good recipient succeeds (and arrives, if ``received`` is set)."""
+        sink = self.build()
+        try:
+            request = make_request(recipient=self.good_recipient)
+            result = attempt(sink, request)
+            _expect(result.success, f"delivery failed: {result.error}")
+            if self.received is not None:
+                self.received(request)
+        finally:
+            sink.close()
+
+    def check_concurrent_delivery(self) -> None:
+        """One sink instance delivers from ``concurrency`` threads at once, each on its own."""
+        sink = self.build()
+        try:
+            requests = [make_request(recipient=self.good_recipient, event_name=f"contract.e{i}")
+                        for i in range(self.concurrency)]
+            with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+                results = list(pool.map(lambda r: attempt(sink, r), requests))
+            failed = [r.error for r in results if not r.success]
+            _expect(not failed, f"{len(failed)} of {len(results)} concurrent deliveries "
+                                f"failed: {failed[:3]}")
+            if self.received is not None:
+                for request in requests:
+                    self.received(request)
+        finally:
+            sink.close()
+
+    def check_failures(self) -> None:
+        """Each ``FailureCase`` fails, retryable or not as stated, with an error that hides
+        the subscription's token."""
+        for case in self.failures:
+            sink = case.sink() if case.sink is not None else self.build()
+            try:
+                request = make_request(recipient=case.recipient, **case.request)
+                result = attempt(sink, request)
+            finally:
+                sink.close()
+            _expect(not result.success, f"{case.description}: the delivery succeeded")
+            _expect(result.retryable == case.retryable,
+                    f"{case.description}: retryable={result.retryable}, expected "
+                    f"{case.retryable} (error: {result.error})")
+            _expect(bool(result.error), f"{case.description}: a failure must carry an error")
+            _expect(request.token not in f"{result.error} {result.response}",
+                    f"{case.description}: the subscription's token leaked into the result")
+
+    def check_closes_cleanly(self) -> None:
+        """``close()`` works after use, and a second ``close()`` does no harm."""
+        sink = self.build()
+        sink.validate_recipient(self.good_recipient)
+        attempt(sink, make_request(recipient=self.good_recipient))
+        sink.close()
+        sink.close()
+
+
+def check_sink_contract(factory: SinkFactory, settings: Settings, *, good_recipient: str,
+                        bad_recipients: Sequence[str] = (),
+                        received: Callable[[DeliveryRequest], None] | None = None,
+                        failures: Sequence[FailureCase] = ()) -> None:
+    """Run every check of ``SinkContract`` at once."""
+    SinkContract(factory, settings, good_recipient, bad_recipients, received,
+                 failures).check_all()
+
+
+class FakeSink:
+    """A sink for unit tests: records requests and answers scripted results.
+
+    Each ``deliver`` takes the next scripted item (a ``DeliveryResult`` is
+    returned, an exception raised); once the script is empty it answers
+    ``DeliveryResult.ok()``. Recipients in ``invalid`` (and the empty string)
+    are refused. Thread-safe.
+    """
+
+    name: ClassVar[str] = "fake"
+
+    def __init__(self, settings: Settings | None = None, *,
+                 results: Iterable[DeliveryResult | BaseException] = (),
+                 invalid: Collection[str] = ()) -> None:
+        self.settings = settings
+        self.requests: list[DeliveryRequest] = []
+        self.close_calls = 0
+        self._script: list[DeliveryResult | BaseException] = list(results)
+        self._invalid = frozenset(invalid)
+        self._lock = threading.Lock()
+
+    def script(self, *results: DeliveryResult | BaseException) -> None:
+        """Queue more answers for the next deliveries."""
+        with self._lock:
+            self._script.extend(results)
+
+    def validate_recipient(self, recipient: str) -> None:
+        """Refuse the empty recipient and the ones listed in ``invalid``."""
+        if not recipient or recipient in self._invalid:
+            raise InvalidRecipient(f"the fake sink refuses {recipient!r}")
+
+    def deliver(self, request: DeliveryRequest) -> DeliveryResult:
+        """Record ``request``; answer (or raise) the next scripted item."""
+        with self._lock:
+            self.requests.append(request)
+            answer = self._script.pop(0) if self._script else DeliveryResult.ok()
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def close(self) -> None:
+        """Count the call."""
+        with self._lock:
+            self.close_calls += 1
+
+
+def sink_plugin(name: str, factory: SinkFactory) -> object:
+    """A plugin object registering ``factory`` as sink ``name``, for ``Plugins.register()``.
+
+    To share one ``FakeSink`` between a test and the worker::
+
+        fake = FakeSink()
+        plugins.register(sink_plugin("fake", lambda settings: fake))
+    """
+
+    class _SinkPlugin:
+        @hookimpl
+        def register_sinks(self, register: Callable[[str, Any], None]) -> None:
+            register(name, factory)
+
+    return _SinkPlugin()

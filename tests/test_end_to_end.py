@@ -63,3 +63,27 @@ def test_raw_token_signature_verifies(transport_settings: Any, httpserver: HTTPS
     # A token without whsec_ is the raw key: standardwebhooks takes it as bytes.
     Webhook(b"plain-secret").verify(hit.body, hit.headers)
     app.close()
+
+
+def test_publish_many(transport_settings: Any, httpserver: HTTPServer) -> None:
+    app = App(transport_settings)
+    recorder = Recorder(httpserver)
+    app.subscribe("*", recorder.route("/many"), token="t")
+    ids = app.publish_many([("bulk.event", {"n": n}) for n in range(50)])
+    assert len(set(ids)) == 50
+    drain(app)
+    assert sorted(hit.json["id"] for hit in recorder.hits) == sorted(ids)
+    assert sorted(hit.json["data"]["n"] for hit in recorder.hits) == list(range(50))
+    app.close()
+
+
+def test_publish_many_checks_everything_first(make_settings: Any) -> None:
+    import pytest
+
+    from asyncevents.errors import InvalidPayload
+
+    app = App(make_settings(transport_url="memory://"))
+    with pytest.raises(InvalidPayload):
+        app.publish_many([("ok.event", {"n": 1}), ("bad.event", [1, 2])])
+    assert app.broker.connect().SimpleQueue(f"{app.settings.queue_prefix}.trigger").qsize() == 0
+    app.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from functools import cached_property
 from typing import Any
@@ -97,6 +97,10 @@ class App:
     def publish(self, name: str, data: Any, *, delay: float | None = None) -> str:
         """Publish event ``name`` with ``data`` (a JSON object); return the event id."""
         return self.publisher.publish(name, data, delay=delay)
+
+    def publish_many(self, events: Iterable[tuple[str, Any]]) -> list[str]:
+        """Publish ``(name, data)`` pairs together; all are checked before any is sent."""
+        return self.publisher.publish_many(events)
 
     def subscribe(self, event_name: str, recipient: str, *, sink: str = "http",
                   token: str, filter: str | None = None,

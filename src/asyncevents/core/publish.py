@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from asyncevents.core.catalog import Catalog
@@ -43,6 +43,21 @@ class Publisher:
         self.catalog = catalog
         self.broker = broker
         self.retries = retries
+
+    def publish_many(self, events: Iterable[tuple[str, Any]]) -> list[str]:
+        """Publish several events at once; return their ids.
+
+        Every event is checked first, so one bad event publishes nothing. On
+        RabbitMQ all confirms are awaited together: far faster than a loop.
+        """
+        bodies: list[dict[str, Any]] = []
+        now = utcnow()
+        for name, data in events:
+            self.catalog.check_publish(name)
+            payload = check_payload(data, self.settings.max_payload_bytes)
+            bodies.append(dict(trigger_message(str(uuid.uuid4()), name, payload, now)))
+        self.broker.publish_many("trigger", bodies)
+        return [body["event_id"] for body in bodies]
 
     def publish(self, name: str, data: Any, *, delay: float | None = None) -> str:
         """Publish one event; return its id. ``delay`` holds it back that many seconds."""

@@ -121,6 +121,29 @@ class Broker:
         queue = self.topology.queue(route)
         self._send(body, self.topology.exchange, route, queue, headers)
 
+    def publish_many(self, route: Route, bodies: list[dict[str, Any]]) -> None:
+        """Send several bodies to ``route``; on RabbitMQ, one wait for all confirms."""
+        if not self.has_native_delays:
+            for body in bodies:
+                self.publish(route, body)
+            return
+        from asyncevents.core.batchpublish import publish_confirmed_batch
+
+        producer, declared = self._producer()
+        queue = self.topology.queue(route)
+        try:
+            if queue.name not in declared:
+                queue(producer.channel).declare()
+                declared.add(queue.name)
+            publish_confirmed_batch(self._local.state[2], self.topology.prefix, route, bodies)
+        except TransportError:
+            raise
+        except Exception as exc:
+            self._reset()
+            raise TransportError(
+                f"cannot publish to the broker at {self.safe_url()}: {exc}"
+            ) from None
+
     def publish_delayed(self, route: Route, body: dict[str, Any], delay_ms: int) -> None:
         """Park ``body`` in the TTL queue for ``delay_ms`` (AMQP only)."""
         queue = self.topology.delay_queue(route, delay_ms)

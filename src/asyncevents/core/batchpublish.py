@@ -8,6 +8,7 @@ for several messages at once with ``multiple``) are collected at the end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Sequence
@@ -87,7 +88,6 @@ def publish_confirmed_batch(connection: Any, exchange: str, routing_key: str,
         if nacked:
             raise TransportError(f"RabbitMQ refused {len(nacked)} of {top} messages")
     finally:
-        try:
+        # The connection may be gone; the error above already says why.
+        with contextlib.suppress(Exception):
             channel.close()
-        except Exception:  # the connection may be gone; the error above says why
-            pass

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run demo test test-fast lint format clean
+.PHONY: install browser run demo test test-fast lint format clean
 
 install: $(STAMP)
 
@@ -24,8 +24,12 @@ lint: install
 	$(BIN)/ruff check src tests plugins
 	$(BIN)/mypy src
 
+## Headless Chromium (Debian packages) for the console's browser test.
+browser:
+	test -x /usr/bin/chromium || bash scripts/install-browser.sh
+
 ## The whole suite, against the real services on 127.0.0.1, plus lint.
-test: install lint
+test: install lint browser
 	$(BIN)/python -m pytest
 	bash plugins/test-plugins.sh
 

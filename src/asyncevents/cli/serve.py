@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import click
 
@@ -10,7 +14,36 @@ from asyncevents.cli.context import get_app
 from asyncevents.cli.output import console
 from asyncevents.core.worker import Worker, WorkerLimits
 
+if TYPE_CHECKING:
+    import uvicorn
+
 __all__ = ["serve"]
+
+
+def _server(config: uvicorn.Config) -> uvicorn.Server:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, minus re-raising SIGTERM/SIGINT once it has stopped.
+
+        uvicorn kills its own process with the signal after a graceful stop;
+        ``serve`` stops its worker first and then exits 0, as ``worker`` does.
+        """
+
+        @contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {sig: signal.signal(sig, self.handle_exit)
+                        for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return Server(config)
 
 
 @click.command()
@@ -45,8 +78,8 @@ def serve(host: str, port: int, with_worker: bool, concurrency: int, no_console:
     console.print(f"asyncevents API on http://{host}:{port}/docs, console on "
                   f"http://{host}:{port}/console" + (" (with a worker)" if with_worker else ""))
     try:
-        uvicorn.run(api, host=host, port=port, root_path=root_path, log_level="info",
-                    server_header=False)
+        _server(uvicorn.Config(api, host=host, port=port, root_path=root_path,
+                               log_level="info", server_header=False)).run()
     finally:
         if worker is not None and thread is not None:
             worker.stop("server stopped")

@@ -1,0 +1,56 @@
+"""``/v1/events``: the catalog, and publishing (idempotent with ``Idempotency-Key``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Response
+
+from asyncevents.api.auth import require
+from asyncevents.api.deps import AppDep
+from asyncevents.api.idempotency import publish_once
+from asyncevents.api.problems import field_errors
+from asyncevents.api.schemas import Catalog, PublishRequest, PublishResult
+from asyncevents.core.patterns import is_pattern
+from asyncevents.errors import InvalidPayload, UnknownEvent
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+
+
+@router.get("", response_model=Catalog, dependencies=[Depends(require("subscriptions:read"))])
+def list_events(app: AppDep) -> dict[str, Any]:
+    """The event catalog: names and patterns that may be published and subscribed to."""
+    catalog = app.catalog
+    events = [
+        {"name": name, "description": d.description, "resolver": d.resolver,
+         "pattern": is_pattern(name)}
+        for name, d in sorted(catalog.definitions.items())
+    ]
+    return {"strict": catalog.strict, "events": events}
+
+
+@router.post("", status_code=202, response_model=PublishResult,
+             dependencies=[Depends(require("events:publish"))],
+             responses={200: {"model": PublishResult,
+                              "description": "Seen before: the first event's id."},
+                        409: {"description": "The same key is being published right now."}})
+def publish_event(
+    body: PublishRequest, app: AppDep, response: Response,
+    idempotency_key: Annotated[str | None, Header(
+        max_length=255, description="The same key within 24 h publishes once and returns "
+                                    "the first event id.")] = None,
+) -> dict[str, Any]:
+    """Publish an event; answer its id once it is on the queue."""
+
+    def publish() -> str:
+        with field_errors({UnknownEvent: "name", InvalidPayload: "data"}):
+            return app.publish(body.name, body.data, delay=body.delay)
+
+    if idempotency_key is None:
+        return {"event_id": publish(), "duplicate": False}
+    event_id, duplicate = publish_once(app.store, idempotency_key, publish)
+    if duplicate:
+        response.status_code = 200
+    return {"event_id": event_id, "duplicate": duplicate}

@@ -1,0 +1,135 @@
+"""Routes for users coming from Magento's async events module (``/V1/async_event``).
+
+They take and return Magento's field names: ``recipient_url``, ``metadata``
+(the sink name, ``http`` by default), ``status`` (active) and
+``subscribed_at``. Subscription ids are uuids here, not integers.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from asyncevents.api import subscriptions as service
+from asyncevents.api.auth import require
+from asyncevents.api.deps import AppDep
+from asyncevents.api.schemas import Name, Recipient, Secret, SinkName
+from asyncevents.core.models import Subscription
+
+__all__ = ["AsyncEvent", "AsyncEventRequest", "AsyncEventUpdate", "MagentoSubscription",
+           "router"]
+
+router = APIRouter(tags=["magento compatibility"])
+_FIELDS = {"recipient": "asyncEvent.recipient_url", "event_name": "asyncEvent.event_name",
+           "sink": "asyncEvent.metadata", "verification_token": "asyncEvent.verification_token"}
+_ID = Annotated[str, Path(max_length=64, description="The subscription id (a uuid).")]
+
+
+class AsyncEvent(BaseModel):
+    """Magento's ``asyncEvent`` object."""
+
+    model_config = ConfigDict(extra="ignore")  # Magento clients may send store_id, status...
+
+    event_name: Name
+    recipient_url: Recipient
+    verification_token: Secret
+    metadata: SinkName = Field(default="http", description="The sink name (Magento's notifier).")
+
+
+class AsyncEventRequest(BaseModel):
+    """The body of ``POST /V1/async_event``."""
+
+    asyncEvent: AsyncEvent
+
+
+class AsyncEventUpdate(BaseModel):
+    """Magento's ``asyncEvent`` object in ``PUT``: every field optional."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    recipient_url: Recipient | None = None
+    verification_token: Secret | None = None
+    status: bool | None = None
+
+
+class AsyncEventUpdateRequest(BaseModel):
+    """The body of ``PUT /V1/async_event/{id}``."""
+
+    asyncEvent: AsyncEventUpdate
+
+
+class MagentoSubscription(BaseModel):
+    """A subscription the way Magento shows it (never with its token)."""
+
+    subscription_id: str
+    event_name: str
+    recipient_url: str
+    status: bool
+    metadata: str
+    subscribed_at: str
+    store_id: int = 0
+
+
+class MagentoList(BaseModel):
+    """Magento's search result shape."""
+
+    items: list[MagentoSubscription]
+    search_criteria: dict[str, Any]
+    total_count: int
+
+
+def _magento(sub: Subscription) -> dict[str, Any]:
+    return {"subscription_id": sub.id, "event_name": sub.event_name,
+            "recipient_url": sub.recipient, "status": sub.active, "metadata": sub.sink,
+            "subscribed_at": sub.created_at.strftime("%Y-%m-%d %H:%M:%S"), "store_id": 0}
+
+
+@router.post("/V1/async_event", response_model=MagentoSubscription,
+             dependencies=[Depends(require("subscriptions:write"))])
+def save_async_event(body: AsyncEventRequest, app: AppDep) -> dict[str, Any]:
+    """Subscribe, as Magento's ``AsyncEventRepositoryInterface::save``."""
+    event = body.asyncEvent
+    sub = service.create(app, event_name=event.event_name, recipient=event.recipient_url,
+                         token=event.verification_token, sink=event.metadata, fields=_FIELDS)
+    return _magento(sub)
+
+
+@router.put("/V1/async_event/{subscription_id}", response_model=MagentoSubscription,
+            dependencies=[Depends(require("subscriptions:write"))])
+def update_async_event(subscription_id: _ID, body: AsyncEventUpdateRequest,
+                       app: AppDep) -> dict[str, Any]:
+    """Change the recipient, token or status of a subscription."""
+    event = body.asyncEvent
+    changes: dict[str, Any] = {}
+    if event.recipient_url is not None:
+        changes["recipient"] = event.recipient_url
+    if event.verification_token is not None:
+        changes["verification_token"] = event.verification_token
+    if event.status is not None:
+        changes["active"] = event.status
+    return _magento(service.update(app, subscription_id, changes, fields=_FIELDS))
+
+
+@router.get("/V1/async_event/{subscription_id}", response_model=MagentoSubscription,
+            dependencies=[Depends(require("subscriptions:read"))])
+def get_async_event(subscription_id: _ID, app: AppDep) -> dict[str, Any]:
+    """One subscription, as Magento's ``get``."""
+    return _magento(app.store.get_subscription(subscription_id))
+
+
+@router.get("/V1/async_events", response_model=MagentoList,
+            dependencies=[Depends(require("subscriptions:read"))])
+def list_async_events(
+    app: AppDep,
+    page_size: Annotated[int, Query(alias="searchCriteria[pageSize]", ge=1, le=500)] = 100,
+    current_page: Annotated[int, Query(alias="searchCriteria[currentPage]", ge=1,
+                                       le=1_000_000)] = 1,
+) -> dict[str, Any]:
+    """Subscriptions, as Magento's ``getList`` (page size and current page only)."""
+    subs = app.store.list_subscriptions()
+    start = (current_page - 1) * page_size
+    return {"items": [_magento(s) for s in subs[start:start + page_size]],
+            "search_criteria": {"page_size": page_size, "current_page": current_page},
+            "total_count": len(subs)}

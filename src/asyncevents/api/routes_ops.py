@@ -1,0 +1,99 @@
+"""Operations: ``/healthz``, ``/metrics``, ``/v1/sinks`` and ``/v1/tokens`` (admin)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import text
+
+from asyncevents.api import tokens
+from asyncevents.api.auth import require
+from asyncevents.api.deps import AppDep
+from asyncevents.api.metrics import render
+from asyncevents.api.schemas import Health, SinkList, Token, TokenCreate, TokenCreated
+from asyncevents.core.app import App
+
+__all__ = ["health", "router"]
+
+log = structlog.get_logger("asyncevents.api")
+router = APIRouter()
+_ADMIN = [Depends(require("admin"))]
+
+
+def health(app: App) -> dict[str, Any]:
+    """Whether the database and the transport answer (failures are logged, not shown)."""
+    checks: dict[str, str] = {}
+    try:
+        with app.store.begin() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        log.warning("health check failed", part="database", error=str(exc))
+        checks["database"] = "unavailable"
+    try:
+        app.broker.check(timeout=3.0)
+        checks["transport"] = "ok"
+    except Exception as exc:
+        log.warning("health check failed", part="transport", error=str(exc))
+        checks["transport"] = "unavailable"
+    ok = all(v == "ok" for v in checks.values())
+    return {"status": "ok" if ok else "unavailable", "checks": checks}
+
+
+@router.get("/healthz", tags=["operations"], response_model=Health,
+            responses={503: {"model": Health, "description": "A dependency is down."}})
+def healthz(app: AppDep) -> JSONResponse:
+    """Liveness and readiness: 200 when the database and the transport answer, else 503.
+
+    Needs no token, and says only which part is down (details go to the log).
+    """
+    result = health(app)
+    return JSONResponse(result, status_code=200 if result["status"] == "ok" else 503)
+
+
+@router.get("/metrics", tags=["operations"], dependencies=[Depends(require("deliveries:read"))],
+            response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}},
+                             "description": "Prometheus text format."}})
+def metrics(request: Request) -> Response:
+    """Prometheus metrics: deliveries by sink and status, attempt latency, queue depths."""
+    return Response(render(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/v1/sinks", tags=["operations"], response_model=SinkList,
+            dependencies=[Depends(require("subscriptions:read"))])
+def list_sinks(app: AppDep) -> dict[str, Any]:
+    """Installed sinks with the distribution providing each, and plugins that failed."""
+    plugins = app.plugins
+    sinks = [{"name": s.name, "plugin": s.plugin, "distribution": s.distribution,
+              "version": s.version} for s in sorted(plugins.sinks().values(),
+                                                    key=lambda s: s.name)]
+    failed = [{"plugin": f.plugin, "distribution": f.distribution, "error": f.error}
+              for f in plugins.failures]
+    return {"sinks": sinks, "failed": failed}
+
+
+@router.post("/v1/tokens", tags=["tokens"], status_code=201, response_model=TokenCreated,
+             dependencies=_ADMIN)
+def create_token(body: TokenCreate, app: AppDep) -> dict[str, Any]:
+    """Create an API token; its secret (``token``) is in this answer only."""
+    token, secret = tokens.create_token(app.store, body.name, body.scopes)
+    return {**token.public(), "token": secret}
+
+
+@router.get("/v1/tokens", tags=["tokens"], response_model=list[Token], dependencies=_ADMIN)
+def list_tokens(app: AppDep, revoked: bool = False) -> list[dict[str, Any]]:
+    """API tokens, without secrets."""
+    return [t.public() for t in tokens.list_tokens(app.store, revoked=revoked)]
+
+
+@router.delete("/v1/tokens/{token_id}", tags=["tokens"], status_code=204,
+               dependencies=_ADMIN)
+def revoke_token(token_id: Annotated[str, Path(max_length=64)], app: AppDep) -> Response:
+    """Revoke a token at once."""
+    tokens.revoke_token(app.store, token_id)
+    return Response(status_code=204)

@@ -1,0 +1,80 @@
+"""``/v1/subscriptions``: create, list, get, update, delete (soft)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+
+from asyncevents.api import subscriptions as service
+from asyncevents.api.auth import require
+from asyncevents.api.deps import AppDep
+from asyncevents.api.schemas import (
+    Subscription,
+    SubscriptionCreate,
+    SubscriptionPage,
+    SubscriptionUpdate,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
+_READ = [Depends(require("subscriptions:read"))]
+_WRITE = [Depends(require("subscriptions:write"))]
+_ID = Annotated[str, Path(max_length=64, description="The subscription id.")]
+
+
+@router.post("", status_code=201, response_model=Subscription, dependencies=_WRITE,
+             responses={422: {"description": "A field is invalid (named in `field`)."}})
+def create_subscription(body: SubscriptionCreate, app: AppDep) -> dict[str, Any]:
+    """Subscribe a recipient to an event name or pattern.
+
+    The recipient must pass the sink's checks: for ``http``, no private,
+    loopback, link-local or metadata address unless ``ASYNCEVENTS_ALLOWED_NETWORKS``
+    opens it. The verification token is stored (encrypted with
+    ``ASYNCEVENTS_SECRET_KEY``) and never returned.
+    """
+    sub = service.create(app, event_name=body.event_name, recipient=body.recipient,
+                         token=body.verification_token, sink=body.sink, filter=body.filter,
+                         retry_policy=body.retry_policy, metadata=body.metadata)
+    return sub.public()
+
+
+@router.get("", response_model=SubscriptionPage, dependencies=_READ)
+def list_subscriptions(
+    app: AppDep,
+    active: bool | None = None,
+    event_name: Annotated[str | None, Query(max_length=255)] = None,
+    sink: Annotated[str | None, Query(max_length=64)] = None,
+    recipient: Annotated[str | None, Query(max_length=2048,
+                                           description="Part of the recipient.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> dict[str, Any]:
+    """Live subscriptions, oldest first, one page at a time."""
+    where = service.SubscriptionFilter(active=active, event_name=event_name, sink=sink,
+                                       recipient=recipient)
+    items, next_cursor = service.list_page(app, where, limit=limit, cursor=cursor)
+    return {"items": [s.public() for s in items], "next_cursor": next_cursor}
+
+
+@router.get("/{subscription_id}", response_model=Subscription, dependencies=_READ)
+def get_subscription(subscription_id: _ID, app: AppDep) -> dict[str, Any]:
+    """One subscription (never its token)."""
+    return app.store.get_subscription(subscription_id).public()
+
+
+@router.patch("/{subscription_id}", response_model=Subscription, dependencies=_WRITE)
+def update_subscription(subscription_id: _ID, body: SubscriptionUpdate,
+                        app: AppDep) -> dict[str, Any]:
+    """Change ``active``, ``recipient``, ``filter``, ``retry_policy``, ``metadata``, or
+    rotate the ``verification_token``. Fields left out stay as they are."""
+    changes = body.model_dump(include=body.model_fields_set)
+    return service.update(app, subscription_id, changes).public()
+
+
+@router.delete("/{subscription_id}", status_code=204, dependencies=_WRITE)
+def delete_subscription(subscription_id: _ID, app: AppDep) -> Response:
+    """Stop delivering and hide the subscription; its deliveries stay searchable."""
+    app.store.delete_subscription(subscription_id)
+    return Response(status_code=204)

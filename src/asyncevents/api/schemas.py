@@ -1,0 +1,261 @@
+"""Request and response bodies of the REST API (they make its OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Attempt",
+    "Catalog",
+    "Delivery",
+    "DeliveryPage",
+    "EventDefinition",
+    "Health",
+    "Label",
+    "Name",
+    "PublishRequest",
+    "PublishResult",
+    "Query",
+    "Recipient",
+    "ReplayQuery",
+    "ReplayResult",
+    "Scope",
+    "Secret",
+    "SinkList",
+    "SinkName",
+    "Subscription",
+    "SubscriptionCreate",
+    "SubscriptionPage",
+    "SubscriptionUpdate",
+    "Token",
+    "TokenCreate",
+    "TokenCreated",
+    "Trace",
+]
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL refuses NUL in text columns; say so here rather than as a database error.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Name = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_no_nul)]
+"""An event name or pattern."""
+Recipient = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_no_nul)]
+"""Where a sink delivers."""
+Secret = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_no_nul)]
+"""A verification token."""
+SinkName = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_no_nul)]
+"""The name of an installed sink."""
+Query = Annotated[str, Field(max_length=4096), AfterValidator(_no_nul)]
+"""A Lucene query (empty: everything)."""
+Label = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_no_nul)]
+"""A short human name."""
+
+Scope = Literal["subscriptions:read", "subscriptions:write", "events:publish",
+                "deliveries:read", "deliveries:replay", "admin"]
+JsonObject = dict[str, Any]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SubscriptionCreate(_Strict):
+    """A new subscription. The verification token is write-only."""
+
+    event_name: Name = Field(description="An event name or pattern (`sales.order.*`).")
+    recipient: Recipient = Field(description="Where to deliver: a URL for the http sink.")
+    verification_token: Secret = Field(
+        description="The secret that signs deliveries (`whsec_...` or any string). "
+                    "Never returned.")
+    sink: SinkName = "http"
+    filter: Query | None = Field(default=None,
+                                      description="A Lucene query over the payload.")
+    retry_policy: JsonObject | None = Field(
+        default=None, description="Overrides of the global retry policy, e.g. {max_deaths: 3}.")
+    metadata: JsonObject | None = None
+
+
+class SubscriptionUpdate(_Strict):
+    """Fields to change; those left out stay as they are."""
+
+    active: bool | None = None
+    recipient: Recipient | None = None
+    verification_token: Secret | None = Field(
+        default=None, description="A new verification token (rotation). Never returned.")
+    filter: Query | None = Field(default=None, description="null removes the filter.")
+    retry_policy: JsonObject | None = Field(default=None,
+                                            description="null returns to the global policy.")
+    metadata: JsonObject | None = None
+
+
+class Subscription(BaseModel):
+    """A subscription as the API shows it (never with its token)."""
+
+    id: str
+    event_name: str
+    sink: str
+    recipient: str
+    active: bool
+    filter: str | None
+    retry_policy: JsonObject | None
+    metadata: JsonObject
+    created_at: str
+    updated_at: str
+
+
+class SubscriptionPage(BaseModel):
+    """One page of subscriptions, oldest first; pass ``next_cursor`` back for more."""
+
+    items: list[Subscription]
+    next_cursor: str | None
+
+
+class EventDefinition(BaseModel):
+    """One entry of the event catalog."""
+
+    name: str
+    description: str
+    resolver: str | None
+    pattern: bool
+
+
+class Catalog(BaseModel):
+    """The event catalog."""
+
+    strict: bool
+    events: list[EventDefinition]
+
+
+class PublishRequest(_Strict):
+    """An event to publish."""
+
+    name: Name = Field(description="The event name, e.g. `sales.order.created`.")
+    data: JsonObject = Field(default_factory=dict, description="The payload, a JSON object.")
+    delay: float | None = Field(default=None, ge=0, le=30 * 86400,
+                                description="Dispatch no earlier than this many seconds.")
+
+
+class PublishResult(BaseModel):
+    """The published event's id; ``duplicate`` when an Idempotency-Key was seen before."""
+
+    event_id: str
+    duplicate: bool = False
+
+
+class Delivery(BaseModel):
+    """One event's copy for one subscription."""
+
+    uuid: str
+    event_id: str
+    event_name: str
+    subscription_id: str
+    sink: str
+    recipient: str
+    status: Literal["pending", "retrying", "delivered", "dead"]
+    success: bool
+    attempts: int
+    created: str | None
+    updated: str | None
+    published_at: str | None
+    next_attempt_at: str | None
+    data: JsonObject
+
+
+class DeliveryPage(BaseModel):
+    """One page of matching deliveries, newest first; pass ``next_cursor`` back for more."""
+
+    items: list[Delivery]
+    next_cursor: str | None
+
+
+class Attempt(BaseModel):
+    """One try at delivering."""
+
+    number: int
+    started_at: str | None
+    success: bool
+    status_code: int | None
+    duration_ms: float
+    response: str
+    error: str | None
+    replay: bool
+
+
+class Trace(BaseModel):
+    """A delivery with every attempt, as ``asyncevents trace --json`` prints it."""
+
+    uuid: str
+    event_id: str
+    event_name: str
+    subscription_id: str
+    sink: str
+    recipient: str
+    status: str
+    success: bool
+    created: str | None
+    next_attempt_at: str | None
+    first_attempt_at: str | None
+    last_attempt_at: str | None
+    data: JsonObject
+    attempts: list[Attempt]
+
+
+class ReplayQuery(_Strict):
+    """Replay every delivery matching a Lucene query."""
+
+    q: Query = Field(min_length=1, description="e.g. `status:dead AND event_name:sales.*`")
+    dry_run: bool = False
+    max: int = Field(default=10_000, ge=1, le=100_000,
+                     description="Refuse (and replay nothing) when more deliveries match.")
+
+
+class ReplayResult(BaseModel):
+    """How many deliveries were (or, on a dry run, would be) replayed."""
+
+    matched: int
+    replayed: int
+
+
+class TokenCreate(_Strict):
+    """A new API token."""
+
+    name: Label
+    scopes: list[Scope] = Field(min_length=1)
+
+
+class Token(BaseModel):
+    """An API token, without its secret."""
+
+    id: str
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: str
+    last_used_at: str | None
+    revoked_at: str | None
+
+
+class TokenCreated(Token):
+    """A new API token with its secret, shown this once."""
+
+    token: str
+
+
+class Health(BaseModel):
+    """Whether the database and the transport answer."""
+
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str]
+
+
+class SinkList(BaseModel):
+    """Installed sinks and plugins that failed to load."""
+
+    sinks: list[dict[str, str]]
+    failed: list[dict[str, str]]

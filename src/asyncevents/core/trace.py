@@ -1,0 +1,38 @@
+"""What search and trace show of a delivery: the same fields in the CLI, API and console."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asyncevents.core.models import Delivery
+from asyncevents.core.store import Store
+
+__all__ = ["SEARCH_FIELDS", "search_row", "trace_document"]
+
+SEARCH_FIELDS = ("uuid", "event_name", "subscription_id", "status", "success", "attempts",
+                 "created", "data")
+
+
+def search_row(delivery: Delivery) -> dict[str, Any]:
+    """One search result: the ``SEARCH_FIELDS`` of a delivery, JSON-ready."""
+    row = delivery.public()
+    return {key: row[key] for key in SEARCH_FIELDS}
+
+
+def trace_document(store: Store, delivery_id: str) -> dict[str, Any]:
+    """The delivery, its subscription and every attempt, as ``trace --json`` prints them.
+
+    Raises ``NotFound`` when no delivery has this uuid.
+    """
+    delivery = store.get_delivery(delivery_id)
+    attempts = [a.public() for a in store.list_attempts(delivery_id)]
+    public = delivery.public()
+    doc = {k: v for k, v in public.items() if k in SEARCH_FIELDS}
+    doc.update(
+        event_id=delivery.event_id, sink=delivery.sink, recipient=delivery.recipient,
+        next_attempt_at=public["next_attempt_at"],
+        first_attempt_at=attempts[0]["started_at"] if attempts else None,
+        last_attempt_at=attempts[-1]["started_at"] if attempts else None,
+        attempts=attempts,
+    )
+    return doc

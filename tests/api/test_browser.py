@@ -1,0 +1,186 @@
+"""The console end to end in headless Chromium, against a real server and a real worker.
+
+A uvicorn server and a worker run in this process; a pytest-httpserver
+receiver refuses the first delivery (HTTP 400, so it is dead at once) and
+accepts the replay. In the browser: log in, search, open the trace, replay
+after the confirmation page, and see the new successful attempt. Each page
+is kept as a screenshot in ``test-artifacts/console/``.
+
+Chromium comes from Debian (``scripts/install-browser.sh``); when it is
+missing this test fails, it never skips.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from pytest_httpserver import HTTPServer
+
+from asyncevents.api.app import create_app
+from asyncevents.api.tokens import create_token
+from asyncevents.core.app import App
+from asyncevents.core.worker import WorkerLimits
+from tests.helpers import Recorder
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync",
+        "--disable-dev-shm-usage"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def server(make_settings: Callable[..., Any]) -> Iterator[tuple[str, App]]:
+    """A real server on 127.0.0.1 and a worker, both in this process."""
+    app = App(make_settings())
+    port = free_port()
+    uv = uvicorn.Server(uvicorn.Config(create_app(app), host="127.0.0.1", port=port,
+                                       log_level="warning", lifespan="off"))
+    serving = threading.Thread(target=uv.run, daemon=True)
+    serving.start()
+    worker = app.worker(WorkerLimits(concurrency=2))
+    working = threading.Thread(target=worker.run, daemon=True)
+    working.start()
+    wait_until(lambda: uv.started)
+    yield f"http://127.0.0.1:{port}", app
+    worker.stop("test over")
+    uv.should_exit = True
+    working.join(30)
+    serving.join(30)
+    app.close()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-browser.sh (Debian packages "
+                    "chromium and chromium-driver) before the browser tests")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_log_in_search_trace_replay(server: tuple[str, App], browser: Any,
+                                   httpserver: HTTPServer) -> None:
+    base, app = server
+    recorder = Recorder(httpserver)
+    sub = app.subscribe("sales.order.created", recorder.route("/hook", [400]), token="secret",
+                        metadata={"team": "shop"})
+    app.subscribe("customer.*", recorder.route("/crm"), token="secret")
+    app.publish("sales.order.created", {"id": 42, "customer": {"email": "ann@example.com"}})
+    app.publish("customer.registered", {"id": 7})
+    wait_until(lambda: len(recorder.hits) == 2)
+    wait_until(lambda: {d.status for d in app.store.recent_deliveries()} == {"dead", "delivered"})
+    _, secret = create_token(app.store, "browser", ["admin"])
+
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.set_default_timeout(15_000)
+    page.goto(f"{base}/console/deliveries")
+    assert page.url.endswith("/console/login")  # no session yet
+    shot(page, "01-login")
+    page.fill("#token", "ae_wrong")
+    page.click("button[type=submit]")
+    assert "unknown or revoked token" in page.inner_text("[role=alert]")
+    page.fill("#token", secret)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/console/deliveries$"))
+    assert page.locator("#deliveries tbody tr").count() == 2
+    shot(page, "02-deliveries")
+
+    page.fill("input[name=q]", "status:dead AND data.customer.email:*@example.com")
+    page.click("form[role=search] button[type=submit]")
+    page.wait_for_url(re.compile(r".*q=status"))
+    rows = page.locator("#deliveries tbody tr")
+    assert rows.count() == 1
+    shot(page, "03-search")
+
+    rows.first.locator("a").first.click()
+    page.wait_for_url(re.compile(r".*/console/deliveries/[0-9a-f-]{36}$"))
+    assert page.inner_text("#status") == "dead"
+    assert page.locator("#attempts tbody tr").count() == 1
+    assert "400" in page.inner_text("#attempts")
+    assert '"email": "ann@example.com"' in page.inner_text("#payload")
+    shot(page, "04-trace-dead")
+
+    page.click("text=Replay")
+    page.wait_for_url(re.compile(r".*/replay$"))
+    assert "Replay this delivery?" in page.inner_text("h1")
+    shot(page, "05-replay-confirm")
+    page.click("#confirm-replay")
+    page.wait_for_url(re.compile(r".*message=replay"))
+    assert "replay queued" in page.inner_text("[role=status]")
+
+    def replayed() -> bool:
+        page.reload()
+        count: int = page.locator("#attempts tbody tr").count()
+        return count == 2
+
+    wait_until(replayed)
+    assert page.inner_text("#status") == "delivered"
+    last = page.locator("#attempts tbody tr").nth(1).inner_text()
+    assert "(replay)" in last and "success" in last and "200" in last
+    shot(page, "06-trace-replayed")
+    assert len(recorder.on("/hook")) == 2
+
+    page.click("nav >> text=Subscriptions")
+    page.wait_for_url(re.compile(r".*/console/subscriptions$"))
+    assert page.locator("tbody tr").count() == 2
+    page.check(f"input[name=ids][value='{sub.id}']")
+    page.click("button[name=action][value=disable]")
+    page.wait_for_url(re.compile(r".*message="))
+    assert "1 subscription disabled" in page.inner_text("[role=status]")
+    assert app.store.get_subscription(sub.id).active is False
+    shot(page, "07-subscriptions")
+
+    page.click("nav >> text=Events")
+    shot(page, "08-events")
+    page.click("nav >> text=Sinks")
+    assert "http" in page.inner_text("table")
+    shot(page, "09-sinks")
+
+    with page.expect_download() as download:
+        page.goto(f"{base}/console/deliveries")
+        page.click("text=Export CSV")
+    exported = Path(download.value.path()).read_text()
+    assert exported.splitlines()[0].startswith("uuid,event_name")
+    assert len(exported.splitlines()) == 3
+
+    page.click("text=Log out")
+    page.wait_for_url(re.compile(r".*/console/login$"))
+    page.goto(f"{base}/console/deliveries")
+    assert page.url.endswith("/console/login")

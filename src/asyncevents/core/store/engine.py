@@ -42,9 +42,13 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         parsed = make_url(normalize_url(url))
     except ArgumentError as exc:
         raise ConfigError(f"invalid database URL: {exc}") from None
-    options: dict[str, Any] = {"pool_pre_ping": True, **kwargs}
+    options: dict[str, Any] = dict(kwargs)
     if parsed.get_backend_name() == "sqlite":
         options.setdefault("connect_args", {})["check_same_thread"] = False
+    else:
+        # A server restart leaves dead pooled connections; the ping finds them
+        # before a query fails. A SQLite file has no connection to lose.
+        options.setdefault("pool_pre_ping", True)
     try:
         engine = create_engine(parsed, **options)
     except (ArgumentError, ImportError) as exc:

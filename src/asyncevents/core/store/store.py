@@ -8,7 +8,17 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from asyncevents.core.clock import utcnow
@@ -20,6 +30,17 @@ from asyncevents.core.store.schema import attempts, deliveries, subscriptions
 from asyncevents.errors import NotFound, StoreError
 
 __all__ = ["NewAttempt", "Store", "delivery_from_row"]
+
+
+_SUB_COLUMNS = {c.name: c.label(f"sub_{c.name}") for c in subscriptions.c}
+_SUB_ID = _SUB_COLUMNS["id"]
+# Built once: the delivery hot path runs it for every attempt.
+_DELIVERY_AND_SUBSCRIPTION = (
+    select(deliveries, *_SUB_COLUMNS.values())
+    .select_from(deliveries.outerjoin(
+        subscriptions, subscriptions.c.id == deliveries.c.subscription_id))
+    .where(deliveries.c.id == bindparam("id"))
+)
 
 
 def _short(exc: BaseException) -> str:
@@ -170,28 +191,47 @@ class Store:
         if not targets:
             return []
         wanted = {s.id: s for s in targets}
-        existing = self._deliveries_of(event_id, list(wanted))
-        missing = [s for sid, s in wanted.items() if sid not in existing]
-        if missing:
-            now = utcnow()
-            rows = [
-                {
-                    "id": str(uuid.uuid4()), "event_id": event_id, "event_name": event_name,
-                    "subscription_id": s.id, "sink": s.sink, "recipient": s.recipient,
-                    "status": "pending", "attempts": 0, "payload": payload,
-                    "published_at": published_at, "created_at": now, "updated_at": now,
-                    "next_attempt_at": None,
-                }
-                for s in missing
-            ]
+        now = utcnow()
+        rows = {
+            s.id: {
+                "id": str(uuid.uuid4()), "event_id": event_id, "event_name": event_name,
+                "subscription_id": s.id, "sink": s.sink, "recipient": s.recipient,
+                "status": "pending", "attempts": 0, "payload": payload,
+                "published_at": published_at, "created_at": now, "updated_at": now,
+                "next_attempt_at": None,
+            }
+            for s in targets
+        }
+        # The first time (the usual case) is one insert; a redelivered trigger
+        # hits the unique (event, subscription) key and keeps the rows it finds.
+        existing: dict[str, Delivery] = {}
+        for _ in range(3):
+            missing = [row for sid, row in rows.items() if sid not in existing]
+            if not missing:
+                break
             try:
                 with self.begin() as conn:
-                    conn.execute(insert(deliveries), rows)
+                    conn.execute(insert(deliveries), missing)
             except IntegrityError:
-                # Another worker got the same trigger message (redelivery): its rows win.
-                pass
-            existing = self._deliveries_of(event_id, list(wanted))
+                existing = self._deliveries_of(event_id, list(wanted))
+                continue
+            existing.update({str(r["subscription_id"]): delivery_from_row(r) for r in missing})
+            break
         return [existing[sid] for sid in wanted if sid in existing]
+
+    def delivery_and_subscription(self, delivery_id: str) -> tuple[Delivery,
+                                                                   Subscription | None]:
+        """A delivery and its subscription (deleted ones included) in one query."""
+        with self.begin() as conn:
+            row = conn.execute(_DELIVERY_AND_SUBSCRIPTION, {"id": delivery_id}).first()
+        if row is None:
+            raise NotFound(f"no delivery with uuid {delivery_id!r}")
+        values = row._mapping
+        delivery = delivery_from_row({c.name: values[c] for c in deliveries.c})
+        if values[_SUB_ID] is None:
+            return delivery, None
+        sub_row = {c.name: values[_SUB_COLUMNS[c.name]] for c in subscriptions.c}
+        return delivery, self._subscription(sub_row)
 
     def _deliveries_of(self, event_id: str, subscription_ids: list[str]) -> dict[str, Delivery]:
         query = select(deliveries).where(

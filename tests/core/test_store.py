@@ -106,3 +106,18 @@ def test_purge_removes_old_final_deliveries_in_batches(store: Store) -> None:
     assert [d.id for d in store.recent_deliveries()] == [made[2]]  # retrying stays
     assert store.list_attempts(made[0]) == []
     assert len(store.list_attempts(made[2])) == 1
+
+
+def test_delivery_and_subscription_in_one_query(store: Store) -> None:
+    sub = store.create_subscription(event_name="a", sink="http", recipient="http://h",
+                                    token="tok", metadata={"k": 1})
+    (d,) = store.ensure_deliveries(event_id="e", event_name="a", published_at=utcnow(),
+                                   payload={"p": [1, {"q": 2}]}, targets=[sub])
+    delivery, found = store.delivery_and_subscription(d.id)
+    assert delivery == store.get_delivery(d.id)
+    assert found is not None and found.token == "tok" and found.metadata == {"k": 1}
+    store.delete_subscription(sub.id)
+    _, deleted = store.delivery_and_subscription(d.id)
+    assert deleted is not None and deleted.active is False  # deleted ones are still found
+    with pytest.raises(NotFound):
+        store.delivery_and_subscription("nope")

@@ -49,6 +49,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # A server restart leaves dead pooled connections; the ping finds them
         # before a query fails. A SQLite file has no connection to lose.
         options.setdefault("pool_pre_ping", True)
+        # Every worker thread holds a connection at times: a pool smaller than
+        # that opens and closes overflow connections all day long.
+        options.setdefault("pool_size", 20)
+        options.setdefault("max_overflow", 20)
     try:
         engine = create_engine(parsed, **options)
     except (ArgumentError, ImportError) as exc:

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install browser run demo test test-fast lint format clean
+.PHONY: install browser run demo test test-fast lint format clean faults
 
 install: $(STAMP)
 
@@ -21,7 +21,7 @@ run: install
 demo: run
 
 lint: install
-	$(BIN)/ruff check src tests plugins
+	$(BIN)/ruff check src tests plugins faults
 	$(BIN)/mypy src
 
 ## Headless Chromium (Debian packages) for the console's browser test.
@@ -33,11 +33,28 @@ test: install lint browser
 	$(BIN)/python -m pytest
 	bash plugins/test-plugins.sh
 
+## Kill, restart and starve the real services under running workers; print the table.
+## (Restarts RabbitMQ and PostgreSQL on 127.0.0.1 for a few seconds each; the short form
+## runs inside `make test` as tests/test_faults.py.)
+faults: install
+	$(BIN)/python -m faults.run
+
 test-fast: install
 	$(BIN)/python -m pytest -x -q -m "not slow"
 
+## The benchmark: every scenario beside its baselines (needs RabbitMQ and PostgreSQL on
+## 127.0.0.1; 15-40 minutes). BENCH_ARGS="--only e2e_rabbit --repeat 5" narrows it.
+bench: install
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## A few minutes' smoke run of the benchmark with small numbers.
+bench-quick: install
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
+
 format: install
-	$(BIN)/ruff check --fix src tests plugins
+	$(BIN)/ruff check --fix src tests plugins faults
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -31,6 +31,17 @@ def load_resolver(path: str) -> Resolver:
     return cast(Resolver, func)
 
 
+MAX_NAME_LENGTH = 255  # the store's event_name column
+
+
+def _check_shape(name: str) -> None:
+    if len(name) > MAX_NAME_LENGTH:
+        raise UnknownEvent(f"event name is {len(name)} characters long, "
+                           f"at most {MAX_NAME_LENGTH}")
+    if any(ch.isspace() or not ch.isprintable() for ch in name):
+        raise UnknownEvent(f"event name {name!r} contains spaces or control characters")
+
+
 @dataclass
 class Catalog:
     """Event definitions from asyncevents.toml and from ``register_events`` hooks."""
@@ -79,6 +90,7 @@ class Catalog:
         """Raise ``UnknownEvent`` when strict and nothing covers ``name``."""
         if not name or not name.strip() or is_pattern(name):
             raise UnknownEvent(f"cannot publish {name!r}: an event name is a plain dotted name")
+        _check_shape(name)
         if self.strict and self.definition(name) is None:
             raise self._unknown(name)
 
@@ -86,6 +98,7 @@ class Catalog:
         """Raise ``UnknownEvent`` when strict and ``pattern`` covers no known event."""
         if not pattern or not pattern.strip():
             raise UnknownEvent("an event name or pattern is required")
+        _check_shape(pattern)
         if not self.strict or pattern == "*" or pattern in self.definitions:
             return
         if is_pattern(pattern):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import structlog
 
@@ -18,13 +21,87 @@ from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult, Sink
 from asyncevents.core.store import Store
 from asyncevents.core.store.store import NewAttempt
-from asyncevents.errors import PermanentSinkError, RetryableSinkError
+from asyncevents.errors import PermanentSinkError, RetryableSinkError, StoreError, TransportError
 
-__all__ = ["Deliverer"]
+__all__ = ["Deliverer", "SubscriptionLanes"]
 
 log = structlog.get_logger("asyncevents.deliver")
 
 _ERROR_LIMIT = 1000
+_T = TypeVar("_T")
+# A subscription whose deliveries take this long (seconds) is slow.
+_SLOW = 1.0
+_DEFER_MAX = 60.0
+
+
+class SubscriptionLanes:
+    """Keeps slow subscriptions from taking every delivery slot of a worker.
+
+    A subscription is fast once its recent deliveries took under a second
+    and none has been running that long, and slow once one took longer. Slow
+    and new subscriptions together may hold all but a quarter of the slots,
+    and one slow subscription half of them. Past that a delivery is deferred
+    (back in line a moment later, no attempt recorded), so a hanging receiver
+    cannot hold back the others' deliveries. With ``slots`` under 2
+    (unknown, or one thread) nothing is ever deferred.
+
+    Deferred deliveries of one subscription are spread out, about one of its
+    durations apart per free slot, so a long backlog of a hanging receiver
+    comes back roughly when there is room for it instead of churning.
+    """
+
+    def __init__(self, slots: int = 0) -> None:
+        self.slots = slots
+        self._lock = threading.Lock()
+        self._running: dict[str, list[float]] = {}
+        self._typical: dict[str, float] = {}  # moving average of durations, seconds
+        self._deferred: dict[str, list[float]] = {}  # when deferred deliveries come back
+
+    def _slow(self, key: str, now: float) -> bool:
+        running = self._running.get(key)
+        return self._typical.get(key, 0.0) >= _SLOW or bool(
+            running and now - running[0] >= _SLOW)
+
+    def _fast(self, key: str, now: float) -> bool:
+        return key in self._typical and not self._slow(key, now)
+
+    def enter(self, key: str) -> float | None:
+        """Start a delivery for subscription ``key``: its start time, or None to defer it."""
+        now = time.monotonic()
+        with self._lock:
+            if self.slots >= 2 and not self._fast(key, now):
+                held = sum(len(r) for k, r in self._running.items() if not self._fast(k, now))
+                full = held >= self.slots - max(1, self.slots // 4)
+                if full or (self._slow(key, now)
+                            and len(self._running.get(key, ())) >= max(1, self.slots // 2)):
+                    return None
+            self._running.setdefault(key, []).append(now)
+            return now
+
+    def leave(self, key: str, started: float) -> None:
+        """A delivery that ``enter`` started is over."""
+        took = time.monotonic() - started
+        with self._lock:
+            running = self._running.get(key, [])
+            if started in running:
+                running.remove(started)
+            if not running:
+                self._running.pop(key, None)
+            before = self._typical.get(key)
+            self._typical[key] = took if before is None else 0.7 * before + 0.3 * took
+
+    def defer_for(self, key: str) -> float:
+        """Seconds to put a deferred delivery of ``key`` back for (and count it as waiting)."""
+        now = time.monotonic()
+        with self._lock:
+            waiting = [t for t in self._deferred.get(key, ()) if t > now]
+            typical = max(self._typical.get(key, 0.5), 0.5)
+            delay = min(_DEFER_MAX, typical * (1 + len(waiting) // max(1, self.slots // 2)))
+            # Whole half-seconds, then whole 5 s: few distinct RabbitMQ delay queues.
+            delay = math.ceil(delay * 2) / 2 if delay < 10 else math.ceil(delay / 5) * 5
+            waiting.append(now + delay)
+            self._deferred[key] = waiting
+        return delay
 
 
 def _call_sink(sink: Sink, request: DeliveryRequest) -> DeliveryResult:
@@ -52,6 +129,14 @@ class Deliverer:
         self.policy = policy
         self._sinks: dict[str, Sink] = {}
         self._lock = threading.Lock()
+        #: Seconds an attempt's outcome is held while the store (or, for the
+        #: retry, the broker) does not answer, before the message is requeued.
+        self.patience = 30.0
+        self.lanes = SubscriptionLanes()
+
+    def use_slots(self, slots: int) -> None:
+        """Tell the deliverer how many deliveries its worker runs at once."""
+        self.lanes.slots = slots
 
     def sink(self, name: str) -> Sink:
         """The one instance of sink ``name`` this worker uses."""
@@ -90,8 +175,18 @@ class Deliverer:
         if not subscription.active:
             result = DeliveryResult.failed("subscription is disabled or deleted", retryable=False)
         else:
-            self.plugins.hook.before_delivery(request=request)
-            result = _call_sink(self.sink(subscription.sink), request)
+            lane = self.lanes.enter(subscription.id)
+            if lane is None:
+                delay = self.lanes.defer_for(subscription.id)
+                self.retries.schedule("deliver", dict(body), delay)
+                bound.debug("slow subscription at its share of the slots, delivery deferred",
+                            retry_in=delay)
+                return
+            try:
+                self.plugins.hook.before_delivery(request=request)
+                result = _call_sink(self.sink(subscription.sink), request)
+            finally:
+                self.lanes.leave(subscription.id, lane)
         duration_ms = (time.perf_counter() - clock) * 1000
         self._record(body, delivery, subscription, request, result, started, duration_ms)
         if subscription.active:
@@ -116,21 +211,46 @@ class Deliverer:
         else:
             status = "dead"
         error = result.error
+        bound = log.bind(delivery_id=delivery.id, event_id=delivery.event_id,
+                         subscription_id=subscription.id)
         if result.disable_subscription:
-            self.store.update_subscription(subscription.id, active=False)
+            self._hold(bound, lambda: self.store.update_subscription(subscription.id,
+                                                                     active=False))
             error = f"{error or 'gone'}; subscription {subscription.id} disabled"
         next_at = utcnow() + timedelta(seconds=delay) if delay is not None else None
-        number = self.store.record_attempt(delivery.id, NewAttempt(
+        attempt = NewAttempt(
             started_at=started,
             duration_ms=duration_ms, success=result.success,
             status_code=result.status_code, response=result.response,
             error=error[:_ERROR_LIMIT] if error else None, status=status,
             next_attempt_at=next_at, replay=body.get("replay", False) and body["deaths"] == 0,
-        ))
+        )
+        number = self._hold(bound, lambda: self.store.record_attempt(delivery.id, attempt))
         if delay is not None:
-            self.retries.schedule("deliver", {**body, "deaths": deaths}, delay)
-        log.bind(delivery_id=delivery.id, event_id=delivery.event_id,
-                 subscription_id=subscription.id, attempt=number).info(
+            retry_body = {**body, "deaths": deaths}
+            self._hold(bound, lambda: self.retries.schedule("deliver", retry_body, delay))
+        bound.bind(attempt=number).info(
             "delivery attempted", status=status, status_code=result.status_code,
             duration_ms=round(duration_ms, 1), retry_in=delay, error=error,
         )
+
+    def _hold(self, bound: structlog.typing.FilteringBoundLogger,
+              work: Callable[[], _T]) -> _T:
+        """Run ``work``, retrying through a short store or broker outage.
+
+        The receiver already has this attempt: giving up at the first error
+        would requeue the message, send the event again and leave the first
+        request without its attempt row. Past ``patience`` the error goes up
+        and the message is requeued after all.
+        """
+        wait, deadline = 0.25, time.monotonic() + self.patience
+        while True:
+            try:
+                return work()
+            except (StoreError, TransportError) as exc:
+                if time.monotonic() + wait > deadline:
+                    raise
+                bound.warning("cannot record the attempt yet, retrying", error=str(exc),
+                              retry_in=wait)
+                time.sleep(wait)
+                wait = min(wait * 2, 4.0)

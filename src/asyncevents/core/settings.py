@@ -20,6 +20,7 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -54,7 +55,9 @@ class Settings(BaseSettings):
     """Everything asyncevents can be configured with."""
 
     model_config = SettingsConfigDict(
-        env_prefix="ASYNCEVENTS_", extra="ignore", validate_default=True
+        env_prefix="ASYNCEVENTS_", extra="ignore", validate_default=True,
+        # An infinite timeout or back-off loads fine and overflows where it is used.
+        allow_inf_nan=False,
     )
 
     transport_url: str = "sqla+sqlite:///asyncevents-queue.db"
@@ -139,5 +142,8 @@ def load_settings(**overrides: Any) -> Settings:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "settings"
         raise ConfigError(f"invalid setting {where}: {first['msg']}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the configuration file: {exc}") from None
+    except SettingsError as exc:
+        # A malformed JSON value of a structured variable such as ASYNCEVENTS_EVENTS.
+        raise ConfigError(str(exc).splitlines()[0]) from None

@@ -27,6 +27,12 @@ def scheme_of(url: str) -> str:
     return scheme.split("+", 1)[0]
 
 
+def _first_line(exc: BaseException) -> str:
+    # SQLAlchemy appends "(Background on this error at: ...)" on a second line.
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 class Broker:
     """Connections to the transport named by ``settings.transport_url``.
 
@@ -101,19 +107,24 @@ class Broker:
 
     def _send(self, body: dict[str, Any], exchange: Any, routing_key: str, queue: Queue,
               headers: dict[str, Any] | None) -> None:
-        producer, declared = self._producer()
-        declare = [] if queue.name in declared else [queue]
+        producer, _ = self._producer()
         try:
+            # declare=[queue] on every call, not only the first: kombu skips it
+            # while the connection lives (its declared-entities cache), and when
+            # its retry reconnects the cache is empty, so the queue and its
+            # binding are declared again. On the SQL transport bindings live in
+            # the connection's memory: a retry without them routed the message
+            # nowhere, and publish() returned as if it had been sent.
             producer.publish(
                 body, exchange=exchange, routing_key=routing_key, delivery_mode=2,
-                headers=headers or {}, declare=declare, retry=True, retry_policy=_PUBLISH_RETRY,
+                headers=headers or {}, declare=[queue], retry=True,
+                retry_policy=_PUBLISH_RETRY,
             )
         except Exception as exc:
             self._reset()
             raise TransportError(
-                f"cannot publish to the broker at {self.safe_url()}: {exc}"
+                f"cannot publish to the broker at {self.safe_url()}: {_first_line(exc)}"
             ) from None
-        declared.add(queue.name)
 
     def publish(self, route: Route, body: dict[str, Any],
                 headers: dict[str, Any] | None = None) -> None:

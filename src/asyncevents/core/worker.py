@@ -3,7 +3,14 @@
 The main thread owns the kombu connection (kombu is not thread-safe): it
 receives messages, hands each to a thread pool, and acks it once the handler
 has recorded its outcome. A message whose handler fails is returned to the
-queue, never dropped.
+queue, never dropped; only a message that no handler could ever take (not
+JSON, fields missing, a delivery that does not exist) is dropped, with an
+error in the log.
+
+When the broker goes away the worker reconnects by itself, waiting longer
+after each failed try (0.5 s doubling up to 30 s), and logs both the loss and
+the recovery. Messages it held on the lost connection are not acked: the
+broker hands them out again, and the deliverer drops those already done.
 """
 
 from __future__ import annotations
@@ -17,23 +24,30 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 from kombu import Connection, Consumer, Message
+from kombu.exceptions import OperationalError
 
 from asyncevents.core.retrymanagement import RetryManagement
 from asyncevents.core.transport import Broker
+from asyncevents.errors import NotFound
 
-__all__ = ["Worker", "WorkerLimits", "WorkerReport"]
+__all__ = ["SlotAware", "Worker", "WorkerLimits", "WorkerReport"]
 
 log = structlog.get_logger("asyncevents.worker")
 
 Handler = Callable[[dict[str, Any]], None]
 
 _PUMP_EVERY = 0.2
-_DRAIN_TIMEOUT = 0.2
+# Acks wait for the loop to come round: a short turn keeps them (and the next
+# message, which the prefetch window holds back until then) prompt.
+_DRAIN_TIMEOUT = 0.05
+_RECONNECT_FIRST = 0.5
+_RECONNECT_MAX = 30.0
 
 
 @dataclass(frozen=True)
@@ -53,7 +67,18 @@ class WorkerReport:
 
     handled: int = 0
     failed: int = 0
+    dropped: int = 0
+    """Messages no handler could take (undecodable, malformed, pointing at nothing)."""
+    reconnects: int = 0
     reason: str = ""
+
+
+@runtime_checkable
+class SlotAware(Protocol):
+    """A handler's owner that wants to know how many messages run at once."""
+
+    def use_slots(self, slots: int) -> None:
+        """Called once, before the worker runs."""
 
 
 @dataclass
@@ -90,9 +115,19 @@ class Worker:
         self.retries = retries
         self.handlers: dict[str, Handler] = {"trigger": dispatch, "deliver": deliver}
         self.limits = limits or WorkerLimits()
+        for handler in (dispatch, deliver):
+            # The deliverer keeps slow subscriptions to a share of the threads.
+            owner = getattr(handler, "__self__", None)
+            if isinstance(owner, SlotAware):
+                owner.use_slots(self.limits.concurrency)
         self.report = WorkerReport()
         self._stop = threading.Event()
-        self._done: queue.Queue[tuple[Message, bool]] = queue.Queue()
+        # (message, its handler's future, the connection it came on); settled
+        # by the main thread, which alone touches kombu.
+        self._done: queue.Queue[tuple[Message, Future[bool | None], int]] = queue.Queue()
+        self._futures: set[Future[bool | None]] = set()
+        self._generation = 0
+        self._lost_at: float | None = None
         self._in_flight = 0
         self._received = 0
         self._last_activity = time.monotonic()
@@ -116,6 +151,7 @@ class Worker:
         log.info("worker started", transport=self.broker.safe_url(),
                  concurrency=self.limits.concurrency)
         errors = self._connection_errors()
+        retry_in = _RECONNECT_FIRST
         try:
             while not self._stop.is_set():
                 try:
@@ -123,21 +159,32 @@ class Worker:
                 except errors as exc:
                     if self._stop.is_set():
                         break
-                    log.warning("broker connection lost, reconnecting", error=str(exc))
-                    self._stop.wait(1.0)
+                    # Still lost since the last try (a connection that opens
+                    # but fails at once counts as lost): wait longer.
+                    if self._lost_at is None:
+                        self._lost_at, retry_in = time.monotonic(), _RECONNECT_FIRST
+                    else:
+                        retry_in = min(retry_in * 2, _RECONNECT_MAX)
+                    self.report.reconnects += 1
+                    self._cancel_queued()  # the broker hands those out again
+                    log.warning("broker connection lost, reconnecting", error=_describe(exc),
+                                retry_in=retry_in, attempt=self.report.reconnects)
+                    self._stop.wait(retry_in)
         finally:
             pool.shutdown(wait=True)
             self._restore_signals(previous)
             if self.on_exit is not None:
                 self.on_exit()
         log.info("worker stopped", reason=self.report.reason, handled=self.report.handled,
-                 failed=self.report.failed)
+                 failed=self.report.failed, dropped=self.report.dropped)
         return self.report
 
     def _connection_errors(self) -> tuple[type[BaseException], ...]:
         conn = self.broker.connect()
         try:
-            errors = (*tuple(conn.connection_errors), ConnectionError, OSError)
+            # OperationalError: kombu's own wrapper when ensure_connection gives up.
+            errors = (*tuple(conn.connection_errors), ConnectionError, OSError,
+                      OperationalError)
         finally:
             conn.release()
         return errors
@@ -145,11 +192,19 @@ class Worker:
     def _consume(self, pool: ThreadPoolExecutor, started: float) -> None:
         conn: Connection = self.broker.connect()
         try:
-            conn.ensure_connection(max_retries=3)
+            # One try here: the back-off between tries is run()'s.
+            conn.ensure_connection(max_retries=1)
             channel = conn.channel()
-            consumer = Consumer(channel, queues=self.broker.topology.queues, accept=["json"],
-                                callbacks=[lambda body, msg: self._on_message(pool, body, msg)],
-                                prefetch_count=max(1, self.limits.concurrency))
+            self._generation += 1
+            generation = self._generation
+            consumer = Consumer(
+                channel, queues=self.broker.topology.queues, accept=["json"],
+                callbacks=[lambda body, msg: self._on_message(pool, body, msg, generation)],
+                on_decode_error=self._on_decode_error,
+                # Twice the threads: while slow deliveries hold their threads, the
+                # next messages wait in the pool instead of one fetch per ack.
+                prefetch_count=2 * max(1, self.limits.concurrency),
+            )
             with consumer:
                 while not self._stop.is_set():
                     try:
@@ -158,32 +213,66 @@ class Worker:
                         pass
                     except socket.timeout:  # noqa: UP041 - kombu raises either
                         pass
+                    # py-amqp sends heartbeats only when asked; without this an
+                    # idle worker is cut off by RabbitMQ after two intervals.
+                    conn.heartbeat_check()
+                    self._restored()  # only once a full turn worked
                     self._ack_done()
                     self._pump()
                     self._housekeeping()
                     self._check_limits(started)
                 consumer.cancel()
+                self._cancel_queued()
                 self._finish_in_flight()
         finally:
             conn.release()
 
-    def _on_message(self, pool: ThreadPoolExecutor, body: Any, message: Message) -> None:
+    def _cancel_queued(self) -> None:
+        """Give back the prefetched messages no thread has started on."""
+        for future in list(self._futures):
+            future.cancel()  # its callback runs now: the message is requeued
+
+    def _restored(self) -> None:
+        if self._lost_at is not None:
+            log.warning("broker connection restored", transport=self.broker.safe_url(),
+                        down_for=round(time.monotonic() - self._lost_at, 1),
+                        attempts=self.report.reconnects)
+            self._lost_at = None
+
+    def _on_message(self, pool: ThreadPoolExecutor, body: Any, message: Message,
+                    generation: int) -> None:
         self._in_flight += 1
         self._received += 1
         self._last_activity = time.monotonic()
         route = "deliver" if isinstance(body, dict) and "delivery_id" in body else "trigger"
         future = pool.submit(self._work, route, body)
-        future.add_done_callback(lambda f: self._done.put((message, _succeeded(f))))
+        self._futures.add(future)
+        future.add_done_callback(lambda f: self._done.put((message, f, generation)))
         if self.limits.limit is not None and self._received >= self.limits.limit:
             self.stop("message limit reached")
 
-    def _work(self, route: str, body: Any) -> bool:
+    def _on_decode_error(self, message: Message, exc: Exception) -> None:
+        # Bytes that are not JSON never will be: redelivering them would only
+        # make every worker fail on them forever.
+        log.error("undecodable message dropped", error=_describe(exc),
+                  content_type=message.content_type, size=len(message.body or b""))
+        self.report.dropped += 1
+        message.reject()
+
+    def _work(self, route: str, body: Any) -> bool | None:
+        """Run the handler: True when done, False to requeue, None to drop."""
         bound = log.bind(route=route)
-        if not isinstance(body, dict):
-            bound.error("malformed message dropped", body=repr(body)[:200])
-            return True
+        problem = _malformed(route, body)
+        if problem is not None:
+            bound.error("malformed message dropped", problem=problem, body=repr(body)[:200])
+            return None
         try:
             self.handlers[route](body)
+        except NotFound as exc:
+            # The delivery (or its subscription) is gone for good: purged, or
+            # the message belongs to another installation sharing the broker.
+            bound.error("malformed message dropped", problem=str(exc))
+            return None
         except Exception as exc:
             bound.error("handler failed, message returned to the queue",
                         error=f"{type(exc).__name__}: {exc}")
@@ -195,18 +284,30 @@ class Worker:
     def _ack_done(self, block: bool = False) -> None:
         while True:
             try:
-                message, ok = self._done.get(block=block, timeout=0.5 if block else None)
+                message, future, generation = self._done.get(
+                    block=block, timeout=0.5 if block else None)
             except queue.Empty:
                 return
             block = False
+            self._futures.discard(future)
             self._in_flight -= 1
             self._last_activity = time.monotonic()
-            if ok:
+            outcome = _outcome(future)
+            if outcome is True:
                 self.report.handled += 1
-                message.ack()
-            else:
+            elif outcome is None:
+                self.report.dropped += 1
+            elif not future.cancelled():
                 self.report.failed += 1
-                message.requeue()
+            try:
+                _settle(message, outcome)
+            except Exception as exc:
+                if generation == self._generation:
+                    raise  # this connection is failing: run() reconnects
+                # It came on a connection that is gone, so the broker has
+                # already put it back in line (a SQL lease runs out).
+                log.info("message from a lost connection left to the broker",
+                         handled=outcome is not False, error=_describe(exc))
 
     def _finish_in_flight(self) -> None:
         while self._in_flight > 0:
@@ -259,5 +360,45 @@ class Worker:
             signal.signal(signum, handler)
 
 
-def _succeeded(future: Future[bool]) -> bool:
-    return future.exception() is None and bool(future.result())
+def _outcome(future: Future[bool | None]) -> bool | None:
+    """True: ack; False: requeue (failed, or never started); None: drop."""
+    if future.cancelled() or future.exception() is not None:
+        return False
+    return future.result()
+
+
+def _settle(message: Message, outcome: bool | None) -> None:
+    if outcome is False:
+        message.requeue()
+    elif outcome is None:
+        message.reject()
+    else:
+        message.ack()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+_FIELDS: dict[str, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
+    "trigger": (("event_id", str), ("name", str), ("data", dict), ("published_at", str),
+                ("deaths", int)),
+    "deliver": (("delivery_id", str), ("deaths", int)),
+}
+
+
+def _malformed(route: str, body: Any) -> str | None:
+    """Why ``body`` can never be handled on ``route``, or None when it looks right."""
+    if not isinstance(body, dict):
+        return f"the body is a JSON {type(body).__name__}, not an object"
+    for key, kind in _FIELDS[route]:
+        value = body.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"field {key!r} is missing or not a {getattr(kind, '__name__', kind)}"
+    if route == "trigger":
+        try:
+            datetime.fromisoformat(body["published_at"])
+        except ValueError:
+            return "field 'published_at' is not an ISO 8601 time"
+    return None

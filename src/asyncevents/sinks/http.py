@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import ssl
 import time
 import zlib
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from asyncevents.core.signing import sign
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult, SinkFactory, cloudevent
 from asyncevents.errors import InvalidRecipient
 from asyncevents.sinks.addresses import AllowList, UnresolvableHost, check_host
+from asyncevents.sinks.pinning import PinnedTransport, checked_addresses, pinned
 
 __all__ = ["CONTENT_TYPE", "USER_AGENT", "HttpSink", "register_sinks", "retry_after_seconds"]
 
@@ -75,19 +77,23 @@ class HttpSink:
 
     name: ClassVar[str] = "http"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        """``ssl_context``: the certificates to trust instead of the system's (a private CA)."""
         self._allowed = AllowList.parse(settings.allowed_networks)
         self._excerpt_bytes = settings.response_excerpt_bytes
         self._read_budget = settings.http_timeout
         self._max_retry_after = settings.max_retry_after
         # One pooled client for every thread of the worker. trust_env=False:
         # an HTTP(S)_PROXY would connect on our behalf past the address guard,
-        # and ~/.netrc credentials must never go to a subscriber's host.
+        # and ~/.netrc credentials must never go to a subscriber's host. The
+        # transport connects only to addresses the guard checked (pinning).
         self._client = httpx.Client(
-            timeout=httpx.Timeout(settings.http_timeout, connect=settings.http_connect_timeout),
-            limits=httpx.Limits(
-                max_connections=_MAX_CONNECTIONS, max_keepalive_connections=_MAX_CONNECTIONS
+            transport=PinnedTransport(
+                verify=ssl_context if ssl_context is not None else True,
+                limits=httpx.Limits(max_connections=_MAX_CONNECTIONS,
+                                    max_keepalive_connections=_MAX_CONNECTIONS),
             ),
+            timeout=httpx.Timeout(settings.http_timeout, connect=settings.http_connect_timeout),
             follow_redirects=False,
             trust_env=False,
             headers={"user-agent": USER_AGENT},
@@ -110,10 +116,11 @@ class HttpSink:
 
     def _deliver(self, request: DeliveryRequest) -> DeliveryResult:
         # Checked again on every attempt: DNS may now answer differently than
-        # at subscribe time (rebinding). httpx still resolves the name on its
-        # own afterwards; pinning the checked address is left for later.
+        # at subscribe time (rebinding). The connection then goes to exactly
+        # the addresses checked here, never to a second lookup's answer.
         try:
-            check_host(_host_of(request.recipient), self._allowed)
+            host = _host_of(request.recipient)
+            addresses = checked_addresses(host, self._allowed)
         except UnresolvableHost as exc:
             return DeliveryResult.failed(str(exc))
         except InvalidRecipient as exc:
@@ -134,7 +141,7 @@ class HttpSink:
             "webhook-signature": signature,
         }
         try:
-            with self._client.stream(
+            with pinned(host, addresses), self._client.stream(
                 "POST", request.recipient, content=body, headers=headers
             ) as response:
                 excerpt = self._excerpt(response)

@@ -7,6 +7,7 @@ which matches everything.
 
 from __future__ import annotations
 
+import decimal
 import re
 from datetime import datetime
 from typing import Any
@@ -255,4 +256,8 @@ def parse_query(q: str | None, mode: Mode = "search", now: datetime | None = Non
         raise _syntax_error(exc) from None
     except RecursionError:
         raise InvalidQuery("query nested too deeply") from None
+    except decimal.InvalidOperation:
+        # luqum turns the number after ~ or ^ into a Decimal while parsing.
+        raise InvalidQuery("invalid number after '~' or '^' (fuzzy and boost are not "
+                           "supported)") from None
     return _Converter(mode, now or utcnow()).node(parsed, None, 0)

@@ -1,0 +1,79 @@
+"""Run ``asyncevents worker`` with bench-only patches, to size proposed changes to src/.
+
+Never used for the headline figures (only by the ``whatif`` scenario). Each
+patch is switched on by an environment variable:
+
+- ``BENCH_DRAIN_TIMEOUT=0.002``: the worker's ``drain_events`` timeout. The
+  main loop acks finished messages only between two drains, and with a full
+  prefetch window no new message arrives to end a drain early, so every
+  window of messages waits for that timeout before its acks go out.
+- ``BENCH_PREFETCH_MULT=4``: prefetch ``concurrency * N`` messages instead of
+  ``concurrency``.
+- ``BENCH_POOL_SIZE=12``: SQLAlchemy ``pool_size`` (and ``max_overflow``) for
+  the store's engine and the SQL transport's engines (default 5 + 10 overflow;
+  an overflow connection is closed when it is returned, so more threads than
+  5 means a new database connection every few operations).
+- ``BENCH_NO_PRE_PING=1``: the store's engine without ``pool_pre_ping`` (a
+  ``SELECT 1`` round trip before every transaction).
+
+``python -m bench.whatif_worker worker --concurrency 8 ...``
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+
+def _patch() -> None:
+    import asyncevents.core.worker as worker
+
+    drain = os.environ.get("BENCH_DRAIN_TIMEOUT")
+    if drain:
+        worker._DRAIN_TIMEOUT = float(drain)
+
+    mult = int(os.environ.get("BENCH_PREFETCH_MULT", "1"))
+    if mult > 1:
+        original_consumer = getattr(worker, "Consumer")  # noqa: B009
+
+        def consumer(*args: Any, **kwargs: Any) -> Any:
+            kwargs["prefetch_count"] = kwargs.get("prefetch_count", 1) * mult
+            return original_consumer(*args, **kwargs)
+
+        setattr(worker, "Consumer", consumer)  # noqa: B010
+
+    pool = os.environ.get("BENCH_POOL_SIZE")
+    no_ping = os.environ.get("BENCH_NO_PRE_PING") == "1"
+    if pool or no_ping:
+        import sqlalchemy
+
+        import asyncevents.core.sqltransport_schema as qschema
+        import asyncevents.core.store.engine as store_engine
+
+        def sized(create: Any, is_store: bool) -> Any:
+            def create_engine(url: Any, **kwargs: Any) -> Any:
+                backend = sqlalchemy.engine.make_url(url).get_backend_name()
+                if pool and backend != "sqlite":
+                    kwargs.setdefault("pool_size", int(pool))
+                    kwargs.setdefault("max_overflow", int(pool))
+                if no_ping and is_store:
+                    kwargs["pool_pre_ping"] = False
+                return create(url, **kwargs)
+
+            return create_engine
+
+        store_engine.create_engine = sized(store_engine.create_engine, True)  # type: ignore
+        qschema.create_engine = sized(qschema.create_engine, False)  # type: ignore
+
+
+def main() -> None:
+    _patch()
+    from asyncevents.cli import main as cli
+
+    sys.argv[0] = "asyncevents"
+    cli()
+
+
+if __name__ == "__main__":
+    main()

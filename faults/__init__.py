@@ -1,0 +1,19 @@
+"""The fault suite: real workers, real servers, injected failures, and the figures.
+
+``python -m faults.run`` (``make faults``) runs every scenario and prints one
+table, fault x transport -> published / delivered / duplicated / lost.
+Each scenario is a module with ``run(transport, directory, *, short) -> Row``:
+
+- :mod:`faults.kill`: ``kill -9`` of a worker, several times mid-stream;
+- :mod:`faults.broker`: RabbitMQ stopped and started while publishing and delivering;
+- :mod:`faults.database`: PostgreSQL restarted while workers run;
+- :mod:`faults.receivers`: hanging, resetting and slow receivers beside a fast one;
+- :mod:`faults.sigterm`: SIGTERM with deliveries in flight;
+- :mod:`faults.diskfull`: the SQLite queue and store on a full, then read-only, disk;
+- :mod:`faults.hostile`: poison messages, huge response headers, a 100 MB body.
+
+Shared pieces: :mod:`faults.receiver` (the webhook receiver),
+:mod:`faults.stack` (an installation and its worker processes),
+:mod:`faults.services` (outages that always end), :mod:`faults.figures`
+(counting and the table).
+"""

@@ -1,0 +1,1 @@
+"""Guards against hostile input, hostile receivers and leaks (issue 7)."""

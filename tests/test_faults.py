@@ -1,0 +1,33 @@
+"""The fault suite's short form: every fault, fewer events, fewer transports.
+
+``make faults`` runs the full form and prints the table; this runs the short
+rows one test each, so ``make test`` proves the same things: nothing lost,
+duplicates only with one ``webhook-id``, and each fault's own checks. These
+tests restart RabbitMQ and PostgreSQL for a few seconds (they always come
+back) and fail, never skip, when a service is down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from faults.figures import format_table
+from faults.run import FAULTS, Fault, run_fault
+
+SHORT = [(fault, transport) for fault in FAULTS for transport in fault.short_transports]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(("fault", "transport"), SHORT,
+                         ids=[f"{f.name}-{t}" for f, t in SHORT])
+def test_fault(fault: Fault, transport: str, tmp_path: Path) -> None:
+    row = run_fault(fault, transport, tmp_path, short=True)
+    table = format_table([row])
+    print(table)
+    if row.skipped:
+        pytest.skip(row.skipped)
+    assert row.lost == 0, table
+    assert row.ok, table

@@ -154,14 +154,21 @@ class Deliverer:
 
     def handle(self, body: DeliverMessage) -> None:
         """Make one attempt at one delivery."""
-        delivery = self.store.get_delivery(body["delivery_id"])
+        # One query for both: this runs for every attempt.
+        delivery, subscription = self.store.delivery_and_subscription(body["delivery_id"])
         bound = log.bind(delivery_id=delivery.id, event_id=delivery.event_id,
                          subscription_id=delivery.subscription_id)
         if delivery.status in ("delivered", "dead"):
             # A duplicate message (redelivery after a crash): the work is done.
             bound.info("delivery already final, message dropped", status=delivery.status)
             return
-        subscription = self.store.get_subscription(delivery.subscription_id, deleted=True)
+        if subscription is None:
+            # Nothing to deliver to, ever: dead and visible, not requeued forever.
+            self.store.record_attempt(delivery.id, NewAttempt(
+                started_at=utcnow(), duration_ms=0.0, success=False, status_code=None,
+                response="", error="the subscription no longer exists", status="dead"))
+            bound.error("delivery without a subscription recorded as dead")
+            return
         request = DeliveryRequest(
             delivery_id=delivery.id, event_id=delivery.event_id,
             event_name=delivery.event_name, subscription_id=subscription.id,

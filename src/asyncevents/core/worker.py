@@ -46,6 +46,7 @@ _PUMP_EVERY = 0.2
 # Acks wait for the loop to come round: a short turn keeps them (and the next
 # message, which the prefetch window holds back until then) prompt.
 _DRAIN_TIMEOUT = 0.05
+_BUSY_DRAIN = 0.002
 _RECONNECT_FIRST = 0.5
 _RECONNECT_MAX = 30.0
 
@@ -208,7 +209,10 @@ class Worker:
             with consumer:
                 while not self._stop.is_set():
                     try:
-                        conn.drain_events(timeout=_DRAIN_TIMEOUT)
+                        # While handlers run, come back at once to ack what they
+                        # finish: the broker sends nothing more until we do.
+                        conn.drain_events(
+                            timeout=_BUSY_DRAIN if self._in_flight else _DRAIN_TIMEOUT)
                     except TimeoutError:
                         pass
                     except socket.timeout:  # noqa: UP041 - kombu raises either

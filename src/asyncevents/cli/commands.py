@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import click
 
 from asyncevents.cli.context import get_app, json_option, parse_json_object
@@ -10,7 +12,12 @@ from asyncevents.cli.output import console, print_json, print_table
 from asyncevents.cli.serve import serve
 from asyncevents.cli.subscriptions import subscribe, subscriptions
 from asyncevents.cli.tokens import tokens
+from asyncevents.core.app import App
+from asyncevents.core.log import get_logger
 from asyncevents.core.worker import WorkerLimits
+from asyncevents.errors import StoreError, TransportError
+
+log = get_logger("asyncevents.cli")
 
 __all__ = ["cli"]
 
@@ -65,7 +72,7 @@ def worker(concurrency: int, limit: int | None, time_limit: float | None,
            retention_days: float | None, as_json: bool) -> None:
     """Consume events and deliver them until a limit or SIGTERM."""
     app = get_app()
-    app.broker.check()
+    _wait_for_services(app)
     report = app.run_worker(WorkerLimits(
         concurrency=concurrency, limit=limit, time_limit=time_limit,
         memory_limit_mb=memory_limit, max_idle_time=max_idle_time,
@@ -73,6 +80,24 @@ def worker(concurrency: int, limit: int | None, time_limit: float | None,
     summary = {"handled": report.handled, "failed": report.failed, "reason": report.reason}
     if as_json:
         print_json(summary)
+
+
+def _wait_for_services(app: App, patience: float = 30.0) -> None:
+    # A worker started while the database or broker restarts (a deploy, a
+    # failover) waits for them a while instead of exiting at once.
+    deadline, wait = time.monotonic() + patience, 0.5
+    while True:
+        try:
+            app.store  # noqa: B018 - opens and checks the schema
+            app.broker.check()
+            return
+        except (StoreError, TransportError) as exc:
+            if time.monotonic() + wait > deadline:
+                raise
+            log.warning("waiting for the database and the broker", error=str(exc),
+                        retry_in=wait)
+            time.sleep(wait)
+            wait = min(wait * 2, 5.0)
 
 
 @cli.command()

@@ -191,7 +191,10 @@ class SqlChannel(virtual.Channel):  # type: ignore[misc]
             super()._restore(message)  # not fetched here: kombu's copy, never a loss
             return
         params = {"rid": lease[0], "n": lease[1]}
-        schema.run(self._engines.settle, lambda conn: conn.execute(schema.RELEASE, params))
+        # With the database down the row comes back anyway when its lease runs
+        # out; raising here would make kombu dump the message to a file.
+        with suppress(DBAPIError):
+            schema.run(self._engines.settle, lambda conn: conn.execute(schema.RELEASE, params))
 
     def _size(self, queue: str) -> int:
         params = {"q": queue, "now": schema.utcnow()}

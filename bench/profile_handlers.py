@@ -55,9 +55,13 @@ def main() -> None:
 
         event.listen(app.store.engine, "before_cursor_execute", on_exec)
         event.listen(app.store.engine, "begin", on_begin)
+        deliverer = Deliverer(app.settings, app.store, app.plugins, app.retries, app.policy)
+        # As the worker runs it: the first attempt made by the dispatcher itself.
+        inline = Dispatcher(app.catalog, app.store, app.broker, app.retries, app.policy,
+                            app.filter_fn(), deliverer=deliverer)
+        # Only creates deliveries, for the deliverer's own pass (retries, replays).
         dispatcher = Dispatcher(app.catalog, app.store, app.broker, app.retries, app.policy,
                                 app.filter_fn())
-        deliverer = Deliverer(app.settings, app.store, app.plugins, app.retries, app.policy)
         sub = app.store.list_subscriptions()[0]
 
         def triggers(n: int, base: int) -> list[dict[str, Any]]:
@@ -72,13 +76,16 @@ def main() -> None:
         # warm: connections, statement caches, the HTTP pool
         warm = triggers(20, 0)
         for b in warm:
+            inline.handle(cast(Any, b))
+        warm = triggers(20, 100)
+        for b in warm:
             dispatcher.handle(cast(Any, b))
         for d in deliveries(warm):
             deliverer.handle(cast(Any, d))
 
         report = []
         handlers: tuple[tuple[str, Any, str | None], ...] = (
-            ("Dispatcher.handle (trigger)", dispatcher.handle, None),
+            ("Dispatcher.handle (trigger, first attempt inline)", inline.handle, None),
             ("Deliverer.handle (delivery)", deliverer.handle, "deliver"),
         )
         for k, (label, handler, make) in enumerate(handlers):

@@ -92,3 +92,57 @@ def test_bad_filter_is_refused_at_subscribe(make_settings: Any) -> None:
         app.subscribe("order.*", "http://127.0.0.1:9/x", token="t", filter="total:[1 TO")
     assert app.store.list_subscriptions() == []
     app.close()
+
+
+def test_the_first_attempt_is_made_by_the_dispatcher(transport_settings: Any,
+                                                     httpserver: HTTPServer) -> None:
+    app = App(transport_settings)
+    recorder = Recorder(httpserver)
+    for path in ("/a", "/b", "/c"):
+        app.subscribe("order.*", recorder.route(path), token="t")
+    app.publish("order.created", {"id": 1})
+    report = drain(app)
+    assert sorted(h.path for h in recorder.hits) == ["/a", "/b", "/c"]
+    # The trigger and two delivery messages: the third copy went out from the
+    # dispatcher's own thread, without a trip through the delivery queue.
+    assert report.handled == 3
+    deliveries = app.store.recent_deliveries()
+    assert {d.status for d in deliveries} == {"delivered"}
+    assert all(d.attempts == 1 for d in deliveries)
+    app.close()
+
+
+def test_a_running_worker_sees_subscription_changes(make_settings: Any,
+                                                    httpserver: HTTPServer) -> None:
+    import threading
+    import time
+
+    from asyncevents.core.dispatch import SUBSCRIPTIONS_FRESH
+    from asyncevents.core.worker import WorkerLimits
+
+    app = App(make_settings())
+    recorder = Recorder(httpserver)
+    first = app.subscribe("order.*", recorder.route("/first"), token="t")
+    worker = app.worker(WorkerLimits(concurrency=4, time_limit=60))
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        def wait_for(path: str, n: int) -> None:
+            deadline = time.monotonic() + 20
+            while len(recorder.on(path)) < n and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(recorder.on(path)) == n
+
+        app.publish("order.created", {"n": 1})
+        wait_for("/first", 1)
+        app.subscribe("order.*", recorder.route("/second"), token="t")
+        app.store.update_subscription(first.id, active=False)
+        time.sleep(SUBSCRIPTIONS_FRESH + 0.1)
+        app.publish("order.created", {"n": 2})
+        wait_for("/second", 1)
+        time.sleep(0.5)
+        assert [h.json["data"]["n"] for h in recorder.on("/first")] == [1]
+    finally:
+        worker.stop()
+        thread.join(30)
+    app.close()

@@ -146,9 +146,13 @@ class App:
         With ``retention_days``, the worker also removes final deliveries older
         than that, once an hour.
         """
-        dispatcher = Dispatcher(self.catalog, self.store, self.broker, self.retries,
-                                self.policy, self.filter_fn())
+        concurrency = (limits or WorkerLimits()).concurrency
+        if concurrency > 1:
+            self.store.use_group_commit()  # the threads' writes share transactions
         deliverer = Deliverer(self.settings, self.store, self.plugins, self.retries, self.policy)
+        deliverer.use_slots(concurrency)
+        dispatcher = Dispatcher(self.catalog, self.store, self.broker, self.retries,
+                                self.policy, self.filter_fn(), deliverer=deliverer)
         periodic: list[tuple[float, Callable[[], object]]] = []
         if retention_days is not None:
             periodic.append((3600.0, lambda: self.cleanup(retention_days)))

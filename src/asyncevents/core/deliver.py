@@ -62,6 +62,11 @@ class SubscriptionLanes:
         return self._typical.get(key, 0.0) >= _SLOW or bool(
             running and now - running[0] >= _SLOW)
 
+    def is_slow(self, key: str) -> bool:
+        """True when subscription ``key`` is slow now (see the class docstring)."""
+        with self._lock:
+            return self._slow(key, time.monotonic())
+
     def _fast(self, key: str, now: float) -> bool:
         return key in self._typical and not self._slow(key, now)
 
@@ -156,6 +161,11 @@ class Deliverer:
         """Make one attempt at one delivery."""
         # One query for both: this runs for every attempt.
         delivery, subscription = self.store.delivery_and_subscription(body["delivery_id"])
+        self.attempt(body, delivery, subscription)
+
+    def attempt(self, body: DeliverMessage, delivery: Delivery,
+                subscription: Subscription | None) -> None:
+        """Make one attempt at ``delivery``, already read from the store (or just created)."""
         bound = log.bind(delivery_id=delivery.id, event_id=delivery.event_id,
                          subscription_id=delivery.subscription_id)
         if delivery.status in ("delivered", "dead"):
@@ -198,6 +208,10 @@ class Deliverer:
         self._record(body, delivery, subscription, request, result, started, duration_ms)
         if subscription.active:
             self.plugins.hook.after_delivery(request=request, result=result)
+
+    def is_slow(self, subscription_id: str) -> bool:
+        """True when this subscription's recent deliveries took a second or more."""
+        return self.lanes.is_slow(subscription_id)
 
     def _record(self, body: DeliverMessage, delivery: Delivery, subscription: Subscription,
                 request: DeliveryRequest, result: DeliveryResult,

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from asyncevents.core.catalog import Catalog
 from asyncevents.core.clock import utcnow
 from asyncevents.core.messages import TriggerMessage, deliver_message
-from asyncevents.core.models import Subscription
+from asyncevents.core.models import Delivery, Subscription
 from asyncevents.core.patterns import matches
 from asyncevents.core.retry import RetryPolicy
 from asyncevents.core.retrymanagement import RetryManagement
@@ -19,7 +21,10 @@ from asyncevents.core.store import Store
 from asyncevents.core.store.store import NewAttempt
 from asyncevents.core.transport import Broker
 
-__all__ = ["DISPATCH_SINK", "Dispatcher", "FilterFn"]
+if TYPE_CHECKING:
+    from asyncevents.core.deliver import Deliverer
+
+__all__ = ["DISPATCH_SINK", "SUBSCRIPTIONS_FRESH", "Dispatcher", "FilterFn"]
 
 log = structlog.get_logger("asyncevents.dispatch")
 
@@ -28,27 +33,67 @@ log = structlog.get_logger("asyncevents.dispatch")
 DISPATCH_SINK = "(dispatch)"
 
 
+#: Seconds a worker trusts its copy of the active subscriptions before it asks
+#: the store whether they changed (a new subscription gets the events
+#: dispatched from then on).
+SUBSCRIPTIONS_FRESH = 0.25
+
 #: Evaluates a subscription's filter (a Lucene query) on a payload.
 FilterFn = Callable[[str, dict[str, Any]], bool]
 
 
 class Dispatcher:
-    """Resolves the payload, finds the subscriptions, creates and sends deliveries."""
+    """Resolves the payload, finds the subscriptions, creates and sends deliveries.
+
+    With a ``deliverer``, the first attempt of one new delivery per event is
+    made right here, in the thread that dispatched it: no second trip through
+    the broker and no second read of the delivery. The others (fan-out) go
+    to the delivery queue, all in one confirmed batch, so they run in
+    parallel. The trigger message is acked only after that attempt is
+    recorded: a crash in between sends the event again (at least once).
+    """
 
     def __init__(self, catalog: Catalog, store: Store, broker: Broker,
                  retries: RetryManagement, policy: RetryPolicy,
-                 filter_fn: FilterFn | None = None) -> None:
+                 filter_fn: FilterFn | None = None,
+                 deliverer: Deliverer | None = None) -> None:
         self.catalog = catalog
         self.store = store
         self.broker = broker
         self.retries = retries
         self.policy = policy
         self.filter_fn = filter_fn
+        self.deliverer = deliverer
+        self._lock = threading.Lock()
+        self._active: tuple[tuple[int, str], list[Subscription]] | None = None
+        self._checked = 0.0
+
+    def active_subscriptions(self) -> list[Subscription]:
+        """The active subscriptions, read again only when the table has changed.
+
+        Whether it has is asked at most every ``SUBSCRIPTIONS_FRESH`` seconds:
+        a busy worker dispatches hundreds of events a second, and one query
+        each for a table that rarely changes is a good share of its work.
+        """
+        now = time.monotonic()
+        with self._lock:
+            if self._active is not None and now - self._checked < SUBSCRIPTIONS_FRESH:
+                return self._active[1]
+        version = self.store.subscriptions_version()
+        with self._lock:
+            if self._active is not None and self._active[0] == version:
+                self._checked = now
+                return self._active[1]
+        # Read after the version: a change in between only costs one more read.
+        found = self.store.list_subscriptions(active=True)
+        with self._lock:
+            self._active, self._checked = (version, found), now
+        return found
 
     def targets(self, name: str, payload: dict[str, Any]) -> list[Subscription]:
         """Active subscriptions whose pattern and filter match."""
         found = []
-        for sub in self.store.list_subscriptions(active=True):
+        for sub in self.active_subscriptions():
             if not matches(sub.event_name, name):
                 continue
             if sub.filter and self.filter_fn is not None and not self.filter_fn(
@@ -68,18 +113,31 @@ class Dispatcher:
         except Exception as exc:
             self._resolver_failed(body, published_at, exc)
             return
+        targets = {sub.id: sub for sub in self.targets(name, payload)}
         deliveries = self.store.ensure_deliveries(
             event_id=event_id, event_name=name, published_at=published_at,
-            payload=payload, targets=self.targets(name, payload),
+            payload=payload, targets=list(targets.values()),
         )
-        sent = 0
-        for delivery in deliveries:
-            # Only pending ones: a redelivered trigger must not resend a delivery
-            # that already ran or waits for its retry.
-            if delivery.status == "pending":
-                self.broker.publish("deliver", dict(deliver_message(delivery.id)))
-                sent += 1
-        bound.info("event dispatched", deliveries=len(deliveries), sent=sent)
+        # Only pending ones: a redelivered trigger must not resend a delivery
+        # that already ran or waits for its retry.
+        pending = [d for d in deliveries if d.status == "pending"]
+        inline = self._pick_inline(pending)
+        queued = [dict(deliver_message(d.id)) for d in pending if d is not inline]
+        if queued:
+            self.broker.publish_many("deliver", queued)
+        bound.info("event dispatched", deliveries=len(deliveries), sent=len(pending))
+        if inline is not None and self.deliverer is not None:
+            self.deliverer.attempt(deliver_message(inline.id), inline,
+                                   targets[inline.subscription_id])
+
+    def _pick_inline(self, pending: list[Delivery]) -> Delivery | None:
+        """The delivery to attempt in this thread: the first one not known to be slow."""
+        if self.deliverer is None:
+            return None
+        for delivery in pending:
+            if not self.deliverer.is_slow(delivery.subscription_id):
+                return delivery
+        return None
 
     def _resolve(self, name: str, data: dict[str, Any]) -> dict[str, Any]:
         resolver = self.catalog.resolver(name)

@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from types import FrameType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import structlog
 from kombu import Connection, Consumer, Message
@@ -36,7 +36,7 @@ from asyncevents.core.retrymanagement import RetryManagement
 from asyncevents.core.transport import Broker
 from asyncevents.errors import NotFound
 
-__all__ = ["SlotAware", "Worker", "WorkerLimits", "WorkerReport"]
+__all__ = ["Worker", "WorkerLimits", "WorkerReport"]
 
 log = structlog.get_logger("asyncevents.worker")
 
@@ -74,14 +74,6 @@ class WorkerReport:
     reason: str = ""
 
 
-@runtime_checkable
-class SlotAware(Protocol):
-    """A handler's owner that wants to know how many messages run at once."""
-
-    def use_slots(self, slots: int) -> None:
-        """Called once, before the worker runs."""
-
-
 @dataclass
 class _Periodic:
     every: float
@@ -116,11 +108,6 @@ class Worker:
         self.retries = retries
         self.handlers: dict[str, Handler] = {"trigger": dispatch, "deliver": deliver}
         self.limits = limits or WorkerLimits()
-        for handler in (dispatch, deliver):
-            # The deliverer keeps slow subscriptions to a share of the threads.
-            owner = getattr(handler, "__self__", None)
-            if isinstance(owner, SlotAware):
-                owner.use_slots(self.limits.concurrency)
         self.report = WorkerReport()
         self._stop = threading.Event()
         # (message, its handler's future, the connection it came on); settled

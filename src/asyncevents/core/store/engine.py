@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.exc import ArgumentError, DisconnectionError
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from asyncevents.errors import ConfigError
 
@@ -36,6 +38,33 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
     cursor.close()
 
 
+#: A pooled connection back in the pool for longer than this (seconds) is
+#: pinged before use. One used just before is trusted: under load that saves
+#: a round trip per transaction, and if the server went away in between the
+#: transaction fails once and its caller's retry gets a fresh connection.
+PING_AFTER_IDLE = 1.0
+
+
+def _on_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry,
+                  _proxy: PoolProxiedConnection) -> None:
+    since = record.info.get("idle_since")
+    if since is not None and time.monotonic() - since < PING_AFTER_IDLE:
+        return
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT 1")
+    except Exception as exc:
+        # The pool drops this connection and checks out (or opens) another.
+        raise DisconnectionError(str(exc)) from exc
+    finally:
+        with contextlib.suppress(Exception):  # discarded anyway when it failed
+            cursor.close()
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url``; a malformed URL is a ``ConfigError``."""
     try:
@@ -46,9 +75,6 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         options.setdefault("connect_args", {})["check_same_thread"] = False
     else:
-        # A server restart leaves dead pooled connections; the ping finds them
-        # before a query fails. A SQLite file has no connection to lose.
-        options.setdefault("pool_pre_ping", True)
         # Every worker thread holds a connection at times: a pool smaller than
         # that opens and closes overflow connections all day long.
         options.setdefault("pool_size", 20)
@@ -59,4 +85,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         raise ConfigError(f"cannot use database URL {parsed.render_as_string()}: {exc}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    elif not options.get("pool_pre_ping"):
+        # A server restart leaves dead pooled connections: ping the ones that
+        # sat idle before handing them out (pool_pre_ping pings every one).
+        # A SQLite file has no connection to lose.
+        event.listen(engine.pool, "checkout", _ping_if_idle)
+        event.listen(engine.pool, "checkin", _on_checkin)
     return engine

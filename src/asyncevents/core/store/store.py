@@ -26,6 +26,7 @@ from asyncevents.core.crypto import TokenCipher
 from asyncevents.core.models import Attempt, Delivery, DeliveryStatus, Subscription
 from asyncevents.core.store import migrate
 from asyncevents.core.store.engine import make_engine
+from asyncevents.core.store.groupcommit import GroupCommit, Kind
 from asyncevents.core.store.schema import attempts, deliveries, subscriptions
 from asyncevents.errors import NotFound, StoreError
 
@@ -40,6 +41,23 @@ _DELIVERY_AND_SUBSCRIPTION = (
     .select_from(deliveries.outerjoin(
         subscriptions, subscriptions.c.id == deliveries.c.subscription_id))
     .where(deliveries.c.id == bindparam("id"))
+)
+
+
+_SUBSCRIPTIONS_VERSION = select(func.count(), func.max(subscriptions.c.updated_at))
+# Many attempts in one transaction (group commit): the number of each is read
+# from its delivery's counter, just incremented in the same transaction.
+_COUNT_ATTEMPT = update(deliveries).where(deliveries.c.id == bindparam("b_id")).values(
+    attempts=deliveries.c.attempts + 1, status=bindparam("b_status"),
+    next_attempt_at=bindparam("b_next"), updated_at=bindparam("b_updated"),
+)
+_INSERT_ATTEMPT = insert(attempts).values(
+    delivery_id=bindparam("b_id"),
+    number=select(deliveries.c.attempts).where(deliveries.c.id == bindparam("b_id"))
+    .scalar_subquery(),
+    started_at=bindparam("b_started"), duration_ms=bindparam("b_duration"),
+    success=bindparam("b_success"), status_code=bindparam("b_code"),
+    response=bindparam("b_response"), error=bindparam("b_error"), replay=bindparam("b_replay"),
 )
 
 
@@ -76,6 +94,20 @@ class Store:
     def __init__(self, engine: Engine, cipher: TokenCipher | None = None) -> None:
         self.engine = engine
         self.cipher = cipher or TokenCipher(None)
+        self.group: GroupCommit | None = None
+        self._insert_kind: Kind[list[dict[str, Any]], None] = Kind(
+            "deliveries", self._insert_deliveries_many, self._insert_deliveries_one)
+        self._attempt_kind: Kind[tuple[str, NewAttempt], int] = Kind(
+            "attempts", self._record_attempts_many, self._record_attempt_one,
+            key=lambda item: item[0])
+
+    def use_group_commit(self) -> None:
+        """Write new deliveries and attempts of concurrent threads in shared transactions.
+
+        For a worker running several threads; see :mod:`.groupcommit`.
+        """
+        if self.group is None:
+            self.group = GroupCommit(self.begin)
 
     @classmethod
     def open(cls, url: str, *, auto_migrate: bool | None = None,
@@ -100,7 +132,9 @@ class Store:
             migrate.upgrade(self.engine)
 
     def close(self) -> None:
-        """Release pooled connections."""
+        """Finish queued writes and release pooled connections."""
+        if self.group is not None:
+            self.group.close()
         self.engine.dispose()
 
     @contextmanager
@@ -162,6 +196,15 @@ class Store:
         with self.begin() as conn:
             return [self._subscription(r) for r in conn.execute(query).mappings()]
 
+    def subscriptions_version(self) -> tuple[int, str]:
+        """Changes whenever a subscription is created, changed or deleted (one cheap query).
+
+        Every write of a subscription sets ``updated_at``; deletes are soft.
+        """
+        with self.begin() as conn:
+            count, latest = conn.execute(_SUBSCRIPTIONS_VERSION).one()
+        return int(count), str(latest)
+
     def update_subscription(self, subscription_id: str, **values: Any) -> Subscription:
         """Change fields of a subscription (``active``, ``recipient``, ``token``...)."""
         values["updated_at"] = utcnow()
@@ -205,6 +248,13 @@ class Store:
         # The first time (the usual case) is one insert; a redelivered trigger
         # hits the unique (event, subscription) key and keeps the rows it finds.
         existing: dict[str, Delivery] = {}
+        if self.group is not None:
+            try:
+                self.group.write(self._insert_kind, list(rows.values()))
+            except IntegrityError:
+                pass  # a redelivered trigger: sorted out below
+            else:
+                return [delivery_from_row(rows[sid]) for sid in wanted]
         for _ in range(3):
             missing = [row for sid, row in rows.items() if sid not in existing]
             if not missing:
@@ -296,18 +346,54 @@ class Store:
                 .values(status=status, next_attempt_at=next_attempt_at, updated_at=utcnow())
             )
 
+    def _insert_deliveries_one(self, rows: list[dict[str, Any]]) -> None:
+        with self.begin() as conn:
+            conn.execute(insert(deliveries), rows)
+
+    @staticmethod
+    def _insert_deliveries_many(conn: Connection,
+                                items: Sequence[list[dict[str, Any]]]) -> list[None]:
+        conn.execute(insert(deliveries), [row for rows in items for row in rows])
+        return [None] * len(items)
+
     def record_attempt(self, delivery_id: str, attempt: NewAttempt) -> int:
         """Write one attempt and the delivery's new state together; return its number."""
+        if self.group is not None:
+            return self.group.write(self._attempt_kind, (delivery_id, attempt))
+        return self._record_attempt_one((delivery_id, attempt))
+
+    @staticmethod
+    def _record_attempts_many(conn: Connection,
+                              items: Sequence[tuple[str, NewAttempt]]) -> list[int]:
+        now = utcnow()
+        conn.execute(_COUNT_ATTEMPT, [
+            {"b_id": did, "b_status": a.status, "b_next": a.next_attempt_at, "b_updated": now}
+            for did, a in items])
+        conn.execute(_INSERT_ATTEMPT, [
+            {"b_id": did, "b_started": a.started_at, "b_duration": a.duration_ms,
+             "b_success": a.success, "b_code": a.status_code, "b_response": a.response,
+             "b_error": a.error, "b_replay": a.replay}
+            for did, a in items])
+        ids = [did for did, _ in items]
+        numbers = {row[0]: row[1] for row in conn.execute(
+            select(deliveries.c.id, deliveries.c.attempts).where(deliveries.c.id.in_(ids)))}
+        # A delivery that is not there fails the batch: each is then written alone.
+        return [int(numbers[did]) for did in ids]
+
+    def _record_attempt_one(self, item: tuple[str, NewAttempt]) -> int:
+        delivery_id, attempt = item
+        change = update(deliveries).where(deliveries.c.id == delivery_id).values(
+            attempts=deliveries.c.attempts + 1, status=attempt.status,
+            next_attempt_at=attempt.next_attempt_at, updated_at=utcnow(),
+        )
         with self.begin() as conn:
-            conn.execute(
-                update(deliveries).where(deliveries.c.id == delivery_id).values(
-                    attempts=deliveries.c.attempts + 1, status=attempt.status,
-                    next_attempt_at=attempt.next_attempt_at, updated_at=utcnow(),
-                )
-            )
-            number = conn.execute(
-                select(deliveries.c.attempts).where(deliveries.c.id == delivery_id)
-            ).scalar_one()
+            if conn.dialect.update_returning:  # PostgreSQL, SQLite: one round trip
+                number = conn.execute(change.returning(deliveries.c.attempts)).scalar_one()
+            else:  # MariaDB
+                conn.execute(change)
+                number = conn.execute(
+                    select(deliveries.c.attempts).where(deliveries.c.id == delivery_id)
+                ).scalar_one()
             conn.execute(insert(attempts).values(
                 delivery_id=delivery_id, number=number, started_at=attempt.started_at,
                 duration_ms=attempt.duration_ms, success=attempt.success,

@@ -65,6 +65,10 @@ __all__ = [
 ]
 
 
+# Seconds a consumed queue found empty is left alone while others are busy.
+_RECHECK_EMPTY = 0.025
+
+
 class SqlChannel(virtual.Channel):  # type: ignore[misc]
     """A kombu channel whose queues are rows of :data:`messages`."""
 
@@ -79,6 +83,12 @@ class SqlChannel(virtual.Channel):  # type: ignore[misc]
         # Rows claimed for a consumer but not delivered yet, and until when
         # (monotonic) they are fresh enough to deliver.
         self._claimed: dict[str, tuple[deque[tuple[int, str, int]], float]] = {}
+        # kombu polls the consumed queues in turn, each time one yields a
+        # message: without this, every message of a busy queue would cost an
+        # empty claim on each idle one. A consumed queue found empty is not
+        # asked again for this long (seconds), at most the polling interval.
+        self._recheck = min(float(connection.polling_interval or 0.0), _RECHECK_EMPTY)
+        self._empty_until: dict[str, float] = {}
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
         now = schema.utcnow()
@@ -108,11 +118,16 @@ class SqlChannel(virtual.Channel):  # type: ignore[misc]
             self._unclaim(claimed)  # half the lease is gone: start over
             claimed = None
         if not claimed:
+            consumed = queue in self._active_queues
+            if consumed and monotonic() < self._empty_until.get(queue, 0.0):
+                raise Empty()  # found empty a moment ago (see __init__)
             k = self._batch_size(queue)
             claimed = deque(schema.run(self._engines.claim,
                                        lambda conn: self._claim(conn, queue, k)))
             fresh_until = monotonic() + self._lease.total_seconds() / 2
             if not claimed:
+                if consumed:
+                    self._empty_until[queue] = monotonic() + self._recheck
                 raise Empty()
         row_id, payload, deliveries = claimed.popleft()
         if claimed:

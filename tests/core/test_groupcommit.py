@@ -1,4 +1,4 @@
-"""Group commit: many threads' deliveries and attempts in shared transactions, on the real databases."""
+"""Group commit: many threads' deliveries and attempts in shared transactions, real databases."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ MariaDB as a fresh database per test.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -320,3 +321,51 @@ def test_an_unreachable_database_is_a_connection_error() -> None:
         conn.transport.establish_connection()
     assert isinstance(info.value, OperationalError)
 
+
+
+def _consume_one_after_publish(url: str, queue: str, polling_interval: float,
+                               before: Any = None) -> float:
+    """Seconds from a publish to its delivery to a consumer idle since before it."""
+    received: list[float] = []
+
+    def on_message(_body: Any, message: Any) -> None:
+        received.append(time.monotonic())
+        message.ack()
+
+    sent: list[float] = []
+
+    def publish_later() -> None:
+        time.sleep(1.0)  # the consumer has polled the empty queue by now
+        sent.append(time.monotonic())
+        publish(url, queue, [{"n": 1}])
+
+    with (connection(url, polling_interval=polling_interval) as conn,
+          conn.Consumer(kombu.Queue(queue), callbacks=[on_message])):
+        with pytest.raises(TimeoutError):
+            conn.drain_events(timeout=0.2)  # the queue exists, empty, and was polled
+        if before is not None:
+            before()
+        thread = threading.Thread(target=publish_later)
+        thread.start()
+        # One long drain: kombu would otherwise poll at each call's timeout.
+        with contextlib.suppress(TimeoutError):
+            conn.drain_events(timeout=polling_interval + 5)
+        thread.join()
+    assert received, "the message never arrived"
+    return received[0] - sent[0]
+
+
+def test_postgres_wakes_an_idle_consumer_on_publish(pg_url: str, queue: str) -> None:
+    # Polling every 10 s, the message would wait up to 10 s; NOTIFY wakes the consumer.
+    assert _consume_one_after_publish(f"sqla+{pg_url}", queue, polling_interval=10.0) < 3.0
+    dispose_engines()
+
+
+def test_a_lost_listening_connection_leaves_polling(pg_url: str, queue: str) -> None:
+    url = f"sqla+{pg_url}"
+    # Every session of the test database goes, the listening one included:
+    # the message still comes, by polling.
+    took = _consume_one_after_publish(url, queue, polling_interval=0.2,
+                                      before=lambda: _kill_server_sessions(url))
+    assert took < 10
+    dispose_engines()

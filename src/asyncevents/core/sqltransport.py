@@ -19,6 +19,10 @@ queue), ``lease_seconds`` (longer than the longest delivery), ``claim_batch``
 and ``engine_options`` (for :func:`sqlalchemy.create_engine`); nothing else
 reaches ``create_engine``.
 
+On PostgreSQL a publish also sends a NOTIFY, and a consumer with nothing to
+do waits for one between its polls (:mod:`~asyncevents.core.sqlwakeup`), so
+a message reaches an idle consumer at once rather than at the next poll.
+
 Fresh rows come out FIFO; a row whose lease ran out queues again from the
 moment it became visible. Leases use the clients' clocks (naive UTC), so
 hosts sharing a queue need synchronised clocks.
@@ -50,6 +54,7 @@ from asyncevents.core.sqltransport_schema import (
     get_engines,
     messages,
 )
+from asyncevents.core.sqlwakeup import Wakeup
 
 __all__ = [
     "TABLE_NAME",
@@ -94,7 +99,12 @@ class SqlChannel(virtual.Channel):  # type: ignore[misc]
         now = schema.utcnow()
         row = {"queue": queue, "payload": json.dumps(message), "created_at": now,
                "visible_at": now, "deliveries": 0}
-        schema.run(self._engines.put, lambda conn: conn.execute(schema.PUT, row))
+        put = schema.PUT_AND_NOTIFY if self._engines.notify else schema.PUT
+        schema.run(self._engines.put, lambda conn: conn.execute(put, row))
+
+    def forget_empty(self) -> None:
+        """A message was published: poll every queue again at once."""
+        self._empty_until.clear()
 
     def _batch_size(self, queue: str) -> int:
         if queue not in self._active_queues:
@@ -242,6 +252,7 @@ class SqlTransport(kombu_sqla.Transport):  # type: ignore[misc]
         self.claim_batch = max(1, int(options.get("claim_batch", 10)))
         self.leases: dict[str, tuple[int, int]] = {}
         self._engines: QueueEngines | None = None
+        self._wakeup: Wakeup | None = None
 
     @property
     def engines(self) -> QueueEngines:
@@ -250,6 +261,39 @@ class SqlTransport(kombu_sqla.Transport):  # type: ignore[misc]
             options = self.client.transport_options.get("engine_options")
             self._engines = get_engines(self.client.hostname, options)
         return self._engines
+
+    def drain_events(self, connection: Any, timeout: float | None = None) -> None:
+        """Deliver one message; between polls of empty queues, wait for a NOTIFY (PostgreSQL)."""
+        if not self.engines.notify:
+            super().drain_events(connection, timeout)
+            return
+        if self._wakeup is None:
+            self._wakeup = Wakeup(self.engines.put, schema.NOTIFY_CHANNEL)
+        started = monotonic()
+        while True:
+            try:
+                self.cycle.get(self._deliver, timeout=timeout)
+                return
+            except Empty:
+                pass
+            wait = self.polling_interval
+            if timeout is not None:
+                left = timeout - (monotonic() - started)
+                if left <= 0:
+                    raise TimeoutError()  # what kombu's own loop raises
+                wait = min(wait, left) if wait else left
+            if self._wakeup.wait(wait):
+                for channel in self.channels:
+                    channel.forget_empty()
+
+    def close_connection(self, connection: Any) -> None:
+        """Close the channels and the listening connection."""
+        try:
+            super().close_connection(connection)
+        finally:
+            if self._wakeup is not None:
+                self._wakeup.close()
+                self._wakeup = None
 
     def establish_connection(self) -> Any:
         """Check that the database answers, then open the first channel."""

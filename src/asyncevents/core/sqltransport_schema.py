@@ -87,6 +87,18 @@ messages = Table(
 
 _c = messages.c
 PUT = insert(messages)
+#: The PostgreSQL channel a publish notifies, so idle consumers wake at once.
+NOTIFY_CHANNEL = "asyncevents_queue"
+_PUT_ROW = (
+    insert(messages)
+    .values(queue=bindparam("queue"), payload=bindparam("payload"),
+            created_at=bindparam("created_at"), visible_at=bindparam("visible_at"),
+            deliveries=bindparam("deliveries"))
+    .returning(_c.queue)
+    .cte("put")
+)
+# PostgreSQL: insert and NOTIFY in one statement (one round trip).
+PUT_AND_NOTIFY = select(func.pg_notify(NOTIFY_CHANNEL, _PUT_ROW.c.queue)).select_from(_PUT_ROW)
 PICK = (
     select(_c.id, _c.payload, _c.deliveries)
     .where(_c.queue == bindparam("q"), _c.visible_at <= bindparam("now"))
@@ -140,6 +152,8 @@ class QueueEngines:
     """Acks and requeues."""
     claim_in_one_statement: bool
     """True where ``CLAIM`` works (``UPDATE ... RETURNING``)."""
+    notify: bool = False
+    """True on PostgreSQL: a publish sends NOTIFY on :data:`NOTIFY_CHANNEL`."""
 
     def all(self) -> set[Engine]:
         """The distinct engines."""
@@ -202,7 +216,7 @@ def _build(url: URL, options: dict[str, Any]) -> QueueEngines:
         fast = create_engine(url, **autocommit)
         _on_connect(fast, "SET synchronous_commit TO off")
         return QueueEngines(create_engine(url, **autocommit), fast, fast,
-                            claim_in_one_statement=True)
+                            claim_in_one_statement=True, notify=True)
     if backend in ("mysql", "mariadb"):
         durable = create_engine(url, **autocommit)
         # READ COMMITTED: no gap locks from the claim blocking inserts.

@@ -249,7 +249,7 @@ def test_internal_addresses_are_refused_after_resolution(
     fake_dns.set("evil.test", [address])
     spy = _Spy()
     sink = HttpSink(sink_settings(allowed_networks=[]))
-    sink._client = httpx.Client(transport=PinnedTransport(backend=PinningBackend(spy)))
+    sink._transport = PinnedTransport(backend=PinningBackend(spy))
     try:
         result = sink.deliver(request_for("http://evil.test:8080/hook"))
     finally:

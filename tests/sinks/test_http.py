@@ -462,3 +462,14 @@ def test_concurrent_deliveries_share_one_client(server: HTTPServer, sink: HttpSi
     for thread in threads:
         thread.join()
     assert results == [True] * 40
+
+
+def test_cookies_a_receiver_sets_are_never_sent_back(server: HTTPServer, sink: HttpSink) -> None:
+    # Two subscriptions on one host must not see each other's cookies.
+    server.expect_request("/a").respond_with_response(
+        Response("ok", headers={"Set-Cookie": "session=secret-of-a; Path=/"}))
+    server.expect_request("/b").respond_with_data("ok")
+    assert sink.deliver(request_for(server.url_for("/a"))).success
+    assert sink.deliver(request_for(server.url_for("/b"))).success
+    assert [r.headers.get("cookie") for r, _ in server.log] == [None, None]
+    assert [r.headers.get("user-agent") for r, _ in server.log] == [USER_AGENT, USER_AGENT]

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from kombu import Connection
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
@@ -81,3 +86,24 @@ def delete_amqp_queues(settings: Settings) -> None:
                 channel = conn.channel()
         with contextlib.suppress(Exception):
             topology.exchange(channel).delete()
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``asyncevents ARGS`` in ``cwd``, with no ``ASYNCEVENTS_*`` variable but ``env``'s."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCEVENTS_")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "asyncevents", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def sqlite_rows(path: Path, table: str) -> int:
+    """Rows in ``table`` of the SQLite file ``path`` (0 when the file is not there)."""
+    if not path.exists():
+        return 0  # the command stopped before it opened the database
+    engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
+    finally:
+        engine.dispose()

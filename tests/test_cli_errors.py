@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
-
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCEVENTS_")}
-    full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "asyncevents", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+from tests.helpers import run_cli, sqlite_rows
 
 
 @pytest.fixture
@@ -29,14 +20,7 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def _rows(workdir: Path, table: str) -> int:
-    if not (workdir / "asyncevents.db").exists():
-        return 0  # the command stopped before it opened the store
-    engine = sa.create_engine(f"sqlite:///{workdir / 'asyncevents.db'}")
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
-    finally:
-        engine.dispose()
+    return sqlite_rows(workdir / "asyncevents.db", table)
 
 
 def _one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:

@@ -8,9 +8,6 @@ recorded attempt (or a dropped poison message) while the worker goes on.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import tracemalloc
 import uuid
@@ -29,7 +26,7 @@ from asyncevents.sinks.http import HttpSink
 from faults.hostile import POISON, inject
 from faults.receiver import Receiver
 from faults.stack import Stack
-from tests.helpers import drain
+from tests.helpers import drain, run_cli, sqlite_rows
 
 CATALOG = (
     'allowed_networks = ["127.0.0.0/8"]\n'
@@ -39,14 +36,6 @@ CATALOG = (
 TOKEN = "whsec_Z3VhcmQtdGVzdHMtc2lnbmluZy1rZXk="
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCEVENTS_")}
-    full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "asyncevents", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     (tmp_path / "asyncevents.toml").write_text(CATALOG, encoding="utf-8")
@@ -54,14 +43,7 @@ def workdir(tmp_path: Path) -> Path:
 
 
 def _rows(workdir: Path, table: str) -> int:
-    if not (workdir / "asyncevents.db").exists():
-        return 0
-    engine = sa.create_engine(f"sqlite:///{workdir / 'asyncevents.db'}")
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
-    finally:
-        engine.dispose()
+    return sqlite_rows(workdir / "asyncevents.db", table)
 
 
 def _queued(workdir: Path) -> int:

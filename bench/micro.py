@@ -5,7 +5,8 @@
 Prints wall and CPU microseconds per operation for: a store transaction with
 one primary-key SELECT (as ``Store.get_delivery`` does it, with and without
 ``pool_pre_ping``), the same through psycopg alone, a confirmed kombu
-publish, and an httpx POST to the bench receiver. Multiply by the counts
+publish, an httpx POST to the bench receiver, and a whole ``HttpSink.deliver``
+(signing, address check, CloudEvent body, POST) to it. Multiply by the counts
 ``profile_handlers`` reports to see where an event's time goes.
 """
 
@@ -40,9 +41,13 @@ def main() -> None:
     from kombu import Connection, Exchange, Producer, Queue
     from sqlalchemy import select
 
+    from asyncevents.core.clock import utcnow
+    from asyncevents.core.settings import Settings
+    from asyncevents.core.sink import DeliveryRequest
     from asyncevents.core.store import Store
     from asyncevents.core.store.engine import make_engine
     from asyncevents.core.store.schema import deliveries
+    from asyncevents.sinks.http import HttpSink
 
     lines = [f"unit costs, {n} operations each, one thread:"]
     with h.pg_database("micro") as url:
@@ -85,6 +90,14 @@ def main() -> None:
         payload = h.cloudevent_body(1)
         lines.append(_time("httpx POST to the bench receiver (reused client)", n,
                            lambda: client.post(receiver.url, content=payload)))
+        sink = HttpSink(Settings(allowed_networks=["127.0.0.0/8"]))
+        request = DeliveryRequest(
+            delivery_id="00000000-0000-4000-8000-000000000001", event_id=h.uid(),
+            event_name=h.EVENT, subscription_id="s", recipient=receiver.url, token=h.TOKEN,
+            payload=h.payload(1), published_at=utcnow(), attempt=1, source="bench", metadata={})
+        lines.append(_time("HttpSink.deliver to the bench receiver (sign, check, POST)", n,
+                           lambda: sink.deliver(request)))
+        sink.close()
     print("\n".join(lines))
 
 

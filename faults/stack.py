@@ -130,7 +130,7 @@ class Stack:
         if transport == "amqp":
             require_service(5672, "RabbitMQ")
             values["transport_url"] = AMQP_URL
-            cleanups.append(lambda: _delete_amqp(values["queue_prefix"]))
+            cleanups.append(lambda: delete_amqp(values["queue_prefix"]))
         elif transport == "sqla+postgresql":
             require_service(5432, "PostgreSQL")
             url, drop = _fresh_pg_database()
@@ -249,13 +249,14 @@ def _fresh_pg_database() -> tuple[str, Callable[[], None]]:
     return url, drop
 
 
-def _delete_amqp(prefix: str) -> None:
+def delete_amqp(prefix: str, url: str = AMQP_URL) -> None:
+    """Remove the queues and the exchange of ``prefix`` from RabbitMQ at ``url``."""
     from kombu import Connection
 
     from asyncevents.core.topology import Topology
 
     topology = Topology(prefix)
-    with Connection(AMQP_URL, connect_timeout=5) as conn:
+    with Connection(url, connect_timeout=5) as conn:
         channel = conn.channel()
         for queue in topology.queues:
             try:

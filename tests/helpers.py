@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -13,14 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from kombu import Connection
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from asyncevents.core.app import App
 from asyncevents.core.settings import Settings
-from asyncevents.core.topology import Topology
 from asyncevents.core.worker import WorkerLimits, WorkerReport
+from faults.stack import delete_amqp
 
 
 @dataclass
@@ -76,16 +74,7 @@ def drain(app: App, idle: float = 1.5, time_limit: float = 60,
 
 def delete_amqp_queues(settings: Settings) -> None:
     """Remove a test's queues and exchange from RabbitMQ."""
-    topology = Topology(settings.queue_prefix)
-    with Connection(settings.transport_url) as conn:
-        channel = conn.channel()
-        for queue in topology.queues:
-            try:
-                queue(channel).delete()
-            except Exception:
-                channel = conn.channel()
-        with contextlib.suppress(Exception):
-            topology.exchange(channel).delete()
+    delete_amqp(settings.queue_prefix, settings.transport_url)
 
 
 def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None,

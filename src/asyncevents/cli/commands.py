@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import click
 
 from asyncevents.cli.context import get_app, json_option, parse_json_object
@@ -14,8 +12,8 @@ from asyncevents.cli.subscriptions import subscribe, subscriptions
 from asyncevents.cli.tokens import tokens
 from asyncevents.core.app import App
 from asyncevents.core.log import get_logger
+from asyncevents.core.outage import through_outage
 from asyncevents.core.worker import WorkerLimits
-from asyncevents.errors import StoreError, TransportError
 
 log = get_logger("asyncevents.cli")
 
@@ -85,19 +83,14 @@ def worker(concurrency: int, limit: int | None, time_limit: float | None,
 def _wait_for_services(app: App, patience: float = 30.0) -> None:
     # A worker started while the database or broker restarts (a deploy, a
     # failover) waits for them a while instead of exiting at once.
-    deadline, wait = time.monotonic() + patience, 0.5
-    while True:
-        try:
-            app.store  # noqa: B018 - opens and checks the schema
-            app.broker.check()
-            return
-        except (StoreError, TransportError) as exc:
-            if time.monotonic() + wait > deadline:
-                raise
-            log.warning("waiting for the database and the broker", error=str(exc),
-                        retry_in=wait)
-            time.sleep(wait)
-            wait = min(wait * 2, 5.0)
+    def check() -> None:
+        app.store  # noqa: B018 - opens and checks the schema
+        app.broker.check()
+
+    def waiting(exc: Exception, wait: float) -> None:
+        log.warning("waiting for the database and the broker", error=str(exc), retry_in=wait)
+
+    through_outage(check, patience=patience, first=0.5, longest=5.0, on_retry=waiting)
 
 
 @cli.command()

@@ -14,6 +14,7 @@ import structlog
 from asyncevents.core.clock import utcnow
 from asyncevents.core.messages import DeliverMessage
 from asyncevents.core.models import Delivery, DeliveryStatus, Subscription
+from asyncevents.core.outage import through_outage
 from asyncevents.core.plugins import Plugins
 from asyncevents.core.retry import RetryPolicy
 from asyncevents.core.retrymanagement import RetryManagement
@@ -21,7 +22,7 @@ from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult, Sink
 from asyncevents.core.store import Store
 from asyncevents.core.store.store import NewAttempt
-from asyncevents.errors import PermanentSinkError, RetryableSinkError, StoreError, TransportError
+from asyncevents.errors import PermanentSinkError, RetryableSinkError
 
 __all__ = ["Deliverer", "SubscriptionLanes"]
 
@@ -264,14 +265,9 @@ class Deliverer:
         request without its attempt row. Past ``patience`` the error goes up
         and the message is requeued after all.
         """
-        wait, deadline = 0.25, time.monotonic() + self.patience
-        while True:
-            try:
-                return work()
-            except (StoreError, TransportError) as exc:
-                if time.monotonic() + wait > deadline:
-                    raise
-                bound.warning("cannot record the attempt yet, retrying", error=str(exc),
-                              retry_in=wait)
-                time.sleep(wait)
-                wait = min(wait * 2, 4.0)
+        def retrying(exc: Exception, wait: float) -> None:
+            bound.warning("cannot record the attempt yet, retrying", error=str(exc),
+                          retry_in=wait)
+
+        return through_outage(work, patience=self.patience, first=0.25, longest=4.0,
+                              on_retry=retrying)

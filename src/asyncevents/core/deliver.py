@@ -20,8 +20,7 @@ from asyncevents.core.retry import RetryPolicy
 from asyncevents.core.retrymanagement import RetryManagement
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult, Sink
-from asyncevents.core.store import Store
-from asyncevents.core.store.store import NewAttempt
+from asyncevents.core.store import NewAttempt, Store
 from asyncevents.errors import PermanentSinkError, RetryableSinkError
 
 __all__ = ["Deliverer", "SubscriptionLanes"]

@@ -17,8 +17,7 @@ from asyncevents.core.models import Delivery, Subscription
 from asyncevents.core.patterns import matches
 from asyncevents.core.retry import RetryPolicy
 from asyncevents.core.retrymanagement import RetryManagement
-from asyncevents.core.store import Store
-from asyncevents.core.store.store import NewAttempt
+from asyncevents.core.store import NewAttempt, Store
 from asyncevents.core.transport import Broker
 
 if TYPE_CHECKING:

@@ -40,7 +40,7 @@ def main() -> None:
     from asyncevents.core.clock import utcnow
     from asyncevents.core.deliver import Deliverer
     from asyncevents.core.dispatch import Dispatcher
-    from asyncevents.core.messages import trigger_message
+    from asyncevents.core.messages import TriggerMessage, decode
 
     with Receiver() as receiver, rigs.AsyncEventsRig(receiver, args.transport,
                                                        start=False) as rig:
@@ -57,16 +57,16 @@ def main() -> None:
         event.listen(app.store.engine, "begin", on_begin)
         deliverer = Deliverer(app.settings, app.store, app.plugins, app.retries, app.policy)
         # As the worker runs it: the first attempt made by the dispatcher itself.
-        inline = Dispatcher(app.catalog, app.store, app.broker, app.retries, app.policy,
+        inline = Dispatcher(app.catalog, app.store, app.transport, app.retries, app.policy,
                             app.filter_fn(), deliverer=deliverer)
         # Only creates deliveries, for the deliverer's own pass (retries, replays).
-        dispatcher = Dispatcher(app.catalog, app.store, app.broker, app.retries, app.policy,
+        dispatcher = Dispatcher(app.catalog, app.store, app.transport, app.retries, app.policy,
                                 app.filter_fn())
         sub = app.store.list_subscriptions()[0]
 
         def triggers(n: int, base: int) -> list[dict[str, Any]]:
-            return [dict(trigger_message(f"00000000-0000-4000-8000-{base + i:012d}", h.EVENT,
-                                         h.payload(i), utcnow())) for i in range(n)]
+            return [TriggerMessage(f"00000000-0000-4000-8000-{base + i:012d}", h.EVENT,
+                                   h.payload(i), utcnow()).body() for i in range(n)]
 
         def deliveries(bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
             found = app.store._deliveries_of
@@ -76,12 +76,12 @@ def main() -> None:
         # warm: connections, statement caches, the HTTP pool
         warm = triggers(20, 0)
         for b in warm:
-            inline.handle(cast(Any, b))
+            inline.handle(cast(Any, decode("trigger", b)))
         warm = triggers(20, 100)
         for b in warm:
-            dispatcher.handle(cast(Any, b))
+            dispatcher.handle(cast(Any, decode("trigger", b)))
         for d in deliveries(warm):
-            deliverer.handle(cast(Any, d))
+            deliverer.handle(cast(Any, decode("deliver", d)))
 
         report = []
         handlers: tuple[tuple[str, Any, str | None], ...] = (
@@ -89,13 +89,13 @@ def main() -> None:
             ("Deliverer.handle (delivery)", deliverer.handle, "deliver"),
         )
         for k, (label, handler, make) in enumerate(handlers):
-            def batch(base: int, make: str | None = make) -> list[dict[str, Any]]:
+            def batch(base: int, make: str | None = make) -> list[Any]:
                 bodies = triggers(args.events, base)
-                if make is not None:
-                    for b in bodies:
-                        dispatcher.handle(cast(Any, b))
-                    bodies = deliveries(bodies)
-                return bodies
+                if make is None:
+                    return [decode("trigger", b) for b in bodies]
+                for b in bodies:
+                    dispatcher.handle(cast(Any, decode("trigger", b)))
+                return [decode("deliver", d) for d in deliveries(bodies)]
 
             # a plain pass for honest timings, then one under cProfile for the listing
             bodies = batch(1_000_000 * (2 * k + 1))
@@ -120,7 +120,7 @@ def main() -> None:
                 f"{cpu / n * 1000:.2f} ms CPU per call (no profiler), "
                 f"{statements:.1f} SQL statements and {transactions:.1f} transactions per call"
                 "\n" + "\n".join(stream.getvalue().splitlines()[:args.top + 12]))
-        rig.app.broker.close()
+        rig.app.transport.close()
     print("\n\n".join(report))
 
 

@@ -146,13 +146,13 @@ class AsyncEventsRig(Rig):
         for i in range(self.subscriptions):
             url = self.receiver.url if self.subscriptions == 1 else self.receiver.url_for(f"s{i}")
             self.app.subscribe(h.EVENT, url, token=h.TOKEN)
-        self.app.broker.check()  # declares the queues before any worker or publish
+        self.app.transport.check()  # declares the queues before any worker or publish
 
     def _close_app(self) -> None:
         if self.app is not None:
             self.app.close()
         with contextlib.suppress(Exception):
-            from asyncevents.core.sqltransport import dispose_engines
+            from asyncevents.core.transport.sqlschema import dispose_engines
 
             dispose_engines()
         import gc

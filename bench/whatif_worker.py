@@ -48,8 +48,8 @@ def _patch() -> None:
     if pool or no_ping:
         import sqlalchemy
 
-        import asyncevents.core.sqltransport_schema as qschema
         import asyncevents.core.store.engine as store_engine
+        import asyncevents.core.transport.sqlschema as qschema
 
         def sized(create: Any, is_store: bool) -> Any:
             def create_engine(url: Any, **kwargs: Any) -> Any:

@@ -46,7 +46,7 @@ _BODY = "/bigbody/b"
 
 def inject(stack: Stack, poison: tuple[tuple[str, bytes], ...] = POISON) -> None:
     """Put raw ``poison`` bodies straight into the stack's queues."""
-    broker = stack.app.broker
+    broker = stack.app.transport
     conn = broker.connect()
     try:
         producer = Producer(conn.channel())

@@ -224,7 +224,7 @@ class Stack:
         if self._app is not None:
             self._app.close()
             self._app = None
-        from asyncevents.core.sqltransport import dispose_engines
+        from asyncevents.core.transport.sqlschema import dispose_engines
 
         dispose_engines()
 
@@ -253,7 +253,7 @@ def delete_amqp(prefix: str, url: str = AMQP_URL) -> None:
     """Remove the queues and the exchange of ``prefix`` from RabbitMQ at ``url``."""
     from kombu import Connection
 
-    from asyncevents.core.topology import Topology
+    from asyncevents.core.transport.topology import Topology
 
     topology = Topology(prefix)
     with Connection(url, connect_timeout=5) as conn:

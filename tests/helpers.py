@@ -16,6 +16,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from asyncevents.core.app import App
+from asyncevents.core.plugins import Plugins
 from asyncevents.core.settings import Settings
 from asyncevents.core.worker import WorkerLimits, WorkerReport
 from faults.stack import delete_amqp
@@ -96,3 +97,13 @@ def sqlite_rows(path: Path, table: str) -> int:
             return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
     finally:
         engine.dispose()
+
+
+def inline_plugins() -> Plugins:
+    """A plugin manager without entry points, with the shipped transports registered inline."""
+    from asyncevents.core.transport import amqp, kombubase, sql
+
+    plugins = Plugins.load(entry_points=False)
+    for module in (amqp, sql, kombubase):
+        plugins.register(module, name=module.__name__)
+    return plugins

@@ -56,10 +56,10 @@ def test_redelivered_trigger_creates_no_duplicate(make_settings: Any,
     drain(app)
     (delivery,) = app.store.recent_deliveries()
     # The same trigger message again, as after a worker crash before its ack.
-    from asyncevents.core.messages import trigger_message
+    from asyncevents.core.messages import TriggerMessage
 
-    app.broker.publish("trigger", dict(trigger_message(
-        delivery.event_id, "order.created", {"id": 9}, delivery.published_at)))
+    app.transport.enqueue(TriggerMessage(delivery.event_id, "order.created", {"id": 9},
+                                         delivery.published_at))
     drain(app, idle=0.5)
     assert len(app.store.recent_deliveries()) == 1
     assert len(recorder.hits) == 1

@@ -85,5 +85,5 @@ def test_publish_many_checks_everything_first(make_settings: Any) -> None:
     app = App(make_settings(transport_url="memory://"))
     with pytest.raises(InvalidPayload):
         app.publish_many([("ok.event", {"n": 1}), ("bad.event", [1, 2])])
-    assert app.broker.connect().SimpleQueue(f"{app.settings.queue_prefix}.trigger").qsize() == 0
+    assert app.transport.connect().SimpleQueue(f"{app.settings.queue_prefix}.trigger").qsize() == 0
     app.close()

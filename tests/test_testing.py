@@ -8,7 +8,6 @@ from typing import Any, ClassVar
 import pytest
 
 from asyncevents.core.app import App
-from asyncevents.core.plugins import Plugins
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult
 from asyncevents.core.worker import WorkerLimits
@@ -23,6 +22,7 @@ from asyncevents.testing import (
     make_request,
     sink_plugin,
 )
+from tests.helpers import inline_plugins
 
 
 class DictSink:
@@ -153,7 +153,7 @@ def test_fake_sink_scripts_and_records() -> None:
 def test_sink_plugin_puts_a_fake_behind_the_worker(make_settings: Callable[..., Settings]
                                                    ) -> None:
     fake = FakeSink(results=[DeliveryResult.failed("flaky", retryable=False)])
-    plugins = Plugins.load(entry_points=False)
+    plugins = inline_plugins()
     plugins.register(sink_plugin("fake", lambda settings: fake))
     app = App(make_settings(), plugins=plugins)
     app.subscribe("thing.*", "first", sink="fake", token="t")

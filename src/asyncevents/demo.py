@@ -30,7 +30,7 @@ def run_demo(count: int = 5, fail_first: bool = False) -> None:
     app = App(settings)
     token = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     receiver = Receiver(token=token, fail_first=fail_first).start()
-    console.print(f"transport: {app.broker.safe_url()}")
+    console.print(f"transport: {app.transport.safe_url()}")
     console.print(f"store:     {app.store.engine.url.render_as_string(hide_password=True)}")
     console.print(f"receiver:  {receiver.url}")
     subs = [

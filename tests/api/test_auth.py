@@ -62,10 +62,10 @@ PUBLIC = ["/healthz", "/openapi.json", "/docs"]
 
 
 def queued(api: Api) -> dict[str, int]:
-    conn = api.app.broker.connect()
+    conn = api.app.transport.connect()
     sizes = {}
     try:
-        for queue in api.app.broker.topology.queues:
+        for queue in api.app.transport.topology.queues:
             with conn.channel() as channel:
                 try:
                     sizes[queue.name] = channel.queue_declare(queue=queue.name,

@@ -22,14 +22,14 @@ from schemathesis.specs.openapi.checks import (
 
 from asyncevents.api.app import create_app
 from asyncevents.core.app import App
-from asyncevents.core.plugins import Plugins
 from asyncevents.core.settings import Settings
 from tests.api.conftest import Api
+from tests.helpers import inline_plugins
 
 pytestmark = pytest.mark.slow
 
 _DOC_ONLY = App(Settings(database_url="sqlite://", transport_url="memory://"),
-                plugins=Plugins.load(entry_points=False))
+                plugins=inline_plugins())
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(_DOC_ONLY))
 
 

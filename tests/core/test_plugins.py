@@ -17,6 +17,7 @@ from asyncevents.core.plugins import Plugins
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult
 from asyncevents.errors import UnknownSink
+from tests.helpers import inline_plugins
 
 FAKE_SINK = '''
 """A sink that appends each delivery to the file named by its recipient."""
@@ -114,7 +115,7 @@ class InlinePlugin:
 
 
 def test_inline_plugin_registers_sinks_and_events(make_settings: Any) -> None:
-    plugins = Plugins.load(entry_points=False)
+    plugins = inline_plugins()
     plugins.register(InlinePlugin())
     app = App(make_settings(strict_events=True), plugins=plugins)
     assert "inline.created" in app.catalog.names()

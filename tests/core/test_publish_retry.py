@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
-from asyncevents.core import sqltransport
 from asyncevents.core.app import App
+from asyncevents.core.transport import sqlkombu as sqltransport
 from asyncevents.errors import TransportError
 
 

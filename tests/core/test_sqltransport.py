@@ -23,16 +23,16 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import OperationalError
 
-from asyncevents.core.sqltransport import (
+from asyncevents.core.transport.sqlkombu import (
+    LeasedSqlTransport,
     SqlConnection,
-    SqlTransport,
     connection,
     dispose_engines,
     engine_url,
     get_engines,
     messages,
 )
-from asyncevents.core.sqltransport_schema import run
+from asyncevents.core.transport.sqlschema import run
 
 
 @pytest.fixture
@@ -69,17 +69,17 @@ def publish(url: str, queue: str, bodies: list[Any]) -> None:
 
 def test_connection_uses_the_leased_transport(url: str) -> None:
     conn = connection(url, polling_interval=0.05)
-    assert isinstance(conn.transport, SqlTransport)
-    assert isinstance(conn.clone().transport, SqlTransport)  # clone re-parses the URL
+    assert isinstance(conn.transport, LeasedSqlTransport)
+    assert isinstance(conn.clone().transport, LeasedSqlTransport)  # clone re-parses the URL
     bare = connection(url.removeprefix("sqla+"))  # the prefix is optional
-    assert isinstance(bare.transport, SqlTransport)
-    assert isinstance(SqlConnection(url).transport, SqlTransport)
+    assert isinstance(bare.transport, LeasedSqlTransport)
+    assert isinstance(SqlConnection(url).transport, LeasedSqlTransport)
 
 
 def test_kombu_drops_the_transport_argument_for_prefixed_urls() -> None:
     # Why SqlConnection exists: kombu takes ``sqla`` from the URL instead.
-    conn = kombu.Connection("sqla+sqlite:///x.db", transport=SqlTransport)
-    assert not isinstance(conn.transport, SqlTransport)
+    conn = kombu.Connection("sqla+sqlite:///x.db", transport=LeasedSqlTransport)
+    assert not isinstance(conn.transport, LeasedSqlTransport)
 
 
 def test_in_memory_sqlite_is_refused() -> None:
@@ -133,7 +133,7 @@ def test_consumed_and_acked_messages_leave_no_rows(url: str, queue: str) -> None
 def _fetch_and_die(url: str, queue: str, lease_seconds: float) -> subprocess.CompletedProcess[str]:
     code = (
         "import os, signal, sys\n"
-        "from asyncevents.core.sqltransport import connection\n"
+        "from asyncevents.core.transport.sqlkombu import connection\n"
         f"conn = connection({url!r}, lease_seconds={lease_seconds})\n"
         f"m = conn.SimpleQueue({queue!r}).get(timeout=10)\n"
         "print(m.payload['n'], flush=True)\n"

@@ -85,7 +85,7 @@ def _wait_for_services(app: App, patience: float = 30.0) -> None:
     # failover) waits for them a while instead of exiting at once.
     def check() -> None:
         app.store  # noqa: B018 - opens and checks the schema
-        app.broker.check()
+        app.transport.check()
 
     def waiting(exc: Exception, wait: float) -> None:
         log.warning("waiting for the database and the broker", error=str(exc), retry_in=wait)

@@ -69,7 +69,7 @@ def serve(host: str, port: int, with_worker: bool, concurrency: int, no_console:
     worker: Worker | None = None
     thread: threading.Thread | None = None
     if with_worker:
-        app.broker.check()
+        app.transport.check()
         # The worker runs in a thread: it installs no signal handlers there, and
         # uvicorn's own (in the main thread) end the server, then we stop it.
         worker = app.worker(WorkerLimits(concurrency=concurrency))

@@ -12,18 +12,17 @@ from asyncevents.core.clock import utcnow
 from asyncevents.core.crypto import TokenCipher
 from asyncevents.core.deliver import Deliverer
 from asyncevents.core.dispatch import DISPATCH_SINK, Dispatcher, FilterFn
-from asyncevents.core.messages import deliver_message, trigger_message
+from asyncevents.core.messages import DeliverMessage, Message, Route, TriggerMessage
 from asyncevents.core.models import Subscription
 from asyncevents.core.plugins import Plugins
 from asyncevents.core.publish import Publisher
-from asyncevents.core.retry import RetryPolicy
-from asyncevents.core.retrymanagement import RetryManagement
+from asyncevents.core.retry import RetryManagement, RetryPolicy
 from asyncevents.core.search import compile_filter
 from asyncevents.core.settings import Settings, load_settings
 from asyncevents.core.signing import signing_key
 from asyncevents.core.store import Store
-from asyncevents.core.transport import Broker
-from asyncevents.core.worker import Worker, WorkerLimits, WorkerReport
+from asyncevents.core.transport import Transport
+from asyncevents.core.worker import Handler, Worker, WorkerLimits, WorkerReport
 from asyncevents.errors import ConfigError
 
 __all__ = ["App"]
@@ -66,18 +65,18 @@ class App:
         return Store.open(self.settings.database_url, cipher=cipher)
 
     @cached_property
-    def broker(self) -> Broker:
-        """The transport."""
-        return Broker(self.settings)
+    def transport(self) -> Transport:
+        """The transport that ``settings.transport_url`` names (``register_transports``)."""
+        return self.plugins.transport(self.settings)
 
     @cached_property
     def retries(self) -> RetryManagement:
         """The RetryManagement that the ``retry_management`` hook picks."""
         found: RetryManagement | None = self.plugins.hook.retry_management(
-            settings=self.settings, transport=self.broker, store=self.store
+            settings=self.settings, transport=self.transport, store=self.store
         )
         if found is None:
-            raise ConfigError(f"no RetryManagement for transport {self.broker.scheme!r}")
+            raise ConfigError(f"no RetryManagement for transport {self.transport.scheme!r}")
         return found
 
     @cached_property
@@ -88,7 +87,8 @@ class App:
     @cached_property
     def publisher(self) -> Publisher:
         """Publishes events."""
-        return Publisher(self.settings, self.catalog, self.broker, self.retries)
+        # The RetryManagement only when an event is delayed: publishing needs no store.
+        return Publisher(self.settings, self.catalog, self.transport, lambda: self.retries)
 
     def filter_fn(self) -> FilterFn:
         """How subscription filters are evaluated: the search engine's Python evaluator."""
@@ -131,13 +131,12 @@ class App:
         """Start a new chain of attempts for a delivery, under the same uuid."""
         delivery = self.store.get_delivery(delivery_id)
         if delivery.sink == DISPATCH_SINK:
-            body = trigger_message(delivery.event_id, delivery.event_name, delivery.payload,
-                                   delivery.published_at)
             self.store.set_delivery_status(delivery.id, "retrying")
-            self.broker.publish("trigger", dict(body))
+            self.transport.enqueue(TriggerMessage(delivery.event_id, delivery.event_name,
+                                                  delivery.payload, delivery.published_at))
             return
         self.store.set_delivery_status(delivery.id, "pending")
-        self.broker.publish("deliver", dict(deliver_message(delivery.id, replay=True)))
+        self.transport.enqueue(DeliverMessage(delivery.id, replay=True))
 
     def worker(self, limits: WorkerLimits | None = None,
                retention_days: float | None = None) -> Worker:
@@ -151,13 +150,12 @@ class App:
             self.store.use_group_commit()  # the threads' writes share transactions
         deliverer = Deliverer(self.settings, self.store, self.plugins, self.retries, self.policy)
         deliverer.use_slots(concurrency)
-        dispatcher = Dispatcher(self.catalog, self.store, self.broker, self.retries,
+        dispatcher = Dispatcher(self.catalog, self.store, self.transport, self.retries,
                                 self.policy, self.filter_fn(), deliverer=deliverer)
         periodic: list[tuple[float, Callable[[], object]]] = []
         if retention_days is not None:
             periodic.append((3600.0, lambda: self.cleanup(retention_days)))
-        return Worker(self.broker, self.retries, dispatcher.handle,  # type: ignore[arg-type]
-                      deliverer.handle, limits,  # type: ignore[arg-type]
+        return Worker(self.transport, self.retries, _handlers(dispatcher, deliverer), limits,
                       on_exit=deliverer.close, periodic=periodic)
 
     def run_worker(self, limits: WorkerLimits | None = None,
@@ -172,7 +170,21 @@ class App:
 
     def close(self) -> None:
         """Release connections."""
-        if "broker" in self.__dict__:
-            self.broker.close()
+        if "transport" in self.__dict__:
+            self.transport.close()
         if "store" in self.__dict__:
             self.store.close()
+
+
+def _handlers(dispatcher: Dispatcher, deliverer: Deliverer) -> dict[Route, Handler]:
+    """Each route's handler; the transport decoded each message for its route."""
+
+    def trigger(message: Message) -> None:
+        assert isinstance(message, TriggerMessage)
+        dispatcher.handle(message)
+
+    def deliver(message: Message) -> None:
+        assert isinstance(message, DeliverMessage)
+        deliverer.handle(message)
+
+    return {"trigger": trigger, "deliver": deliver}

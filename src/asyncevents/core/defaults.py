@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from asyncevents.core.hookspecs import hookimpl
-from asyncevents.core.retrymanagement import AmqpDelayQueues, DatabaseSchedule, RetryManagement
+from asyncevents.core.retry import DatabaseSchedule, RetryManagement, TransportDelays
 from asyncevents.core.settings import Settings
 from asyncevents.core.store import Store
-from asyncevents.core.transport import Broker
+from asyncevents.core.transport import Transport
 
 __all__ = ["retry_management"]
 
 
 @hookimpl(trylast=True)
-def retry_management(settings: Settings, transport: Broker, store: Store) -> RetryManagement:
-    """RabbitMQ's delay queues when the transport has them, else the database schedule."""
-    if transport.has_native_delays:
-        return AmqpDelayQueues(transport)
+def retry_management(settings: Settings, transport: Transport, store: Store) -> RetryManagement:
+    """The transport's own delays when it has them, else the database schedule."""
+    if transport.native_delays:
+        return TransportDelays(transport)
     return DatabaseSchedule(transport, store)

@@ -16,8 +16,7 @@ from asyncevents.core.messages import DeliverMessage
 from asyncevents.core.models import Delivery, DeliveryStatus, Subscription
 from asyncevents.core.outage import through_outage
 from asyncevents.core.plugins import Plugins
-from asyncevents.core.retry import RetryPolicy
-from asyncevents.core.retrymanagement import RetryManagement
+from asyncevents.core.retry import RetryManagement, RetryPolicy
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult, Sink
 from asyncevents.core.store import NewAttempt, Store
@@ -157,13 +156,13 @@ class Deliverer:
         for sink in sinks:
             sink.close()
 
-    def handle(self, body: DeliverMessage) -> None:
+    def handle(self, message: DeliverMessage) -> None:
         """Make one attempt at one delivery."""
         # One query for both: this runs for every attempt.
-        delivery, subscription = self.store.delivery_and_subscription(body["delivery_id"])
-        self.attempt(body, delivery, subscription)
+        delivery, subscription = self.store.delivery_and_subscription(message.delivery_id)
+        self.attempt(message, delivery, subscription)
 
-    def attempt(self, body: DeliverMessage, delivery: Delivery,
+    def attempt(self, message: DeliverMessage, delivery: Delivery,
                 subscription: Subscription | None) -> None:
         """Make one attempt at ``delivery``, already read from the store (or just created)."""
         bound = log.bind(delivery_id=delivery.id, event_id=delivery.event_id,
@@ -195,7 +194,7 @@ class Deliverer:
             lane = self.lanes.enter(subscription.id)
             if lane is None:
                 delay = self.lanes.defer_for(subscription.id)
-                self.retries.schedule("deliver", dict(body), delay)
+                self.retries.schedule(message, delay)
                 bound.debug("slow subscription at its share of the slots, delivery deferred",
                             retry_in=delay)
                 return
@@ -205,7 +204,7 @@ class Deliverer:
             finally:
                 self.lanes.leave(subscription.id, lane)
         duration_ms = (time.perf_counter() - clock) * 1000
-        self._record(body, delivery, subscription, request, result, started, duration_ms)
+        self._record(message, delivery, subscription, request, result, started, duration_ms)
         if subscription.active:
             self.plugins.hook.after_delivery(request=request, result=result)
 
@@ -213,10 +212,10 @@ class Deliverer:
         """True when this subscription's recent deliveries took a second or more."""
         return self.lanes.is_slow(subscription_id)
 
-    def _record(self, body: DeliverMessage, delivery: Delivery, subscription: Subscription,
+    def _record(self, message: DeliverMessage, delivery: Delivery, subscription: Subscription,
                 request: DeliveryRequest, result: DeliveryResult,
                 started: datetime, duration_ms: float) -> None:
-        deaths = body["deaths"] + (0 if result.success else 1)
+        deaths = message.deaths + (0 if result.success else 1)
         policy = self.policy.override(subscription.retry_policy)
         status: DeliveryStatus
         delay: float | None = None
@@ -244,12 +243,12 @@ class Deliverer:
             duration_ms=duration_ms, success=result.success,
             status_code=result.status_code, response=result.response,
             error=error[:_ERROR_LIMIT] if error else None, status=status,
-            next_attempt_at=next_at, replay=body.get("replay", False) and body["deaths"] == 0,
+            next_attempt_at=next_at, replay=message.replay and message.deaths == 0,
         )
         number = self._hold(bound, lambda: self.store.record_attempt(delivery.id, attempt))
         if delay is not None:
-            retry_body = {**body, "deaths": deaths}
-            self._hold(bound, lambda: self.retries.schedule("deliver", retry_body, delay))
+            retry = message.with_deaths(deaths)
+            self._hold(bound, lambda: self.retries.schedule(retry, delay))
         bound.bind(attempt=number).info(
             "delivery attempted", status=status, status_code=result.status_code,
             duration_ms=round(duration_ms, 1), retry_in=delay, error=error,

@@ -5,20 +5,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from asyncevents.core.catalog import Catalog
 from asyncevents.core.clock import utcnow
-from asyncevents.core.messages import TriggerMessage, deliver_message
+from asyncevents.core.messages import DeliverMessage, TriggerMessage
 from asyncevents.core.models import Delivery, Subscription
 from asyncevents.core.patterns import matches
-from asyncevents.core.retry import RetryPolicy
-from asyncevents.core.retrymanagement import RetryManagement
+from asyncevents.core.retry import RetryManagement, RetryPolicy
 from asyncevents.core.store import NewAttempt, Store
-from asyncevents.core.transport import Broker
+from asyncevents.core.transport import Transport
 
 if TYPE_CHECKING:
     from asyncevents.core.deliver import Deliverer
@@ -52,13 +50,13 @@ class Dispatcher:
     recorded: a crash in between sends the event again (at least once).
     """
 
-    def __init__(self, catalog: Catalog, store: Store, broker: Broker,
+    def __init__(self, catalog: Catalog, store: Store, transport: Transport,
                  retries: RetryManagement, policy: RetryPolicy,
                  filter_fn: FilterFn | None = None,
                  deliverer: Deliverer | None = None) -> None:
         self.catalog = catalog
         self.store = store
-        self.broker = broker
+        self.transport = transport
         self.retries = retries
         self.policy = policy
         self.filter_fn = filter_fn
@@ -102,15 +100,15 @@ class Dispatcher:
             found.append(sub)
         return found
 
-    def handle(self, body: TriggerMessage) -> None:
+    def handle(self, message: TriggerMessage) -> None:
         """Dispatch one event. Safe to repeat: deliveries are unique per subscription."""
-        event_id, name = body["event_id"], body["name"]
+        event_id, name = message.event_id, message.name
         bound = log.bind(event_id=event_id, event_name=name)
-        published_at = datetime.fromisoformat(body["published_at"])
+        published_at = message.published_at
         try:
-            payload = self._resolve(name, body["data"])
+            payload = self._resolve(name, message.data)
         except Exception as exc:
-            self._resolver_failed(body, published_at, exc)
+            self._resolver_failed(message, exc)
             return
         targets = {sub.id: sub for sub in self.targets(name, payload)}
         deliveries = self.store.ensure_deliveries(
@@ -121,12 +119,12 @@ class Dispatcher:
         # that already ran or waits for its retry.
         pending = [d for d in deliveries if d.status == "pending"]
         inline = self._pick_inline(pending)
-        queued = [dict(deliver_message(d.id)) for d in pending if d is not inline]
+        queued = [DeliverMessage(d.id) for d in pending if d is not inline]
         if queued:
-            self.broker.publish_many("deliver", queued)
+            self.transport.enqueue_many(queued)
         bound.info("event dispatched", deliveries=len(deliveries), sent=len(pending))
         if inline is not None and self.deliverer is not None:
-            self.deliverer.attempt(deliver_message(inline.id), inline,
+            self.deliverer.attempt(DeliverMessage(inline.id), inline,
                                    targets[inline.subscription_id])
 
     def _pick_inline(self, pending: list[Delivery]) -> Delivery | None:
@@ -147,20 +145,20 @@ class Dispatcher:
             raise TypeError(f"resolver returned {type(payload).__name__}, not a dict")
         return payload
 
-    def _resolver_failed(self, body: TriggerMessage, published_at: datetime,
-                         exc: Exception) -> None:
-        deaths = body["deaths"] + 1
+    def _resolver_failed(self, message: TriggerMessage, exc: Exception) -> None:
+        retry = message.died()
+        deaths = retry.deaths
         error = f"resolver failed: {type(exc).__name__}: {exc}"
-        age = (utcnow() - published_at).total_seconds()
-        bound = log.bind(event_id=body["event_id"], event_name=body["name"], attempt=deaths)
+        age = (utcnow() - message.published_at).total_seconds()
+        bound = log.bind(event_id=message.event_id, event_name=message.name, attempt=deaths)
         if not self.policy.gives_up(deaths, age):
             delay = self.policy.delay(deaths)
-            self.retries.schedule("trigger", {**body, "deaths": deaths}, delay)
+            self.retries.schedule(retry, delay)
             bound.warning("resolver failed, dispatch retried", error=error, delay=delay)
             return
         self.store.record_dispatch_failure(
-            event_id=body["event_id"], event_name=body["name"], data=body["data"],
-            published_at=published_at, sink=DISPATCH_SINK,
+            event_id=message.event_id, event_name=message.name, data=message.data,
+            published_at=message.published_at, sink=DISPATCH_SINK,
             attempt=NewAttempt(started_at=utcnow(), duration_ms=0.0, success=False,
                                status_code=None, response="", error=error, status="dead"),
             deaths=deaths,

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from asyncevents.core.retrymanagement import RetryManagement
+    from asyncevents.core.retry import RetryManagement
     from asyncevents.core.settings import Settings
     from asyncevents.core.sink import DeliveryRequest, DeliveryResult
     from asyncevents.core.store import Store
-    from asyncevents.core.transport import Broker
+    from asyncevents.core.transport import Transport
 
 __all__ = ["hookimpl", "hookspec"]
 
@@ -30,13 +30,20 @@ def register_events(register: Callable[[str, Any], None]) -> None:
     """Register event definitions: ``register("sales.order.created", {"description": ...})``."""
 
 
+@hookspec
+def register_transports(register: Callable[[str, type[Transport]], None]) -> None:
+    """Register transports by URL scheme: ``register("amqp", AmqpTransport)``."""
+
+
 @hookspec(firstresult=True)
 def retry_management(
-    settings: Settings, transport: Broker, store: Store
+    settings: Settings, transport: Transport, store: Store
 ) -> RetryManagement | None:
     """Return the RetryManagement for ``transport`` (``transport.scheme``), or None to pass.
 
-    ``store`` is the application's store, for implementations that keep a schedule.
+    ``store`` is the application's store, for implementations that keep a
+    schedule. ``transport.native_delays`` tells whether the transport can
+    hold a message back itself (``transport.enqueue(message, delay=...)``).
     """
 
 

@@ -1,42 +1,117 @@
-"""The bodies that travel through the queues.
+"""The messages that travel through the queues: one type per route.
 
-The death count travels in the body (``deaths``), never in RabbitMQ's
+A message is decoded and checked once, where it leaves the transport
+(:func:`decode`); past that point handlers get a typed, valid object. The
+death count travels in the message (``deaths``), never in RabbitMQ's
 ``x-death`` header, which RabbitMQ 3.13+ no longer counts on republish.
+
+The wire format is a JSON object per route::
+
+    trigger  {"event_id", "name", "data", "published_at", "deaths"}
+    deliver  {"delivery_id", "deaths", "replay"}
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, ClassVar, Literal, TypeAlias
 
-__all__ = ["DeliverMessage", "TriggerMessage", "deliver_message", "trigger_message"]
+__all__ = [
+    "ROUTES",
+    "DeliverMessage",
+    "MalformedMessage",
+    "Message",
+    "Route",
+    "TriggerMessage",
+    "as_route",
+    "decode",
+]
+
+#: The queues a message can travel on.
+Route = Literal["trigger", "deliver"]
+#: Every route, in the order a worker consumes them.
+ROUTES: tuple[Route, ...] = ("trigger", "deliver")
 
 
-class TriggerMessage(TypedDict):
+class MalformedMessage(ValueError):
+    """A body that can never be handled on its route (it is dropped, with an error logged)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerMessage:
     """An event on its way to the dispatcher."""
 
     event_id: str
     name: str
     data: dict[str, Any]
-    published_at: str
-    deaths: int
+    published_at: datetime
+    deaths: int = 0
+
+    route: ClassVar[Route] = "trigger"
+
+    def body(self) -> dict[str, Any]:
+        """The JSON object sent on the wire."""
+        return {"event_id": self.event_id, "name": self.name, "data": self.data,
+                "published_at": self.published_at.isoformat(), "deaths": self.deaths}
+
+    def died(self) -> TriggerMessage:
+        """This message after one more failure."""
+        return replace(self, deaths=self.deaths + 1)
 
 
-class DeliverMessage(TypedDict):
+@dataclass(frozen=True, slots=True)
+class DeliverMessage:
     """One delivery on its way to the deliverer."""
 
     delivery_id: str
-    deaths: int
-    replay: bool
+    deaths: int = 0
+    replay: bool = False
+
+    route: ClassVar[Route] = "deliver"
+
+    def body(self) -> dict[str, Any]:
+        """The JSON object sent on the wire."""
+        return {"delivery_id": self.delivery_id, "deaths": self.deaths, "replay": self.replay}
+
+    def with_deaths(self, deaths: int) -> DeliverMessage:
+        """This message carrying ``deaths`` failures."""
+        return replace(self, deaths=deaths)
 
 
-def trigger_message(event_id: str, name: str, data: dict[str, Any], published_at: datetime,
-                    deaths: int = 0) -> TriggerMessage:
-    """Build a trigger body."""
-    return {"event_id": event_id, "name": name, "data": data,
-            "published_at": published_at.isoformat(), "deaths": deaths}
+#: Any message.
+Message: TypeAlias = TriggerMessage | DeliverMessage
 
 
-def deliver_message(delivery_id: str, deaths: int = 0, replay: bool = False) -> DeliverMessage:
-    """Build a delivery body."""
-    return {"delivery_id": delivery_id, "deaths": deaths, "replay": replay}
+def as_route(name: str) -> Route:
+    """``name`` as a route, or ``MalformedMessage``."""
+    for route in ROUTES:
+        if route == name:
+            return route
+    raise MalformedMessage(f"unknown route {name!r}")
+
+
+def _field(body: dict[str, Any], key: str, kind: type) -> Any:
+    value = body.get(key)
+    # bool is an int subclass: a "deaths": true is as wrong as a string.
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise MalformedMessage(f"field {key!r} is missing or not a {kind.__name__}")
+    return value
+
+
+def decode(route: Route, body: Any) -> Message:
+    """The message ``body`` carries on ``route``, or ``MalformedMessage`` saying why not."""
+    if not isinstance(body, dict):
+        raise MalformedMessage(f"the body is a JSON {type(body).__name__}, not an object")
+    if route == "deliver":
+        replay = body.get("replay", False)
+        return DeliverMessage(_field(body, "delivery_id", str), _field(body, "deaths", int),
+                              replay if isinstance(replay, bool) else False)
+    published = _field(body, "published_at", str)
+    try:
+        published_at = datetime.fromisoformat(published)
+    except ValueError:
+        raise MalformedMessage("field 'published_at' is not an ISO 8601 time") from None
+    return TriggerMessage(_field(body, "event_id", str), _field(body, "name", str),
+                          _field(body, "data", dict), published_at,
+                          _field(body, "deaths", int))

@@ -12,7 +12,8 @@ import pluggy
 from asyncevents.core import hookspecs
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import Sink
-from asyncevents.errors import UnknownSink
+from asyncevents.core.transport import Transport, safe_url, scheme_of
+from asyncevents.errors import ConfigError, UnknownSink
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginFailure", "Plugins", "SinkInfo"]
 
@@ -125,6 +126,24 @@ class Plugins:
         """A new instance of the sink named ``name``."""
         sink: Sink = self.sink_info(name).factory(settings)
         return sink
+
+    def transports(self) -> dict[str, type[Transport]]:
+        """Every registered transport class by URL scheme (the first registration wins)."""
+        found: dict[str, type[Transport]] = {}
+        self.manager.hook.register_transports(
+            register=lambda scheme, factory: found.setdefault(scheme, factory))
+        return found
+
+    def transport(self, settings: Settings) -> Transport:
+        """The transport for ``settings.transport_url``; a ``ConfigError`` lists the known ones."""
+        url = settings.transport_url
+        scheme = scheme_of(url)
+        found = self.transports()
+        if scheme not in found:
+            known = ", ".join(f"{s}://" for s in sorted(found)) or "none installed"
+            raise ConfigError(f"unsupported transport {scheme!r} in {safe_url(url)!r}; "
+                              f"installed transports: {known}")
+        return found[scheme](settings)
 
     def events(self) -> list[tuple[str, Any]]:
         """Event definitions registered in code by ``register_events``."""

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from asyncevents.core.catalog import Catalog
 from asyncevents.core.clock import utcnow
-from asyncevents.core.messages import trigger_message
-from asyncevents.core.retrymanagement import RetryManagement
+from asyncevents.core.messages import TriggerMessage
+from asyncevents.core.retry import RetryManagement
 from asyncevents.core.settings import Settings
-from asyncevents.core.transport import Broker
+from asyncevents.core.transport import Transport
 from asyncevents.errors import InvalidPayload
 
 __all__ = ["Publisher", "check_payload"]
@@ -35,13 +35,17 @@ def check_payload(data: Any, limit: int) -> dict[str, Any]:
 
 
 class Publisher:
-    """Turns ``publish(name, data)`` into a trigger message."""
+    """Turns ``publish(name, data)`` into a trigger message.
 
-    def __init__(self, settings: Settings, catalog: Catalog, broker: Broker,
-                 retries: RetryManagement) -> None:
+    Publishing touches only the transport: the RetryManagement (which may
+    need the store) is asked for only when an event is published with a delay.
+    """
+
+    def __init__(self, settings: Settings, catalog: Catalog, transport: Transport,
+                 retries: Callable[[], RetryManagement]) -> None:
         self.settings = settings
         self.catalog = catalog
-        self.broker = broker
+        self.transport = transport
         self.retries = retries
 
     def publish_many(self, events: Iterable[tuple[str, Any]]) -> list[str]:
@@ -50,14 +54,14 @@ class Publisher:
         Every event is checked first, so one bad event publishes nothing. On
         RabbitMQ all confirms are awaited together: far faster than a loop.
         """
-        bodies: list[dict[str, Any]] = []
+        messages: list[TriggerMessage] = []
         now = utcnow()
         for name, data in events:
             self.catalog.check_publish(name)
             payload = check_payload(data, self.settings.max_payload_bytes)
-            bodies.append(dict(trigger_message(str(uuid.uuid4()), name, payload, now)))
-        self.broker.publish_many("trigger", bodies)
-        return [body["event_id"] for body in bodies]
+            messages.append(TriggerMessage(str(uuid.uuid4()), name, payload, now))
+        self.transport.enqueue_many(messages)
+        return [message.event_id for message in messages]
 
     def publish(self, name: str, data: Any, *, delay: float | None = None) -> str:
         """Publish one event; return its id. ``delay`` holds it back that many seconds."""
@@ -65,10 +69,9 @@ class Publisher:
         payload = check_payload(data, self.settings.max_payload_bytes)
         if delay is not None and delay < 0:
             raise InvalidPayload(f"delay must be zero or more seconds, not {delay}")
-        event_id = str(uuid.uuid4())
-        body = trigger_message(event_id, name, payload, utcnow())
+        message = TriggerMessage(str(uuid.uuid4()), name, payload, utcnow())
         if delay:
-            self.retries.schedule("trigger", dict(body), delay)
+            self.retries().schedule(message, delay)
         else:
-            self.broker.publish("trigger", dict(body))
-        return event_id
+            self.transport.enqueue(message)
+        return message.event_id

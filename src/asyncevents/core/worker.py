@@ -1,11 +1,12 @@
-"""The worker: consumes the trigger and delivery queues until a limit or a signal.
+"""The worker: consumes the trigger and delivery routes until a limit or a signal.
 
-The main thread owns the kombu connection (kombu is not thread-safe): it
-receives messages, hands each to a thread pool, and acks it once the handler
-has recorded its outcome. A message whose handler fails is returned to the
-queue, never dropped; only a message that no handler could ever take (not
-JSON, fields missing, a delivery that does not exist) is dropped, with an
-error in the log.
+The main thread owns the transport's consuming connection (kombu is not
+thread-safe): it receives messages, already decoded and checked by the
+transport, hands each to its route's handler in a thread pool, and acks it
+once the handler has recorded its outcome. A message whose handler fails is
+returned to the queue, never dropped; only a message that no handler could
+ever take (not JSON, fields missing, a delivery that does not exist) is
+dropped, with an error in the log.
 
 When the broker goes away the worker reconnects by itself, waiting longer
 after each failed try (0.5 s doubling up to 30 s), and logs both the loss and
@@ -18,29 +19,27 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
 from types import FrameType
 from typing import Any
 
 import structlog
-from kombu import Connection, Consumer, Message
-from kombu.exceptions import OperationalError
 
-from asyncevents.core.retrymanagement import RetryManagement
-from asyncevents.core.transport import Broker
+from asyncevents.core.messages import Message, Route
+from asyncevents.core.retry import RetryManagement
+from asyncevents.core.transport import Received, Transport
 from asyncevents.errors import NotFound
 
-__all__ = ["Worker", "WorkerLimits", "WorkerReport"]
+__all__ = ["Handler", "Worker", "WorkerLimits", "WorkerReport"]
 
 log = structlog.get_logger("asyncevents.worker")
 
-Handler = Callable[[dict[str, Any]], None]
+#: Handles the messages of one route.
+Handler = Callable[[Message], None]
 
 _PUMP_EVERY = 0.2
 # Acks wait for the loop to come round: a short turn keeps them (and the next
@@ -96,23 +95,23 @@ def rss_mb() -> float:
 class Worker:
     """Runs the dispatcher and the deliverer over the broker's queues."""
 
-    def __init__(self, broker: Broker, retries: RetryManagement, dispatch: Handler,
-                 deliver: Handler, limits: WorkerLimits | None = None,
+    def __init__(self, transport: Transport, retries: RetryManagement,
+                 handlers: Mapping[Route, Handler], limits: WorkerLimits | None = None,
                  on_exit: Callable[[], None] | None = None,
                  periodic: list[tuple[float, Callable[[], object]]] | None = None) -> None:
-        self.broker = broker
+        self.transport = transport
         self.on_exit = on_exit
         # Housekeeping run from the main loop, the first time after one period.
         self._periodic = [_Periodic(every, time.monotonic() + every, task)
                           for every, task in periodic or []]
         self.retries = retries
-        self.handlers: dict[str, Handler] = {"trigger": dispatch, "deliver": deliver}
+        self.handlers = dict(handlers)
         self.limits = limits or WorkerLimits()
         self.report = WorkerReport()
         self._stop = threading.Event()
         # (message, its handler's future, the connection it came on); settled
-        # by the main thread, which alone touches kombu.
-        self._done: queue.Queue[tuple[Message, Future[bool | None], int]] = queue.Queue()
+        # by the main thread, which alone touches the consuming connection.
+        self._done: queue.Queue[tuple[Received, Future[bool | None], int]] = queue.Queue()
         self._futures: set[Future[bool | None]] = set()
         self._generation = 0
         self._lost_at: float | None = None
@@ -136,9 +135,9 @@ class Worker:
         started = time.monotonic()
         pool = ThreadPoolExecutor(max_workers=max(1, self.limits.concurrency),
                                   thread_name_prefix="asyncevents-worker")
-        log.info("worker started", transport=self.broker.safe_url(),
+        log.info("worker started", transport=self.transport.safe_url(),
                  concurrency=self.limits.concurrency)
-        errors = self._connection_errors()
+        errors = self.transport.connection_errors
         retry_in = _RECONNECT_FIRST
         try:
             while not self._stop.is_set():
@@ -167,56 +166,33 @@ class Worker:
                  failed=self.report.failed, dropped=self.report.dropped)
         return self.report
 
-    def _connection_errors(self) -> tuple[type[BaseException], ...]:
-        conn = self.broker.connect()
-        try:
-            # OperationalError: kombu's own wrapper when ensure_connection gives up.
-            errors = (*tuple(conn.connection_errors), ConnectionError, OSError,
-                      OperationalError)
-        finally:
-            conn.release()
-        return errors
-
     def _consume(self, pool: ThreadPoolExecutor, started: float) -> None:
-        conn: Connection = self.broker.connect()
+        self._generation += 1
+        generation = self._generation
+        # One try to connect here: the back-off between tries is run()'s.
+        session = self.transport.consume(
+            list(self.handlers), lambda received: self._on_message(pool, received, generation),
+            self._on_dropped,
+            # Twice the threads: while slow deliveries hold their threads, the
+            # next messages wait in the pool instead of one fetch per ack.
+            prefetch=2 * max(1, self.limits.concurrency),
+        )
         try:
-            # One try here: the back-off between tries is run()'s.
-            conn.ensure_connection(max_retries=1)
-            channel = conn.channel()
-            self._generation += 1
-            generation = self._generation
-            consumer = Consumer(
-                channel, queues=self.broker.topology.queues, accept=["json"],
-                callbacks=[lambda body, msg: self._on_message(pool, body, msg, generation)],
-                on_decode_error=self._on_decode_error,
-                # Twice the threads: while slow deliveries hold their threads, the
-                # next messages wait in the pool instead of one fetch per ack.
-                prefetch_count=2 * max(1, self.limits.concurrency),
-            )
-            with consumer:
-                while not self._stop.is_set():
-                    try:
-                        # While handlers run, come back at once to ack what they
-                        # finish: the broker sends nothing more until we do.
-                        conn.drain_events(
-                            timeout=_BUSY_DRAIN if self._in_flight else _DRAIN_TIMEOUT)
-                    except TimeoutError:
-                        pass
-                    except socket.timeout:  # noqa: UP041 - kombu raises either
-                        pass
-                    # py-amqp sends heartbeats only when asked; without this an
-                    # idle worker is cut off by RabbitMQ after two intervals.
-                    conn.heartbeat_check()
-                    self._restored()  # only once a full turn worked
-                    self._ack_done()
-                    self._pump()
-                    self._housekeeping()
-                    self._check_limits(started)
-                consumer.cancel()
-                self._cancel_queued()
-                self._finish_in_flight()
+            while not self._stop.is_set():
+                # While handlers run, come back at once to ack what they
+                # finish: the broker sends nothing more until we do.
+                session.drain(_BUSY_DRAIN if self._in_flight else _DRAIN_TIMEOUT)
+                session.heartbeat()
+                self._restored()  # only once a full turn worked
+                self._ack_done()
+                self._pump()
+                self._housekeeping()
+                self._check_limits(started)
+            session.cancel()
+            self._cancel_queued()
+            self._finish_in_flight()
         finally:
-            conn.release()
+            session.close()
 
     def _cancel_queued(self) -> None:
         """Give back the prefetched messages no thread has started on."""
@@ -225,40 +201,31 @@ class Worker:
 
     def _restored(self) -> None:
         if self._lost_at is not None:
-            log.warning("broker connection restored", transport=self.broker.safe_url(),
+            log.warning("broker connection restored", transport=self.transport.safe_url(),
                         down_for=round(time.monotonic() - self._lost_at, 1),
                         attempts=self.report.reconnects)
             self._lost_at = None
 
-    def _on_message(self, pool: ThreadPoolExecutor, body: Any, message: Message,
+    def _on_message(self, pool: ThreadPoolExecutor, received: Received,
                     generation: int) -> None:
         self._in_flight += 1
         self._received += 1
         self._last_activity = time.monotonic()
-        route = "deliver" if isinstance(body, dict) and "delivery_id" in body else "trigger"
-        future = pool.submit(self._work, route, body)
+        future = pool.submit(self._work, received.route, received.message)
         self._futures.add(future)
-        future.add_done_callback(lambda f: self._done.put((message, f, generation)))
+        future.add_done_callback(lambda f: self._done.put((received, f, generation)))
         if self.limits.limit is not None and self._received >= self.limits.limit:
             self.stop("message limit reached")
 
-    def _on_decode_error(self, message: Message, exc: Exception) -> None:
-        # Bytes that are not JSON never will be: redelivering them would only
-        # make every worker fail on them forever.
-        log.error("undecodable message dropped", error=_describe(exc),
-                  content_type=message.content_type, size=len(message.body or b""))
+    def _on_dropped(self, _problem: str) -> None:
+        # The transport dropped a message no handler could take, and logged why.
         self.report.dropped += 1
-        message.reject()
 
-    def _work(self, route: str, body: Any) -> bool | None:
+    def _work(self, route: Route, message: Message) -> bool | None:
         """Run the handler: True when done, False to requeue, None to drop."""
         bound = log.bind(route=route)
-        problem = _malformed(route, body)
-        if problem is not None:
-            bound.error("malformed message dropped", problem=problem, body=repr(body)[:200])
-            return None
         try:
-            self.handlers[route](body)
+            self.handlers[route](message)
         except NotFound as exc:
             # The delivery (or its subscription) is gone for good: purged, or
             # the message belongs to another installation sharing the broker.
@@ -275,7 +242,7 @@ class Worker:
     def _ack_done(self, block: bool = False) -> None:
         while True:
             try:
-                message, future, generation = self._done.get(
+                received, future, generation = self._done.get(
                     block=block, timeout=0.5 if block else None)
             except queue.Empty:
                 return
@@ -291,7 +258,7 @@ class Worker:
             elif not future.cancelled():
                 self.report.failed += 1
             try:
-                _settle(message, outcome)
+                _settle(received, outcome)
             except Exception as exc:
                 if generation == self._generation:
                     raise  # this connection is failing: run() reconnects
@@ -358,38 +325,15 @@ def _outcome(future: Future[bool | None]) -> bool | None:
     return future.result()
 
 
-def _settle(message: Message, outcome: bool | None) -> None:
+def _settle(received: Received, outcome: bool | None) -> None:
     if outcome is False:
-        message.requeue()
+        received.requeue()
     elif outcome is None:
-        message.reject()
+        received.drop()
     else:
-        message.ack()
+        received.ack()
 
 
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-_FIELDS: dict[str, tuple[tuple[str, type | tuple[type, ...]], ...]] = {
-    "trigger": (("event_id", str), ("name", str), ("data", dict), ("published_at", str),
-                ("deaths", int)),
-    "deliver": (("delivery_id", str), ("deaths", int)),
-}
-
-
-def _malformed(route: str, body: Any) -> str | None:
-    """Why ``body`` can never be handled on ``route``, or None when it looks right."""
-    if not isinstance(body, dict):
-        return f"the body is a JSON {type(body).__name__}, not an object"
-    for key, kind in _FIELDS[route]:
-        value = body.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            return f"field {key!r} is missing or not a {getattr(kind, '__name__', kind)}"
-    if route == "trigger":
-        try:
-            datetime.fromisoformat(body["published_at"])
-        except ValueError:
-            return "field 'published_at' is not an ISO 8601 time"
-    return None

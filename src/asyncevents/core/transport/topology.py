@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 from kombu import Exchange, Queue
 
-__all__ = ["Route", "Topology"]
+from asyncevents.core.messages import ROUTES, Route
 
-Route = Literal["trigger", "deliver"]
-ROUTES: tuple[Route, ...] = ("trigger", "deliver")
+__all__ = ["Topology", "delay_ms"]
 
 # An unused delay queue lives this long after its TTL, then RabbitMQ drops it;
 # the margin keeps a queue alive while its last message waits.

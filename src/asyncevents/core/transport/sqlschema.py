@@ -19,7 +19,6 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -46,6 +45,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
+
+from asyncevents.core.clock import naive_utcnow as utcnow
 
 __all__ = [
     "TABLE_NAME",
@@ -131,6 +132,10 @@ _READY = (_c.queue == bindparam("q")) & (_c.visible_at <= bindparam("now"))
 SIZE = select(func.count()).select_from(messages).where(_READY)
 PURGE = delete(messages).where(_READY)
 DELETE_QUEUE = delete(messages).where(_c.queue == bindparam("q"))
+# The earliest delayed row (never delivered, not visible yet) of some queues.
+NEXT_DUE = select(func.min(_c.visible_at)).where(
+    _c.queue.in_(bindparam("qs", expanding=True)), _c.deliveries == 0,
+    _c.visible_at > bindparam("now"))
 
 _DEFAULT_DRIVERS = {
     "postgresql": "postgresql+psycopg",
@@ -162,11 +167,6 @@ class QueueEngines:
 
 _ENGINES: dict[tuple[int, str, str], QueueEngines] = {}
 _ENGINES_LOCK = threading.Lock()
-
-
-def utcnow() -> datetime:
-    """Now, as naive UTC (what the table stores)."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def engine_url(url: str) -> URL:

@@ -2,7 +2,7 @@
 
 kombu's stock SQLAlchemy transport hides a row for good when it is fetched, so
 a consumer killed before its ack loses the message, and it never deletes a
-row. Here a fetch *leases* a row (:mod:`~asyncevents.core.sqltransport_schema`
+row. Here a fetch *leases* a row (:mod:`~asyncevents.core.transport.sqlschema`
 has the table): it comes back by itself when the lease runs out. An ack, or a
 reject without requeue, deletes the row; a requeue, or kombu's restore of
 unacked messages when a channel closes, makes the row visible again in its
@@ -13,6 +13,10 @@ Use :func:`connection`. ``kombu.Connection("sqla+...", transport=SqlTransport)``
 does *not* work: kombu takes the transport from the URL prefix and silently
 drops the ``transport`` argument; :class:`SqlConnection` maps the prefix back.
 
+A message published with the :data:`DELAY_HEADER` header (seconds) is
+inserted with ``visible_at`` that far in the future: a delay is a row that
+is not ready yet, no second table.
+
 Transport options: ``polling_interval`` (seconds between polls of an empty
 queue), ``lease_seconds`` (longer than the longest delivery), ``claim_batch``
 (rows a consumer claims per query, capped by its prefetch count; default 10)
@@ -20,7 +24,7 @@ and ``engine_options`` (for :func:`sqlalchemy.create_engine`); nothing else
 reaches ``create_engine``.
 
 On PostgreSQL a publish also sends a NOTIFY, and a consumer with nothing to
-do waits for one between its polls (:mod:`~asyncevents.core.sqlwakeup`), so
+do waits for one between its polls (:mod:`~asyncevents.core.transport.sqlwakeup`), so
 a message reaches an idle consumer at once rather than at the next poll.
 
 Fresh rows come out FIFO; a row whose lease ran out queues again from the
@@ -45,8 +49,8 @@ from kombu.transport import virtual
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from asyncevents.core import sqltransport_schema as schema
-from asyncevents.core.sqltransport_schema import (
+from asyncevents.core.transport import sqlschema as schema
+from asyncevents.core.transport.sqlschema import (
     TABLE_NAME,
     QueueEngines,
     dispose_engines,
@@ -54,14 +58,15 @@ from asyncevents.core.sqltransport_schema import (
     get_engines,
     messages,
 )
-from asyncevents.core.sqlwakeup import Wakeup
+from asyncevents.core.transport.sqlwakeup import Wakeup
 
 __all__ = [
+    "DELAY_HEADER",
     "TABLE_NAME",
+    "LeasedSqlTransport",
     "QueueEngines",
     "SqlChannel",
     "SqlConnection",
-    "SqlTransport",
     "connection",
     "dispose_engines",
     "engine_url",
@@ -69,6 +74,9 @@ __all__ = [
     "messages",
 ]
 
+
+#: A message header holding a delay in seconds (removed before the row is stored).
+DELAY_HEADER = "x-asyncevents-delay"
 
 # Seconds a consumed queue found empty is left alone while others are busy.
 _RECHECK_EMPTY = 0.025
@@ -97,8 +105,11 @@ class SqlChannel(virtual.Channel):  # type: ignore[misc]
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
         now = schema.utcnow()
-        row = {"queue": queue, "payload": json.dumps(message), "created_at": now,
-               "visible_at": now, "deliveries": 0}
+        delay = (message.get("headers") or {}).pop(DELAY_HEADER, None)
+        visible = now + timedelta(seconds=float(delay)) if delay else now
+        # created_at is when the row is due: a requeue puts it back there.
+        row = {"queue": queue, "payload": json.dumps(message), "created_at": visible,
+               "visible_at": visible, "deliveries": 0}
         put = schema.PUT_AND_NOTIFY if self._engines.notify else schema.PUT
         schema.run(self._engines.put, lambda conn: conn.execute(put, row))
 
@@ -236,7 +247,7 @@ class SqlChannel(virtual.Channel):  # type: ignore[misc]
         schema.run(self._engines.put, lambda conn: conn.execute(schema.DELETE_QUEUE, {"q": queue}))
 
 
-class SqlTransport(kombu_sqla.Transport):  # type: ignore[misc]
+class LeasedSqlTransport(kombu_sqla.Transport):  # type: ignore[misc]
     """kombu's SQLAlchemy transport with leased rows; see the module docstring."""
 
     Channel = SqlChannel
@@ -306,7 +317,7 @@ class SqlConnection(kombu.Connection):  # type: ignore[misc]
 
     def _init_params(self, **params: Any) -> None:
         if params.get("transport") in (None, "sqla", "sqlalchemy"):
-            params["transport"] = SqlTransport
+            params["transport"] = LeasedSqlTransport
         super()._init_params(**params)
 
 

@@ -1,0 +1,18 @@
+"""Transports: the queues between publish, dispatch and delivery, one module per family.
+
+- :mod:`.base`: the interface (:class:`Transport`, :class:`Received`, :class:`Consumption`)
+- :mod:`.kombubase`: kombu publishing and consuming; ``memory://`` and ``redis://``
+- :mod:`.amqp`: RabbitMQ, batched confirms, TTL delay queues
+- :mod:`.sql`: the crash-safe SQL queue (:mod:`.sqlkombu`, :mod:`.sqlschema`,
+  :mod:`.sqlwakeup`), delays as a future ``visible_at``
+"""
+
+from asyncevents.core.transport.base import (
+    Consumption,
+    Received,
+    Transport,
+    safe_url,
+    scheme_of,
+)
+
+__all__ = ["Consumption", "Received", "Transport", "safe_url", "scheme_of"]

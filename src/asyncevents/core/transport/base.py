@@ -1,0 +1,147 @@
+"""The transport interface: what the core asks of any queue.
+
+A transport carries typed messages (:mod:`asyncevents.core.messages`) on
+named routes. It can
+
+- enqueue one message, now or after a delay, and many with one wait for
+  their confirms;
+- consume routes: each message is decoded and checked once, here at the
+  boundary, and handed on with the route it came from (the queue tells it,
+  never the body); the receiver settles it later with ack, requeue or drop;
+- check that it is reachable, and close.
+
+Transports are found by URL scheme through the ``register_transports`` hook
+(:func:`asyncevents.core.plugins.Plugins.transport_class`); the shipped ones
+(``amqp``, ``sqla``, ``memory``/``redis``) register through the same entry
+point as a third-party one.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import ClassVar, Protocol
+
+from asyncevents.core.messages import Message, Route
+from asyncevents.core.settings import Settings
+from asyncevents.errors import ConfigError
+
+__all__ = ["Consumption", "Received", "Transport", "safe_url", "scheme_of"]
+
+
+def scheme_of(url: str) -> str:
+    """The transport part of a URL: ``amqp``, ``sqla``, ``memory``, ``redis``..."""
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        raise ConfigError(f"invalid transport URL {url!r}: expected scheme://...")
+    return scheme.split("+", 1)[0]
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its passwords (every node of a ``;`` list), for messages and logs."""
+    parts = []
+    for one in url.split(";"):
+        scheme, sep, rest = one.partition("://")
+        if sep and "@" in rest:
+            creds, _, host = rest.rpartition("@")
+            user = creds.split(":", 1)[0]
+            one = f"{scheme}://{user}:***@{host}"
+        parts.append(one)
+    return ";".join(parts)
+
+
+class Received(Protocol):
+    """A message taken from a queue, waiting to be settled (exactly once)."""
+
+    route: Route
+    message: Message
+
+    def ack(self) -> None:
+        """Done: the queue forgets the message."""
+
+    def requeue(self) -> None:
+        """Not done: back in line for another try."""
+
+    def drop(self) -> None:
+        """Never to be done: removed without an ack's meaning (logged by the caller)."""
+
+
+class Consumption(Protocol):
+    """Consumers of some routes on one connection, driven by the worker's loop."""
+
+    def drain(self, timeout: float) -> None:
+        """Hand what arrives within ``timeout`` seconds to the callback."""
+
+    def heartbeat(self) -> None:
+        """Keep the connection alive (called every turn of the loop)."""
+
+    def cancel(self) -> None:
+        """Stop receiving; messages not yet handed over go back to their queue."""
+
+    def close(self) -> None:
+        """Release the connection (unsettled messages go back to their queues)."""
+
+
+#: What a consumption hands each valid message to.
+OnReceived = Callable[[Received], None]
+#: What it tells about a message it dropped as malformed (the reason).
+OnDropped = Callable[[str], None]
+
+
+class Transport(ABC):
+    """One installation's queues on the transport at ``settings.transport_url``.
+
+    Safe to use from several threads: each publishing thread gets its own
+    connection.
+    """
+
+    #: True when the transport can hold a message back by itself (TTL queues,
+    #: a future ``visible_at``); otherwise the database schedule does it.
+    native_delays: ClassVar[bool] = False
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.url = settings.transport_url
+        self.scheme = scheme_of(self.url)
+
+    def safe_url(self) -> str:
+        """The URL without its password, for messages and logs."""
+        return safe_url(self.url)
+
+    @property
+    @abstractmethod
+    def connection_errors(self) -> tuple[type[BaseException], ...]:
+        """Errors that mean the connection was lost (the worker reconnects)."""
+
+    @abstractmethod
+    def enqueue(self, message: Message, *, delay: float = 0.0) -> None:
+        """Send ``message`` on its route, visible after ``delay`` seconds.
+
+        A ``delay`` on a transport without ``native_delays`` is an error: the
+        RetryManagement holds such messages instead.
+        """
+
+    @abstractmethod
+    def enqueue_many(self, messages: Sequence[Message]) -> None:
+        """Send several messages, waiting once for all their confirms."""
+
+    @abstractmethod
+    def consume(self, routes: Sequence[Route], on_received: OnReceived,
+                on_dropped: OnDropped, *, prefetch: int) -> Consumption:
+        """Open a connection and start consuming ``routes``."""
+
+    @abstractmethod
+    def check(self, timeout: float = 5.0) -> None:
+        """Raise ``TransportError`` unless the transport answers (declares the queues)."""
+
+    @abstractmethod
+    def queue_sizes(self) -> dict[str, int]:
+        """Messages ready in each of this installation's queues, by queue name."""
+
+    def seconds_until_due(self) -> float | None:
+        """Seconds until the next delayed message is due, when the transport can tell."""
+        return None
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release every connection."""

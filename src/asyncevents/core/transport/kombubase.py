@@ -1,0 +1,278 @@
+"""Transports over kombu: the base of the shipped families, and kombu's other URLs.
+
+:class:`KombuTransport` publishes through one kombu producer per thread
+(kombu connections are not thread-safe) and consumes each route from its own
+queue, so a message's route is the queue it came from. Used as it is for
+``memory://`` (tests) and ``redis://``, which have no delays of their own:
+the database schedule holds their delayed messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import structlog
+from kombu import Connection, Consumer, Producer, Queue
+from kombu import Message as KombuMessage
+from kombu.exceptions import OperationalError
+
+from asyncevents.core.hookspecs import hookimpl
+from asyncevents.core.messages import MalformedMessage, Message, Route, decode
+from asyncevents.core.settings import Settings
+from asyncevents.core.transport.base import OnDropped, OnReceived, Transport
+from asyncevents.core.transport.topology import Topology
+from asyncevents.errors import TransportError
+
+__all__ = ["KombuConsumption", "KombuReceived", "KombuTransport", "first_line",
+           "register_transports"]
+
+log = structlog.get_logger("asyncevents.transport")
+
+_PUBLISH_RETRY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5,
+                  "interval_max": 2.0}
+
+
+def first_line(exc: BaseException) -> str:
+    """An error's first line (SQLAlchemy appends "(Background on this error at: ...)")."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` for logs."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class KombuReceived:
+    """A kombu message decoded for its route; settled through kombu."""
+
+    __slots__ = ("message", "raw", "route")
+
+    def __init__(self, route: Route, message: Message, raw: KombuMessage) -> None:
+        self.route = route
+        self.message = message
+        self.raw = raw
+
+    def ack(self) -> None:
+        """Acknowledge."""
+        self.raw.ack()
+
+    def requeue(self) -> None:
+        """Put back in line."""
+        self.raw.requeue()
+
+    def drop(self) -> None:
+        """Reject without requeue."""
+        self.raw.reject()
+
+
+class KombuConsumption:
+    """One kombu connection with a consumer per route."""
+
+    def __init__(self, conn: Connection, queues: dict[Route, Queue], on_received: OnReceived,
+                 on_dropped: OnDropped, prefetch: int) -> None:
+        self.conn = conn
+        self._on_received = on_received
+        self._on_dropped = on_dropped
+        channel = conn.channel()
+        self.consumers: list[Consumer] = []
+        for route, queue in queues.items():
+            consumer = Consumer(channel, queues=[queue], accept=["json"],
+                                callbacks=[self._callback(route)],
+                                on_decode_error=self._undecodable, prefetch_count=prefetch)
+            consumer.consume()
+            self.consumers.append(consumer)
+
+    def _callback(self, route: Route) -> Callable[[Any, KombuMessage], None]:
+        def received(body: Any, raw: KombuMessage) -> None:
+            try:
+                message = decode(route, body)
+            except MalformedMessage as exc:
+                log.error("malformed message dropped", route=route, problem=str(exc),
+                          body=repr(body)[:200])
+                raw.reject()
+                self._on_dropped(str(exc))
+                return
+            self._on_received(KombuReceived(route, message, raw))
+
+        return received
+
+    def _undecodable(self, raw: KombuMessage, exc: Exception) -> None:
+        # Bytes that are not JSON never will be: redelivering them would only
+        # make every worker fail on them forever.
+        log.error("undecodable message dropped", error=describe(exc),
+                  content_type=raw.content_type, size=len(raw.body or b""))
+        raw.reject()
+        self._on_dropped(describe(exc))
+
+    def drain(self, timeout: float) -> None:
+        """Hand over what arrives within ``timeout``."""
+        try:
+            self.conn.drain_events(timeout=timeout)
+        except TimeoutError:
+            pass
+        except socket.timeout:  # noqa: UP041 - kombu raises either
+            pass
+
+    def heartbeat(self) -> None:
+        """py-amqp sends heartbeats only when asked; idle workers would be cut off."""
+        self.conn.heartbeat_check()
+
+    def cancel(self) -> None:
+        """Cancel every consumer."""
+        for consumer in self.consumers:
+            consumer.cancel()
+
+    def close(self) -> None:
+        """Release the connection."""
+        self.conn.release()
+
+
+class KombuTransport(Transport):
+    """Any kombu URL; the shipped families subclass it."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.topology = Topology(settings.queue_prefix)
+        self._local = threading.local()
+        self._connections: list[Connection] = []
+        self._lock = threading.Lock()
+        self._errors: tuple[type[BaseException], ...] | None = None
+
+    def connect(self) -> Connection:
+        """A new kombu connection (the caller owns and releases it)."""
+        return Connection(self.url)
+
+    @property
+    def connection_errors(self) -> tuple[type[BaseException], ...]:
+        """kombu's connection errors for this URL, and the socket-level ones."""
+        if self._errors is None:
+            conn = self.connect()
+            try:
+                # OperationalError: kombu's own wrapper when ensure_connection gives up.
+                self._errors = (*tuple(conn.connection_errors), ConnectionError, OSError,
+                                OperationalError)
+            finally:
+                conn.release()
+        return self._errors
+
+    def queues(self, routes: Sequence[Route]) -> dict[Route, Queue]:
+        """The queue of each route."""
+        return {route: self.topology.queue(route) for route in routes}
+
+    def consume(self, routes: Sequence[Route], on_received: OnReceived,
+                on_dropped: OnDropped, *, prefetch: int) -> KombuConsumption:
+        """Connect (one try: the worker paces reconnections) and consume ``routes``."""
+        conn = self.connect()
+        try:
+            conn.ensure_connection(max_retries=1)
+            return KombuConsumption(conn, self.queues(routes), on_received, on_dropped,
+                                    prefetch)
+        except BaseException:
+            conn.release()
+            raise
+
+    def check(self, timeout: float = 5.0) -> None:
+        """Connect and declare the queues, or raise ``TransportError``."""
+        conn = self.connect()
+        try:
+            conn.ensure_connection(max_retries=1, timeout=timeout)
+            with conn.channel() as channel:
+                for queue in self.topology.queues:
+                    queue(channel).declare()
+        except Exception as exc:
+            raise TransportError(f"cannot reach the broker at {self.safe_url()}: {exc}") from None
+        finally:
+            conn.release()
+
+    def queue_sizes(self) -> dict[str, int]:
+        """Ready messages per queue (a queue not declared yet is left out)."""
+        sizes: dict[str, int] = {}
+        conn = self.connect()
+        try:
+            conn.ensure_connection(max_retries=1, timeout=3)
+            for queue in self.topology.queues:
+                with conn.channel() as channel:
+                    try:
+                        ok = channel.queue_declare(queue=queue.name, passive=True)
+                    except Exception:  # not declared yet: nothing published to it
+                        continue
+                sizes[queue.name] = int(ok.message_count)
+        finally:
+            conn.release()
+        return sizes
+
+    def _producer(self) -> Producer:
+        producer: Producer | None = getattr(self._local, "producer", None)
+        if producer is None:
+            conn = self.connect()
+            with self._lock:
+                self._connections.append(conn)
+            producer = Producer(conn, serializer="json")
+            self._local.producer, self._local.conn = producer, conn
+        return producer
+
+    def publish_raw(self, body: dict[str, Any], *, route: Route,
+                    headers: dict[str, Any] | None = None) -> None:
+        """Send ``body`` to ``route``'s queue, retried through a reconnect."""
+        queue = self.topology.queue(route)
+        try:
+            # declare=[queue] on every call, not only the first: kombu skips it
+            # while the connection lives (its declared-entities cache), and when
+            # its retry reconnects the cache is empty, so the queue and its
+            # binding are declared again. On the SQL transport bindings live in
+            # the connection's memory: a retry without them routed the message
+            # nowhere, and publish() returned as if it had been sent.
+            self._producer().publish(
+                body, exchange=self.topology.exchange, routing_key=route, delivery_mode=2,
+                headers=headers or {}, declare=[queue], retry=True,
+                retry_policy=_PUBLISH_RETRY,
+            )
+        except Exception as exc:
+            self._reset()
+            raise TransportError(
+                f"cannot publish to the broker at {self.safe_url()}: {first_line(exc)}"
+            ) from None
+
+    def enqueue(self, message: Message, *, delay: float = 0.0) -> None:
+        """Send ``message`` now (no delays here: see the module docstring)."""
+        if delay > 0:
+            raise TransportError(f"the {self.scheme} transport cannot delay a message; "
+                                 "the RetryManagement holds delayed messages")
+        self.publish_raw(message.body(), route=message.route)
+
+    def enqueue_many(self, messages: Sequence[Message]) -> None:
+        """Send each message in turn."""
+        for message in messages:
+            self.enqueue(message)
+
+    def _reset(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.producer = self._local.conn = None
+        if conn is not None:
+            with self._lock:
+                if conn in self._connections:
+                    self._connections.remove(conn)
+            with contextlib.suppress(Exception):
+                conn.release()
+
+    def close(self) -> None:
+        """Release every publishing connection."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            with contextlib.suppress(Exception):
+                conn.release()
+        self._local = threading.local()
+
+
+@hookimpl(trylast=True)
+def register_transports(register: Callable[[str, type[Transport]], None]) -> None:
+    """kombu's in-memory and Redis transports."""
+    for scheme in ("memory", "redis", "rediss"):
+        register(scheme, KombuTransport)

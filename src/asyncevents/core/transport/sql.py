@@ -1,0 +1,65 @@
+"""The SQL queue (``sqla+<database url>``): crash-safe leases and delays in one table.
+
+The leasing kombu transport is in :mod:`.sqlkombu`, its table and engines in
+:mod:`.sqlschema`. A delay is a row whose ``visible_at`` lies in the future:
+no schedule table and no pump.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kombu import Connection
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from asyncevents.core.clock import naive_utcnow
+from asyncevents.core.hookspecs import hookimpl
+from asyncevents.core.messages import ROUTES, Message
+from asyncevents.core.transport import sqlschema
+from asyncevents.core.transport.base import Transport
+from asyncevents.core.transport.kombubase import KombuTransport
+from asyncevents.core.transport.sqlkombu import DELAY_HEADER, connection
+
+__all__ = ["SqlTransport", "register_transports"]
+
+
+class SqlTransport(KombuTransport):
+    """A SQL database as the queue, with leases and native delays."""
+
+    native_delays = True
+
+    def connect(self) -> Connection:
+        """A kombu connection over the leasing SQL transport."""
+        return connection(self.url, polling_interval=self.settings.polling_interval,
+                          lease_seconds=self.settings.lease_seconds)
+
+    @property
+    def connection_errors(self) -> tuple[type[BaseException], ...]:
+        """The database driver's connection errors, and the socket-level ones."""
+        return (OperationalError, InterfaceError, ConnectionError, OSError)
+
+    def enqueue(self, message: Message, *, delay: float = 0.0) -> None:
+        """Insert the message's row, visible ``delay`` seconds from now."""
+        headers: dict[str, Any] | None = {DELAY_HEADER: delay} if delay > 0 else None
+        self.publish_raw(message.body(), route=message.route, headers=headers)
+
+    def _engines(self) -> sqlschema.QueueEngines:
+        return sqlschema.get_engines(self.url.partition("+")[2])
+
+    def seconds_until_due(self) -> float | None:
+        """Seconds until the earliest delayed row of this installation is due."""
+        names = [self.topology.queue(route).name for route in ROUTES]
+        params = {"qs": names, "now": naive_utcnow()}
+        earliest = sqlschema.run(self._engines().put,
+                                 lambda conn: conn.execute(sqlschema.NEXT_DUE, params).scalar())
+        if earliest is None:
+            return None
+        return max(0.0, float((earliest - naive_utcnow()).total_seconds()))
+
+
+@hookimpl(trylast=True)
+def register_transports(register: Callable[[str, type[Transport]], None]) -> None:
+    """``sqla+...`` and ``sqlalchemy+...`` URLs."""
+    register("sqla", SqlTransport)
+    register("sqlalchemy", SqlTransport)

@@ -58,9 +58,10 @@ class Plugins:
         """Build the manager with the core defaults and every enabled entry point."""
         manager = pluggy.PluginManager("asyncevents")
         manager.add_hookspecs(hookspecs)
-        from asyncevents.core import defaults
+        from asyncevents.core import retry
 
-        manager.register(defaults, name="asyncevents.core.defaults")
+        # The core's own hook implementations (trylast): the default RetryManagement.
+        manager.register(retry, name="asyncevents.core.retry")
         plugins = cls(manager=manager)
         if entry_points:
             plugins._load_entry_points(set(disabled))

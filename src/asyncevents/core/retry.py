@@ -10,6 +10,8 @@ registered ``trylast`` so a plugin can win:
   TTL queues, a future ``visible_at`` on the SQL queue).
 - :class:`DatabaseSchedule`: rows in the store, published by the worker's
   pump when due: for transports with no delays of their own.
+
+:func:`retry_management` is the core's ``trylast`` implementation of the hook.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from asyncevents.core.clock import utcnow
+from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.messages import MalformedMessage, Message, as_route, decode
 from asyncevents.core.settings import Backoff, Settings
 from asyncevents.core.store.schedule import Schedule
@@ -33,7 +36,8 @@ if TYPE_CHECKING:
     from asyncevents.core.store import Store
     from asyncevents.core.transport import Transport
 
-__all__ = ["DatabaseSchedule", "RetryManagement", "RetryPolicy", "TransportDelays"]
+__all__ = ["DatabaseSchedule", "RetryManagement", "RetryPolicy", "TransportDelays",
+           "retry_management"]
 
 log = structlog.get_logger("asyncevents.retry")
 
@@ -199,3 +203,11 @@ class DatabaseSchedule:
 
     def close(self) -> None:
         """The store is shared; nothing to release here."""
+
+
+@hookimpl(trylast=True)
+def retry_management(settings: Settings, transport: Transport, store: Store) -> RetryManagement:
+    """The core's default: the transport's own delays when it has them, else the schedule."""
+    if transport.native_delays:
+        return TransportDelays(transport)
+    return DatabaseSchedule(transport, store)

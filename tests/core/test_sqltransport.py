@@ -369,3 +369,53 @@ def test_a_lost_listening_connection_leaves_polling(pg_url: str, queue: str) -> 
                                       before=lambda: _kill_server_sessions(url))
     assert took < 10
     dispose_engines()
+
+
+def test_enqueue_many_inserts_every_row_in_one_transaction(make_settings: Any,
+                                                           url: str) -> None:
+    from sqlalchemy import event
+
+    from asyncevents.core.clock import utcnow
+    from asyncevents.core.messages import TriggerMessage
+    from asyncevents.core.transport.sql import SqlTransport
+
+    transport = SqlTransport(make_settings(transport_url=url))
+    transport.enqueue(TriggerMessage("warm", "e", {}, utcnow()))  # connect, declare
+    engine = get_engines(url.partition("+")[2]).put
+    commits: list[object] = []
+
+    def on_commit(conn: object) -> None:
+        commits.append(conn)
+
+    event.listen(engine, "commit", on_commit)
+    try:
+        transport.enqueue_many([TriggerMessage(f"id-{n}", "e", {"n": n}, utcnow())
+                                for n in range(20)])
+    finally:
+        event.remove(engine, "commit", on_commit)
+        transport.close()
+    assert len(commits) == 1
+    assert len(rows(url, f"{transport.settings.queue_prefix}.trigger")) == 21
+
+
+def test_a_delay_is_a_row_visible_later(make_settings: Any, url: str) -> None:
+    from asyncevents.core.clock import utcnow
+    from asyncevents.core.messages import TriggerMessage
+    from asyncevents.core.transport.sql import SqlTransport
+
+    transport = SqlTransport(make_settings(transport_url=url))
+    queue = f"{transport.settings.queue_prefix}.trigger"
+    try:
+        assert transport.seconds_until_due() is None
+        transport.enqueue(TriggerMessage("later", "e", {}, utcnow()), delay=1.5)
+        due = transport.seconds_until_due()
+        assert due is not None and 0.5 < due <= 1.5
+        with connection(url) as conn, conn.SimpleQueue(queue) as q:
+            with pytest.raises(Empty):
+                q.get(timeout=0.3)  # not visible yet: no schedule table, no pump
+            message = q.get(timeout=5)
+            assert message.payload["event_id"] == "later"
+            message.ack()
+        assert rows(url, queue) == []
+    finally:
+        transport.close()

@@ -7,7 +7,7 @@ no schedule table and no pump.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kombu import Connection
@@ -18,8 +18,9 @@ from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.messages import ROUTES, Message
 from asyncevents.core.transport import sqlschema
 from asyncevents.core.transport.base import Transport
-from asyncevents.core.transport.kombubase import KombuTransport
+from asyncevents.core.transport.kombubase import KombuTransport, first_line
 from asyncevents.core.transport.sqlkombu import DELAY_HEADER, connection
+from asyncevents.errors import TransportError
 
 __all__ = ["SqlTransport", "register_transports"]
 
@@ -43,6 +44,26 @@ class SqlTransport(KombuTransport):
         """Insert the message's row, visible ``delay`` seconds from now."""
         headers: dict[str, Any] | None = {DELAY_HEADER: delay} if delay > 0 else None
         self.publish_raw(message.body(), route=message.route, headers=headers)
+
+    def enqueue_many(self, messages: Sequence[Message]) -> None:
+        """Insert every message's row in one transaction (one commit to wait for)."""
+        if len(messages) < 2:
+            super().enqueue_many(messages)
+            return
+        producer = self._producer()
+        try:
+            channel = self._local.conn.default_channel
+            with channel.batched_puts():
+                for message in messages:
+                    # Nothing reaches the database before the batch ends: no retry here.
+                    producer.publish(message.body(), exchange=self.topology.exchange,
+                                     routing_key=message.route, delivery_mode=2,
+                                     declare=[self.topology.queue(message.route)], retry=False)
+        except Exception as exc:
+            self._reset()
+            raise TransportError(
+                f"cannot publish to the broker at {self.safe_url()}: {first_line(exc)}"
+            ) from None
 
     def _engines(self) -> sqlschema.QueueEngines:
         return sqlschema.get_engines(self.url.partition("+")[2])

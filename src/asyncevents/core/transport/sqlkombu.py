@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Iterable
-from contextlib import suppress
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from queue import Empty
 from time import monotonic
@@ -102,6 +102,8 @@ class SqlChannel(virtual.Channel):  # type: ignore[misc]
         # asked again for this long (seconds), at most the polling interval.
         self._recheck = min(float(connection.polling_interval or 0.0), _RECHECK_EMPTY)
         self._empty_until: dict[str, float] = {}
+        # Rows collected by batched_puts(), or None when publishing one by one.
+        self._batch: list[dict[str, Any]] | None = None
 
     def _put(self, queue: str, message: dict[str, Any], **kwargs: Any) -> None:
         now = schema.utcnow()
@@ -110,8 +112,29 @@ class SqlChannel(virtual.Channel):  # type: ignore[misc]
         # created_at is when the row is due: a requeue puts it back there.
         row = {"queue": queue, "payload": json.dumps(message), "created_at": visible,
                "visible_at": visible, "deliveries": 0}
+        if self._batch is not None:
+            self._batch.append(row)
+            return
         put = schema.PUT_AND_NOTIFY if self._engines.notify else schema.PUT
         schema.run(self._engines.put, lambda conn: conn.execute(put, row))
+
+    @contextmanager
+    def batched_puts(self) -> Iterator[None]:
+        """Publishes inside collect their rows; all are inserted in one transaction at the end."""
+        self._batch = []
+        try:
+            yield
+            rows = self._batch
+        finally:
+            self._batch = None
+        if rows:
+            schema.run(self._engines.put, lambda conn: self._insert_many(conn, rows))
+
+    def _insert_many(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        conn.execute(schema.PUT, rows)
+        if self._engines.notify:
+            for queue in {row["queue"] for row in rows}:
+                conn.execute(schema.NOTIFY, {"q": queue})
 
     def forget_empty(self) -> None:
         """A message was published: poll every queue again at once."""

@@ -100,6 +100,8 @@ _PUT_ROW = (
 )
 # PostgreSQL: insert and NOTIFY in one statement (one round trip).
 PUT_AND_NOTIFY = select(func.pg_notify(NOTIFY_CHANNEL, _PUT_ROW.c.queue)).select_from(_PUT_ROW)
+# PostgreSQL: a NOTIFY for a batch of rows inserted together.
+NOTIFY = select(func.pg_notify(NOTIFY_CHANNEL, bindparam("q", type_=String)))
 PICK = (
     select(_c.id, _c.payload, _c.deliveries)
     .where(_c.queue == bindparam("q"), _c.visible_at <= bindparam("now"))

@@ -419,3 +419,49 @@ def test_a_delay_is_a_row_visible_later(make_settings: Any, url: str) -> None:
         assert rows(url, queue) == []
     finally:
         transport.close()
+
+
+def _consumer(make_settings: Any, url: str, prefix: str, lease: float) -> Any:
+    from asyncevents.core.transport.sql import SqlTransport
+
+    return SqlTransport(make_settings(transport_url=url, queue_prefix=prefix,
+                                      lease_seconds=lease))
+
+
+@pytest.mark.parametrize("renewing", [True, False], ids=["renewing", "crashed"])
+def test_a_holder_that_renews_keeps_its_message_past_the_lease(
+        make_settings: Any, url: str, renewing: bool) -> None:
+    from asyncevents.core.clock import utcnow
+    from asyncevents.core.messages import TriggerMessage
+
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    holder_transport = _consumer(make_settings, url, prefix, 1.5)
+    other_transport = _consumer(make_settings, url, prefix, 1.5)
+    held: list[Any] = []
+    stolen: list[Any] = []
+    holder_transport.enqueue(TriggerMessage("slow", "e", {}, utcnow()))
+    holder = holder_transport.consume(["trigger"], held.append, lambda _: None, prefetch=1)
+    other = other_transport.consume(["trigger"], stolen.append, lambda _: None, prefetch=1)
+    try:
+        deadline = time.monotonic() + 5
+        while not held and time.monotonic() < deadline:
+            holder.drain(0.1)
+        assert len(held) == 1
+        # Three leases long: a renewing holder keeps it, a silent one loses it.
+        deadline = time.monotonic() + 4.5
+        while time.monotonic() < deadline and not stolen:
+            if renewing:
+                holder.heartbeat()
+            other.drain(0.1)
+        if renewing:
+            assert stolen == []
+            held[0].ack()
+        else:
+            assert [r.message.event_id for r in stolen] == ["slow"]
+            stolen[0].ack()
+    finally:
+        holder.close()
+        other.close()
+        holder_transport.close()
+        other_transport.close()
+    assert rows(url, f"{prefix}.trigger") == []

@@ -85,7 +85,9 @@ class Settings(BaseSettings):
 
     queue_prefix: str = Field(default="asyncevents", pattern=r"^[A-Za-z0-9_.-]+$")
     polling_interval: float = Field(default=0.1, gt=0)
-    lease_seconds: float = Field(default=300.0, gt=0)
+    # The SQL queue's lease: a worker renews it every third of it while it holds
+    # a message, so this is how soon a crashed worker's messages come back.
+    lease_seconds: float = Field(default=10.0, ge=1)
     log_level: str = "INFO"
     log_json: bool = False
 

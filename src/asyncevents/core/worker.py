@@ -31,7 +31,7 @@ import structlog
 
 from asyncevents.core.messages import Message, Route
 from asyncevents.core.retry import RetryManagement
-from asyncevents.core.transport import Received, Transport
+from asyncevents.core.transport import Consumption, Received, Transport
 from asyncevents.errors import NotFound
 
 __all__ = ["Handler", "Worker", "WorkerLimits", "WorkerReport"]
@@ -190,7 +190,7 @@ class Worker:
                 self._check_limits(started)
             session.cancel()
             self._cancel_queued()
-            self._finish_in_flight()
+            self._finish_in_flight(session)
         finally:
             session.close()
 
@@ -267,9 +267,10 @@ class Worker:
                 log.info("message from a lost connection left to the broker",
                          handled=outcome is not False, error=_describe(exc))
 
-    def _finish_in_flight(self) -> None:
+    def _finish_in_flight(self, session: Consumption) -> None:
         while self._in_flight > 0:
             self._ack_done(block=True)
+            session.heartbeat()  # a long delivery keeps its lease while we wait
 
     def _pump(self) -> None:
         now = time.monotonic()

@@ -8,21 +8,50 @@ no schedule table and no pump.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from time import monotonic
 from typing import Any
 
-from kombu import Connection
-from sqlalchemy.exc import InterfaceError, OperationalError
+import structlog
+from kombu import Connection, Queue
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from asyncevents.core.clock import naive_utcnow
 from asyncevents.core.hookspecs import hookimpl
-from asyncevents.core.messages import ROUTES, Message
+from asyncevents.core.messages import ROUTES, Message, Route
 from asyncevents.core.transport import sqlschema
-from asyncevents.core.transport.base import Transport
-from asyncevents.core.transport.kombubase import KombuTransport, first_line
+from asyncevents.core.transport.base import OnDropped, OnReceived, Transport
+from asyncevents.core.transport.kombubase import KombuConsumption, KombuTransport, first_line
 from asyncevents.core.transport.sqlkombu import DELAY_HEADER, connection
 from asyncevents.errors import TransportError
 
-__all__ = ["SqlTransport", "register_transports"]
+__all__ = ["SqlConsumption", "SqlTransport", "register_transports"]
+
+log = structlog.get_logger("asyncevents.transport")
+
+
+class SqlConsumption(KombuConsumption):
+    """Consumers on the SQL queue that keep renewing the leases of what they hold."""
+
+    def __init__(self, conn: Connection, queues: dict[Route, Queue], on_received: OnReceived,
+                 on_dropped: OnDropped, prefetch: int, lease_seconds: float) -> None:
+        super().__init__(conn, queues, on_received, on_dropped, prefetch)
+        self._every = lease_seconds / 3
+        self._next = monotonic() + self._every
+
+    def heartbeat(self) -> None:
+        """Renew the held leases once a third of the lease has passed since the last time."""
+        now = monotonic()
+        if now < self._next:
+            return
+        try:
+            self.conn.transport.renew_leases()
+        except DBAPIError as exc:
+            # The database is away: the rows may come back to another worker
+            # (a duplicate at worst); try again soon.
+            log.warning("cannot renew the leases of held messages", error=first_line(exc))
+            self._next = now + min(1.0, self._every)
+            return
+        self._next = now + self._every
 
 
 class SqlTransport(KombuTransport):
@@ -34,6 +63,18 @@ class SqlTransport(KombuTransport):
         """A kombu connection over the leasing SQL transport."""
         return connection(self.url, polling_interval=self.settings.polling_interval,
                           lease_seconds=self.settings.lease_seconds)
+
+    def consume(self, routes: Sequence[Route], on_received: OnReceived,
+                on_dropped: OnDropped, *, prefetch: int) -> SqlConsumption:
+        """Connect and consume ``routes``, renewing leases from :meth:`SqlConsumption.heartbeat`."""
+        conn = self.connect()
+        try:
+            conn.ensure_connection(max_retries=1)
+            return SqlConsumption(conn, self.queues(routes), on_received, on_dropped, prefetch,
+                                  self.settings.lease_seconds)
+        except BaseException:
+            conn.release()
+            raise
 
     @property
     def connection_errors(self) -> tuple[type[BaseException], ...]:

@@ -18,7 +18,9 @@ inserted with ``visible_at`` that far in the future: a delay is a row that
 is not ready yet, no second table.
 
 Transport options: ``polling_interval`` (seconds between polls of an empty
-queue), ``lease_seconds`` (longer than the longest delivery), ``claim_batch``
+queue), ``lease_seconds`` (how long a claimed row stays invisible; a
+consumer that holds it renews it with :meth:`LeasedSqlTransport.renew_leases`,
+so a dead one's rows come back within one lease), ``claim_batch``
 (rows a consumer claims per query, capped by its prefetch count; default 10)
 and ``engine_options`` (for :func:`sqlalchemy.create_engine`); nothing else
 reaches ``create_engine``.
@@ -61,6 +63,7 @@ from asyncevents.core.transport.sqlschema import (
 from asyncevents.core.transport.sqlwakeup import Wakeup
 
 __all__ = [
+    "DEFAULT_LEASE",
     "DELAY_HEADER",
     "TABLE_NAME",
     "LeasedSqlTransport",
@@ -74,6 +77,9 @@ __all__ = [
     "messages",
 ]
 
+
+#: Seconds a claimed row stays invisible unless its holder renews the lease.
+DEFAULT_LEASE = 10.0
 
 #: A message header holding a delay in seconds (removed before the row is stored).
 DELAY_HEADER = "x-asyncevents-delay"
@@ -135,6 +141,15 @@ class SqlChannel(virtual.Channel):  # type: ignore[misc]
         if self._engines.notify:
             for queue in {row["queue"] for row in rows}:
                 conn.execute(schema.NOTIFY, {"q": queue})
+
+    def claimed_rows(self) -> list[tuple[int, int]]:
+        """(row id, lease token) of the rows claimed here and not delivered yet."""
+        return [(row_id, n) for rows, _ in self._claimed.values() for row_id, _, n in rows]
+
+    def claims_renewed(self, fresh_until: float) -> None:
+        """Claimed rows had their leases extended: they stay fresh until then (monotonic)."""
+        self._claimed = {queue: (rows, max(fresh, fresh_until))
+                         for queue, (rows, fresh) in self._claimed.items()}
 
     def forget_empty(self) -> None:
         """A message was published: poll every queue again at once."""
@@ -280,7 +295,7 @@ class LeasedSqlTransport(kombu_sqla.Transport):  # type: ignore[misc]
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
         options = client.transport_options
-        self.lease_seconds = float(options.get("lease_seconds", 300.0))
+        self.lease_seconds = float(options.get("lease_seconds", DEFAULT_LEASE))
         if self.lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be positive, not {self.lease_seconds}")
         self.claim_batch = max(1, int(options.get("claim_batch", 10)))
@@ -295,6 +310,26 @@ class LeasedSqlTransport(kombu_sqla.Transport):  # type: ignore[misc]
             options = self.client.transport_options.get("engine_options")
             self._engines = get_engines(self.client.hostname, options)
         return self._engines
+
+    def renew_leases(self) -> int:
+        """Extend the lease of every row this connection holds (delivered or only claimed).
+
+        Called by the consumer well inside the lease, so a worker at work on
+        a long delivery keeps its messages, while a dead one's come back
+        within one lease. Returns how many leases were renewed.
+        """
+        held = list(self.leases.values())
+        for channel in self.channels:
+            held.extend(channel.claimed_rows())
+        if not held:
+            return 0
+        until = schema.utcnow() + timedelta(seconds=self.lease_seconds)
+        params = [{"rid": row_id, "n": n, "until": until} for row_id, n in held]
+        schema.run(self.engines.settle, lambda conn: conn.execute(schema.RENEW, params))
+        fresh = monotonic() + self.lease_seconds / 2
+        for channel in self.channels:
+            channel.claims_renewed(fresh)
+        return len(held)
 
     def drain_events(self, connection: Any, timeout: float | None = None) -> None:
         """Deliver one message; between polls of empty queues, wait for a NOTIFY (PostgreSQL)."""
@@ -344,7 +379,7 @@ class SqlConnection(kombu.Connection):  # type: ignore[misc]
         super()._init_params(**params)
 
 
-def connection(url: str, *, polling_interval: float = 0.1, lease_seconds: float = 300.0,
+def connection(url: str, *, polling_interval: float = 0.1, lease_seconds: float = DEFAULT_LEASE,
                **kw: Any) -> kombu.Connection:
     """A kombu connection to the SQL queue at ``url`` (``sqla+`` prefix optional).
 

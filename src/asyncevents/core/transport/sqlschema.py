@@ -124,6 +124,8 @@ LEASE = (
 )
 _OWNED = (_c.id == bindparam("rid")) & (_c.deliveries == bindparam("n"))
 SETTLE = delete(messages).where(_OWNED)
+# A holder still at work extends its lease.
+RENEW = update(messages).where(_OWNED).values(visible_at=bindparam("until"))
 RELEASE = update(messages).where(_OWNED).values(visible_at=_c.created_at)
 # A claimed row that was never delivered: as if it had not been claimed.
 UNCLAIM = (

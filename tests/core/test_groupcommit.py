@@ -11,9 +11,8 @@ from sqlalchemy import event
 
 from asyncevents.core.clock import utcnow
 from asyncevents.core.models import Subscription
-from asyncevents.core.store import Store
+from asyncevents.core.store import NewAttempt, Store
 from asyncevents.core.store.groupcommit import GroupCommit, Kind
-from asyncevents.core.store.store import NewAttempt
 
 
 @pytest.fixture

@@ -7,9 +7,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from asyncevents.core.clock import utcnow
-from asyncevents.core.store import Store
+from asyncevents.core.store import NewAttempt, Store
 from asyncevents.core.store.schema import metadata
-from asyncevents.core.store.store import NewAttempt
 from asyncevents.errors import NotFound, StoreError
 
 

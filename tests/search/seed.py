@@ -11,9 +11,8 @@ from sqlalchemy import insert
 
 from asyncevents.core.clock import utcnow
 from asyncevents.core.models import Delivery
-from asyncevents.core.store import Store
+from asyncevents.core.store import NewAttempt, Store
 from asyncevents.core.store.schema import deliveries
-from asyncevents.core.store.store import NewAttempt
 
 
 def at(text: str) -> datetime:

@@ -12,37 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
-
 from asyncevents.api.problems import Problem
 from asyncevents.core.clock import utcnow
-from asyncevents.core.store import Store
-from asyncevents.core.store.schema import idempotency_keys
+from asyncevents.core.store import IDEMPOTENCY_PENDING, Store
 
 __all__ = ["KEY_TTL", "MAX_KEY_LENGTH", "check_key", "publish_once"]
 
 KEY_TTL = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
-_PENDING = ""  # event_id of a key whose publish is still running
 # A key still pending after this long belongs to a process that died mid-publish.
 _ABANDONED = timedelta(minutes=5)
-
-
-def _expire(store: Store) -> None:
-    cutoff = utcnow() - KEY_TTL
-    with store.begin() as conn:
-        conn.execute(delete(idempotency_keys).where(idempotency_keys.c.created_at < cutoff))
-
-
-def _claim(store: Store, key: str) -> bool:
-    try:
-        with store.begin() as conn:
-            conn.execute(insert(idempotency_keys).values(key=key, event_id=_PENDING,
-                                                         created_at=utcnow()))
-    except IntegrityError:
-        return False
-    return True
 
 
 def check_key(key: str) -> str:
@@ -53,33 +32,15 @@ def check_key(key: str) -> str:
     return key
 
 
-def _existing(store: Store, key: str) -> str | None:
-    """The event id stored for ``key``: None if the key is free again, ``_PENDING`` if busy."""
-    with store.begin() as conn:
-        row = conn.execute(
-            select(idempotency_keys.c.event_id, idempotency_keys.c.created_at)
-            .where(idempotency_keys.c.key == key)
-        ).first()
-        if row is None:
-            return None
-        event_id, created_at = row
-        if event_id == _PENDING and utcnow() - created_at > _ABANDONED:
-            # The process that claimed it died before publishing: free the key.
-            conn.execute(delete(idempotency_keys).where(idempotency_keys.c.key == key,
-                                                        idempotency_keys.c.event_id == _PENDING))
-            return None
-    return str(event_id)
-
-
 def publish_once(store: Store, key: str, publish: Callable[[], str]) -> tuple[str, bool]:
     """Run ``publish`` unless ``key`` was used in the last 24 h; return (event id, duplicate)."""
     check_key(key)
-    _expire(store)  # expired keys are free again (an indexed delete, cheap)
+    store.expire_idempotency_keys(utcnow() - KEY_TTL)  # expired keys are free again
     for _ in range(3):
-        if _claim(store, key):
+        if store.claim_idempotency_key(key):
             break
-        event_id = _existing(store, key)
-        if event_id == _PENDING:
+        event_id = store.idempotency_key_event(key, abandoned_after=_ABANDONED)
+        if event_id == IDEMPOTENCY_PENDING:
             raise Problem(409, "a publish with this Idempotency-Key is still in progress; "
                                "retry shortly", kind="conflict", field="idempotency-key")
         if event_id is not None:
@@ -90,10 +51,7 @@ def publish_once(store: Store, key: str, publish: Callable[[], str]) -> tuple[st
     try:
         event_id = publish()
     except BaseException:
-        with store.begin() as conn:
-            conn.execute(delete(idempotency_keys).where(idempotency_keys.c.key == key))
+        store.release_idempotency_key(key)
         raise
-    with store.begin() as conn:
-        conn.execute(update(idempotency_keys).where(idempotency_keys.c.key == key)
-                     .values(event_id=event_id))
+    store.complete_idempotency_key(key, event_id)
     return event_id, False

@@ -14,17 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
-from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import case, func, select
 
 from asyncevents.core.app import App
 from asyncevents.core.clock import utcnow
-from asyncevents.core.store.schema import attempts, deliveries, schedule
 
 __all__ = ["BUCKETS", "StoreCollector", "metrics_registry", "render"]
 
@@ -53,11 +50,8 @@ class StoreCollector(Collector):
     def _deliveries(self) -> Iterator[Metric]:
         family = GaugeMetricFamily("asyncevents_deliveries", "Deliveries by sink and status.",
                                    labels=["sink", "status"])
-        query = (select(deliveries.c.sink, deliveries.c.status, func.count())
-                 .group_by(deliveries.c.sink, deliveries.c.status))
-        with self.app.store.begin() as conn:
-            for sink, status, count in conn.execute(query):
-                family.add_metric([sink, status], int(count))
+        for sink, status, count in self.app.store.count_deliveries_by_status():
+            family.add_metric([sink, status], count)
         yield family
 
     def _latency(self) -> Iterator[Metric]:
@@ -66,45 +60,24 @@ class StoreCollector(Collector):
             f"Duration of delivery attempts started in the last {self.window}.",
             labels=["sink"],
         )
-        ms = attempts.c.duration_ms
-        columns: list[Any] = [deliveries.c.sink, func.count(), func.sum(ms)]
-        columns += [func.sum(case((ms <= bound * 1000, 1), else_=0)) for bound in BUCKETS]
-        query = (select(*columns)
-                 .select_from(attempts.join(deliveries, attempts.c.delivery_id == deliveries.c.id))
-                 .where(attempts.c.started_at >= utcnow() - self.window)
-                 .group_by(deliveries.c.sink))
-        with self.app.store.begin() as conn:
-            for sink, count, total_ms, *counts in conn.execute(query):
-                buckets = [(_le(bound), float(n or 0)) for bound, n in zip(BUCKETS, counts,
-                                                                           strict=True)]
-                buckets.append(("+Inf", float(count)))
-                family.add_metric([sink], buckets, sum_value=float(total_ms or 0) / 1000)
+        for row in self.app.store.attempt_durations(utcnow() - self.window, BUCKETS):
+            buckets = [(_le(bound), float(n)) for bound, n in zip(BUCKETS, row.buckets,
+                                                                  strict=True)]
+            buckets.append(("+Inf", float(row.attempts)))
+            family.add_metric([row.sink], buckets, sum_value=row.total_ms / 1000)
         yield family
 
     def _queues(self) -> Iterator[Metric]:
         family = GaugeMetricFamily("asyncevents_queue_messages",
                                    "Messages ready in each queue.", labels=["queue"])
-        broker = self.app.broker
-        conn = broker.connect()
-        try:
-            conn.ensure_connection(max_retries=1, timeout=3)
-            for queue in broker.topology.queues:
-                with conn.channel() as channel:
-                    try:
-                        ok = channel.queue_declare(queue=queue.name, passive=True)
-                    except Exception:  # not declared yet: nothing published to it
-                        continue
-                family.add_metric([queue.name], int(ok.message_count))
-        finally:
-            conn.release()
+        for name, size in self.app.transport.queue_sizes().items():
+            family.add_metric([name], size)
         yield family
 
     def _scheduled(self) -> Iterator[Metric]:
-        with self.app.store.begin() as conn:
-            count = conn.execute(select(func.count()).select_from(schedule)).scalar_one()
         yield GaugeMetricFamily("asyncevents_scheduled_retries",
                                 "Messages waiting in the database retry schedule.",
-                                value=int(count))
+                                value=self.app.store.count_scheduled())
 
 
 def _le(bound: float) -> str:

@@ -8,7 +8,6 @@ import structlog
 from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import text
 
 from asyncevents.api import tokens
 from asyncevents.api.auth import require
@@ -28,14 +27,13 @@ def health(app: App) -> dict[str, Any]:
     """Whether the database and the transport answer (failures are logged, not shown)."""
     checks: dict[str, str] = {}
     try:
-        with app.store.begin() as conn:
-            conn.execute(text("SELECT 1"))
+        app.store.ping()
         checks["database"] = "ok"
     except Exception as exc:
         log.warning("health check failed", part="database", error=str(exc))
         checks["database"] = "unavailable"
     try:
-        app.broker.check(timeout=3.0)
+        app.transport.check(timeout=3.0)
         checks["transport"] = "ok"
     except Exception as exc:
         log.warning("health check failed", part="transport", error=str(exc))

@@ -14,16 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
-
 from asyncevents.api.problems import Problem, field_errors
 from asyncevents.core.app import App
 from asyncevents.core.models import Subscription
 from asyncevents.core.retry import RetryPolicy
 from asyncevents.core.search import compile_filter
 from asyncevents.core.signing import signing_key
-from asyncevents.core.store.schema import subscriptions
-from asyncevents.core.store.store import _subscription
 from asyncevents.errors import (
     AsyncEventsError,
     ConfigError,
@@ -159,30 +155,12 @@ def _decode(cursor: str) -> tuple[datetime, str]:
     return moment, sub_id
 
 
-def _like(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 def list_page(app: App, where: SubscriptionFilter, *, limit: int,
               cursor: str | None = None) -> tuple[list[Subscription], str | None]:
     """One page of live subscriptions, oldest first, and the cursor of the next page."""
-    col = subscriptions.c
-    query = select(subscriptions).where(col.deleted_at.is_(None))
-    if where.active is not None:
-        query = query.where(col.active.is_(where.active))
-    if where.event_name:
-        query = query.where(col.event_name == where.event_name)
-    if where.sink:
-        query = query.where(col.sink == where.sink)
-    if where.recipient:
-        query = query.where(col.recipient.like(_like(where.recipient), escape="\\"))
-    if cursor:
-        created, sub_id = _decode(cursor)
-        query = query.where(or_(col.created_at > created,
-                                and_(col.created_at == created, col.id > sub_id)))
-    query = query.order_by(col.created_at, col.id).limit(limit + 1)
-    with app.store.begin() as conn:
-        # The API never shows the token, so it is not even decrypted here.
-        rows = [_subscription(row, "") for row in conn.execute(query).mappings()]
+    rows = app.store.subscriptions_page(
+        limit=limit + 1, after=_decode(cursor) if cursor else None, active=where.active,
+        event_name=where.event_name, sink=where.sink, recipient_contains=where.recipient,
+    )
     items = rows[:limit]
     return items, _encode(items[-1]) if len(rows) > limit else None

@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
-
-from asyncevents.core.clock import utcnow
-from asyncevents.core.store import Store
-from asyncevents.core.store.schema import api_tokens
-from asyncevents.errors import ConfigError, NotFound
+from asyncevents.core.store import ApiTokenRow, Store
+from asyncevents.errors import ConfigError
 
 __all__ = [
     "SCOPES",
@@ -94,11 +89,11 @@ def check_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
     return tuple(s for s in SCOPES if s in wanted)
 
 
-def _token(row: Any) -> ApiToken:
+def _token(row: ApiTokenRow) -> ApiToken:
     return ApiToken(
-        id=row["id"], name=row["name"], prefix=row["prefix"],
-        scopes=tuple(str(s) for s in row["scopes"] or ()), created_at=row["created_at"],
-        last_used_at=row["last_used_at"], revoked_at=row["revoked_at"],
+        id=row["id"], name=row["name"], prefix=row["prefix"], scopes=tuple(row["scopes"]),
+        created_at=row["created_at"], last_used_at=row["last_used_at"],
+        revoked_at=row["revoked_at"],
     )
 
 
@@ -109,53 +104,24 @@ def create_token(store: Store, name: str, scopes: Iterable[str]) -> tuple[ApiTok
         raise ConfigError("a token name is 1 to 200 characters")
     granted = check_scopes(scopes)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    values = {
-        "id": str(uuid.uuid4()), "name": name, "token_hash": hash_token(secret),
-        "prefix": secret[:_SHOWN_PREFIX], "scopes": list(granted), "created_at": utcnow(),
-        "last_used_at": None, "revoked_at": None,
-    }
-    with store.begin() as conn:
-        conn.execute(api_tokens.insert().values(**values))
-    return _token(values), secret
+    row = store.create_api_token(name=name, token_hash=hash_token(secret),
+                                 prefix=secret[:_SHOWN_PREFIX], scopes=granted)
+    return _token(row), secret
 
 
 def list_tokens(store: Store, *, revoked: bool = False) -> list[ApiToken]:
     """Tokens, oldest first; revoked ones too when ``revoked``."""
-    query = select(api_tokens).order_by(api_tokens.c.created_at, api_tokens.c.id)
-    if not revoked:
-        query = query.where(api_tokens.c.revoked_at.is_(None))
-    with store.begin() as conn:
-        return [_token(row) for row in conn.execute(query).mappings()]
+    return [_token(row) for row in store.list_api_tokens(revoked=revoked)]
 
 
 def revoke_token(store: Store, token_id: str) -> ApiToken:
     """Revoke a token at once; ``NotFound`` when no live token has this id."""
-    with store.begin() as conn:
-        result = conn.execute(
-            update(api_tokens)
-            .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
-            .values(revoked_at=utcnow())
-        )
-        if result.rowcount == 0:
-            raise NotFound(f"no active API token with id {token_id!r}")
-        row = conn.execute(select(api_tokens).where(api_tokens.c.id == token_id)).mappings().one()
-    return _token(row)
+    return _token(store.revoke_api_token(token_id))
 
 
 def authenticate(store: Store, secret: str) -> ApiToken | None:
     """The live token whose secret this is, or ``None``; records when it was last used."""
     if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
         return None
-    digest = hash_token(secret)
-    with store.begin() as conn:
-        row = conn.execute(
-            select(api_tokens).where(api_tokens.c.token_hash == digest)
-        ).mappings().first()
-        if row is None or row["revoked_at"] is not None:
-            return None
-        token = _token(row)
-        now = utcnow()
-        if token.last_used_at is None or now - token.last_used_at >= _TOUCH_EVERY:
-            conn.execute(update(api_tokens).where(api_tokens.c.id == token.id)
-                         .values(last_used_at=now))
-    return token
+    row = store.use_api_token(hash_token(secret), touch_every=_TOUCH_EVERY)
+    return None if row is None else _token(row)

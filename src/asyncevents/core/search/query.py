@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement
 
 from asyncevents.core.models import Delivery
 from asyncevents.core.search.evaluate import predicate
@@ -19,8 +19,6 @@ from asyncevents.core.search.ir import Node
 from asyncevents.core.search.parse import parse_query
 from asyncevents.core.search.sql import compile_where
 from asyncevents.core.store import Store
-from asyncevents.core.store.schema import deliveries
-from asyncevents.core.store.store import delivery_from_row
 from asyncevents.errors import InvalidQuery
 
 __all__ = [
@@ -92,24 +90,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     return moment, delivery_id
 
 
-def _after(position: tuple[datetime, str]) -> ColumnElement[bool]:
-    created, delivery_id = position
-    col = deliveries.c
-    return or_(col.created_at < created, and_(col.created_at == created, col.id < delivery_id))
-
-
-def _page(store: Store, where: ColumnElement[bool], limit: int,
-          position: tuple[datetime, str] | None) -> list[Delivery]:
-    query = select(deliveries).where(where)
-    if position is not None:
-        query = query.where(_after(position))
-    query = query.order_by(deliveries.c.created_at.desc(), deliveries.c.id.desc()).limit(limit)
-    with store.begin() as conn:
-        return [delivery_from_row(row) for row in conn.execute(query).mappings()]
-
-
 def _where(store: Store, q: str) -> ColumnElement[bool]:
-    return compile_where(parse_query(q, "search"), store.engine.dialect.name)
+    return compile_where(parse_query(q, "search"), store.dialect)
 
 
 def _check_size(name: str, value: int) -> None:
@@ -122,7 +104,7 @@ def search_deliveries(store: Store, q: str, *, limit: int = 50,
     """The newest deliveries matching ``q`` (empty or ``*`` for all), one page at a time."""
     _check_size("limit", limit)
     position = _decode_cursor(cursor) if cursor else None
-    rows = _page(store, _where(store, q), limit + 1, position)
+    rows = store.search_page(_where(store, q), limit=limit + 1, before=position)
     items = rows[:limit]
     next_cursor = _encode_cursor(items[-1]) if len(rows) > limit else None
     return SearchPage(items=items, next_cursor=next_cursor)
@@ -140,7 +122,7 @@ def iter_deliveries(store: Store, q: str, *, batch: int = 1000) -> Iterator[Deli
     def rows() -> Iterator[Delivery]:
         position: tuple[datetime, str] | None = None
         while True:
-            page = _page(store, where, batch, position)
+            page = store.search_page(where, limit=batch, before=position)
             yield from page
             if len(page) < batch:
                 return
@@ -151,6 +133,4 @@ def iter_deliveries(store: Store, q: str, *, batch: int = 1000) -> Iterator[Deli
 
 def count_deliveries(store: Store, q: str) -> int:
     """How many deliveries match ``q``."""
-    query = select(func.count()).select_from(deliveries).where(_where(store, q))
-    with store.begin() as conn:
-        return int(conn.execute(query).scalar_one())
+    return store.count_matching(_where(store, q))

@@ -1,5 +1,24 @@
-"""The store: subscriptions, deliveries, attempts and the retry schedule."""
+"""The store: the only door to the database.
 
-from asyncevents.core.store.store import NewAttempt, Store
+One facade, :class:`Store`, whose queries live in a module per concept:
+``subscriptions``, ``deliveries``, ``attempts``, ``search``, ``tokens`` (API
+tokens), ``idempotency`` (publish keys) and ``metrics``; ``schedule`` holds
+the retry schedule. Callers import from this package only.
+"""
 
-__all__ = ["NewAttempt", "Store"]
+from asyncevents.core.store.attempts import NewAttempt
+from asyncevents.core.store.idempotency import IDEMPOTENCY_PENDING
+from asyncevents.core.store.metrics import AttemptDurations
+from asyncevents.core.store.schedule import Schedule, ScheduledRow
+from asyncevents.core.store.store import Store
+from asyncevents.core.store.tokens import ApiTokenRow
+
+__all__ = [
+    "IDEMPOTENCY_PENDING",
+    "ApiTokenRow",
+    "AttemptDurations",
+    "NewAttempt",
+    "Schedule",
+    "ScheduledRow",
+    "Store",
+]

@@ -1,0 +1,207 @@
+"""Deliveries: one per (event, subscription), their status, and the purge of old ones."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from asyncevents.core.clock import utcnow
+from asyncevents.core.crypto import TokenCipher
+from asyncevents.core.models import Delivery, DeliveryStatus, Subscription
+from asyncevents.core.store.attempts import NewAttempt
+from asyncevents.core.store.base import StoreBase
+from asyncevents.core.store.groupcommit import Kind
+from asyncevents.core.store.schema import attempts, deliveries, subscriptions
+from asyncevents.core.store.subscriptions import subscription_from_row
+from asyncevents.errors import NotFound
+
+__all__ = ["DeliveryQueries", "delivery_from_row"]
+
+_SUB_COLUMNS = {c.name: c.label(f"sub_{c.name}") for c in subscriptions.c}
+_SUB_ID = _SUB_COLUMNS["id"]
+# Built once: the delivery hot path runs it for every attempt.
+_DELIVERY_AND_SUBSCRIPTION = (
+    select(deliveries, *_SUB_COLUMNS.values())
+    .select_from(deliveries.outerjoin(
+        subscriptions, subscriptions.c.id == deliveries.c.subscription_id))
+    .where(deliveries.c.id == bindparam("id"))
+)
+
+
+def delivery_from_row(row: Any) -> Delivery:
+    """A ``Delivery`` from a row of the deliveries table."""
+    return Delivery(
+        id=row["id"], event_id=row["event_id"], event_name=row["event_name"],
+        subscription_id=row["subscription_id"], sink=row["sink"], recipient=row["recipient"],
+        status=row["status"], attempts=row["attempts"], payload=row["payload"],
+        published_at=row["published_at"], created_at=row["created_at"],
+        updated_at=row["updated_at"], next_attempt_at=row["next_attempt_at"],
+    )
+
+
+def _insert_deliveries_many(conn: Connection, items: Sequence[list[dict[str, Any]]]) -> list[None]:
+    conn.execute(insert(deliveries), [row for rows in items for row in rows])
+    return [None] * len(items)
+
+
+class DeliveryQueries(StoreBase):
+    """The store's deliveries."""
+
+    def __init__(self, engine: Engine, cipher: TokenCipher | None = None) -> None:
+        super().__init__(engine, cipher)
+        self._insert_kind: Kind[list[dict[str, Any]], None] = Kind(
+            "deliveries", _insert_deliveries_many, self._insert_deliveries_one)
+
+    def ensure_deliveries(
+        self, *, event_id: str, event_name: str, published_at: datetime,
+        payload: dict[str, Any], targets: Sequence[Subscription],
+    ) -> list[Delivery]:
+        """One delivery per (event, subscription), created once however often asked."""
+        if not targets:
+            return []
+        wanted = {s.id: s for s in targets}
+        now = utcnow()
+        rows = {
+            s.id: {
+                "id": str(uuid.uuid4()), "event_id": event_id, "event_name": event_name,
+                "subscription_id": s.id, "sink": s.sink, "recipient": s.recipient,
+                "status": "pending", "attempts": 0, "payload": payload,
+                "published_at": published_at, "created_at": now, "updated_at": now,
+                "next_attempt_at": None,
+            }
+            for s in targets
+        }
+        # The first time (the usual case) is one insert; a redelivered trigger
+        # hits the unique (event, subscription) key and keeps the rows it finds.
+        existing: dict[str, Delivery] = {}
+        if self.group is not None:
+            try:
+                self.group.write(self._insert_kind, list(rows.values()))
+            except IntegrityError:
+                pass  # a redelivered trigger: sorted out below
+            else:
+                return [delivery_from_row(rows[sid]) for sid in wanted]
+        for _ in range(3):
+            missing = [row for sid, row in rows.items() if sid not in existing]
+            if not missing:
+                break
+            try:
+                with self.begin() as conn:
+                    conn.execute(insert(deliveries), missing)
+            except IntegrityError:
+                existing = self._deliveries_of(event_id, list(wanted))
+                continue
+            existing.update({str(r["subscription_id"]): delivery_from_row(r) for r in missing})
+            break
+        return [existing[sid] for sid in wanted if sid in existing]
+
+    def _insert_deliveries_one(self, rows: list[dict[str, Any]]) -> None:
+        with self.begin() as conn:
+            conn.execute(insert(deliveries), rows)
+
+    def delivery_and_subscription(self, delivery_id: str) -> tuple[Delivery,
+                                                                   Subscription | None]:
+        """A delivery and its subscription (deleted ones included) in one query."""
+        with self.begin() as conn:
+            row = conn.execute(_DELIVERY_AND_SUBSCRIPTION, {"id": delivery_id}).first()
+        if row is None:
+            raise NotFound(f"no delivery with uuid {delivery_id!r}")
+        values = row._mapping
+        delivery = delivery_from_row({c.name: values[c] for c in deliveries.c})
+        if values[_SUB_ID] is None:
+            return delivery, None
+        sub_row = {c.name: values[_SUB_COLUMNS[c.name]] for c in subscriptions.c}
+        return delivery, subscription_from_row(sub_row, self.cipher.decrypt(sub_row["token"]))
+
+    def _deliveries_of(self, event_id: str, subscription_ids: list[str]) -> dict[str, Delivery]:
+        query = select(deliveries).where(
+            and_(deliveries.c.event_id == event_id,
+                 deliveries.c.subscription_id.in_(subscription_ids))
+        )
+        with self.begin() as conn:
+            rows = conn.execute(query).mappings()
+            return {r["subscription_id"]: delivery_from_row(r) for r in rows}
+
+    def record_dispatch_failure(
+        self, *, event_id: str, event_name: str, data: dict[str, Any], published_at: datetime,
+        sink: str, attempt: NewAttempt, deaths: int,
+    ) -> str:
+        """Keep an event whose dispatch failed for good as a dead delivery; return its uuid."""
+        now = utcnow()
+        delivery_id = str(uuid.uuid4())
+        try:
+            with self.begin() as conn:
+                conn.execute(insert(deliveries).values(
+                    id=delivery_id, event_id=event_id, event_name=event_name,
+                    subscription_id="", sink=sink, recipient="", status="dead",
+                    attempts=deaths, payload=data, published_at=published_at,
+                    created_at=now, updated_at=now, next_attempt_at=None,
+                ))
+                conn.execute(insert(attempts).values(
+                    delivery_id=delivery_id, number=deaths, started_at=attempt.started_at,
+                    duration_ms=attempt.duration_ms, success=False, status_code=None,
+                    response="", error=attempt.error, replay=attempt.replay,
+                ))
+        except IntegrityError:
+            # Already recorded by an earlier run of the same trigger message.
+            existing = self._deliveries_of(event_id, [""])
+            return existing[""].id
+        return delivery_id
+
+    def get_delivery(self, delivery_id: str) -> Delivery:
+        """The delivery with this uuid, or ``NotFound``."""
+        with self.begin() as conn:
+            row = conn.execute(
+                select(deliveries).where(deliveries.c.id == delivery_id)
+            ).mappings().first()
+        if row is None:
+            raise NotFound(f"no delivery with uuid {delivery_id!r}")
+        return delivery_from_row(row)
+
+    def recent_deliveries(self, limit: int = 50) -> list[Delivery]:
+        """The newest deliveries first."""
+        query = select(deliveries).order_by(
+            deliveries.c.created_at.desc(), deliveries.c.id.desc()
+        ).limit(limit)
+        with self.begin() as conn:
+            return [delivery_from_row(r) for r in conn.execute(query).mappings()]
+
+    def set_delivery_status(
+        self, delivery_id: str, status: DeliveryStatus, *, next_attempt_at: datetime | None = None
+    ) -> None:
+        """Move a delivery to ``status`` without an attempt (replay, scheduling)."""
+        with self.begin() as conn:
+            conn.execute(
+                update(deliveries).where(deliveries.c.id == delivery_id)
+                .values(status=status, next_attempt_at=next_attempt_at, updated_at=utcnow())
+            )
+
+    def purge_before(self, cutoff: datetime, *, batch: int = 1000,
+                     dry_run: bool = False) -> int:
+        """Delete final deliveries created before ``cutoff`` with their attempts.
+
+        Works in batches of ``batch`` rows, each its own short transaction, so a
+        large clean-up never holds long locks. Pending and retrying deliveries stay.
+        """
+        final = and_(deliveries.c.created_at < cutoff,
+                     deliveries.c.status.in_(("delivered", "dead")))
+        if dry_run:
+            with self.begin() as conn:
+                return int(conn.execute(
+                    select(func.count()).select_from(deliveries).where(final)
+                ).scalar_one())
+        removed = 0
+        while True:
+            with self.begin() as conn:
+                ids = list(conn.execute(select(deliveries.c.id).where(final).limit(batch))
+                           .scalars())
+                if not ids:
+                    return removed
+                conn.execute(delete(attempts).where(attempts.c.delivery_id.in_(ids)))
+                conn.execute(delete(deliveries).where(deliveries.c.id.in_(ids)))
+            removed += len(ids)

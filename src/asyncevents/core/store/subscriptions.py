@@ -1,0 +1,152 @@
+"""Subscriptions: created, read, paged, changed, soft-deleted; tokens encrypted at rest."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+
+from asyncevents.core.clock import utcnow
+from asyncevents.core.crypto import TokenCipher
+from asyncevents.core.models import Subscription
+from asyncevents.core.store.base import StoreBase
+from asyncevents.core.store.schema import subscriptions
+from asyncevents.errors import NotFound
+
+__all__ = ["SubscriptionQueries", "subscription_from_row"]
+
+_SUBSCRIPTIONS_VERSION = select(func.count(), func.max(subscriptions.c.updated_at))
+
+
+def subscription_from_row(row: Any, token: str) -> Subscription:
+    """A ``Subscription`` from a row of the subscriptions table, with its plain ``token``."""
+    return Subscription(
+        id=row["id"], event_name=row["event_name"], sink=row["sink"],
+        recipient=row["recipient"], token=token, active=bool(row["active"]),
+        filter=row["filter"], retry_policy=row["retry_policy"],
+        metadata=row["metadata"] or {}, created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+class SubscriptionQueries(StoreBase):
+    """The store's subscriptions."""
+
+    def create_subscription(
+        self, *, event_name: str, sink: str, recipient: str, token: str,
+        filter: str | None = None, retry_policy: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None, active: bool = True,
+    ) -> Subscription:
+        """Insert a subscription and return it."""
+        now = utcnow()
+        values = {
+            "id": str(uuid.uuid4()), "event_name": event_name, "sink": sink,
+            "recipient": recipient, "token": self.cipher.encrypt(token), "active": active,
+            "filter": filter,
+            "retry_policy": retry_policy, "metadata": metadata or {},
+            "created_at": now, "updated_at": now, "deleted_at": None,
+        }
+        with self.begin() as conn:
+            conn.execute(insert(subscriptions).values(**values))
+        return self._subscription(values)
+
+    def _subscription(self, row: Any) -> Subscription:
+        return subscription_from_row(row, self.cipher.decrypt(row["token"]))
+
+    def get_subscription(self, subscription_id: str, *, deleted: bool = False) -> Subscription:
+        """The subscription with this id, or ``NotFound``."""
+        query = select(subscriptions).where(subscriptions.c.id == subscription_id)
+        if not deleted:
+            query = query.where(subscriptions.c.deleted_at.is_(None))
+        with self.begin() as conn:
+            row = conn.execute(query).mappings().first()
+        if row is None:
+            raise NotFound(f"no subscription with id {subscription_id!r}")
+        return self._subscription(row)
+
+    def list_subscriptions(self, *, active: bool | None = None) -> list[Subscription]:
+        """Subscriptions that are not deleted, oldest first."""
+        query = select(subscriptions).where(subscriptions.c.deleted_at.is_(None))
+        if active is not None:
+            query = query.where(subscriptions.c.active.is_(active))
+        query = query.order_by(subscriptions.c.created_at, subscriptions.c.id)
+        with self.begin() as conn:
+            return [self._subscription(r) for r in conn.execute(query).mappings()]
+
+    def subscriptions_page(
+        self, *, limit: int, after: tuple[datetime, str] | None = None,
+        active: bool | None = None, event_name: str | None = None, sink: str | None = None,
+        recipient_contains: str | None = None,
+    ) -> list[Subscription]:
+        """Up to ``limit`` live subscriptions, oldest first, after ``(created_at, id)``.
+
+        Narrowed to the given ``active``, ``event_name`` and ``sink``, and to
+        recipients containing ``recipient_contains``. Tokens are left empty:
+        the pages are for showing, and a token is never shown.
+        """
+        col = subscriptions.c
+        query = select(subscriptions).where(col.deleted_at.is_(None))
+        if active is not None:
+            query = query.where(col.active.is_(active))
+        if event_name:
+            query = query.where(col.event_name == event_name)
+        if sink:
+            query = query.where(col.sink == sink)
+        if recipient_contains:
+            query = query.where(col.recipient.like(_like(recipient_contains), escape="\\"))
+        if after is not None:
+            created, sub_id = after
+            query = query.where(or_(col.created_at > created,
+                                    and_(col.created_at == created, col.id > sub_id)))
+        query = query.order_by(col.created_at, col.id).limit(limit)
+        with self.begin() as conn:
+            # Never shown, so not even decrypted.
+            return [subscription_from_row(row, "") for row in conn.execute(query).mappings()]
+
+    def subscriptions_version(self) -> tuple[int, str]:
+        """Changes whenever a subscription is created, changed or deleted (one cheap query).
+
+        Every write of a subscription sets ``updated_at``; deletes are soft.
+        """
+        with self.begin() as conn:
+            count, latest = conn.execute(_SUBSCRIPTIONS_VERSION).one()
+        return int(count), str(latest)
+
+    def update_subscription(self, subscription_id: str, **values: Any) -> Subscription:
+        """Change fields of a subscription (``active``, ``recipient``, ``token``...)."""
+        values["updated_at"] = utcnow()
+        if "token" in values:
+            values["token"] = self.cipher.encrypt(values["token"])
+        with self.begin() as conn:
+            result = conn.execute(
+                update(subscriptions)
+                .where(subscriptions.c.id == subscription_id, subscriptions.c.deleted_at.is_(None))
+                .values(**values)
+            )
+        if result.rowcount == 0:
+            raise NotFound(f"no subscription with id {subscription_id!r}")
+        return self.get_subscription(subscription_id, deleted=True)
+
+    def delete_subscription(self, subscription_id: str) -> None:
+        """Soft-delete: the subscription stops receiving; its deliveries stay searchable."""
+        self.update_subscription(subscription_id, active=False, deleted_at=utcnow())
+
+    def rotate_tokens(self, old: TokenCipher) -> int:
+        """Re-encrypt every stored token from ``old`` to this store's cipher."""
+        changed = 0
+        with self.begin() as conn:
+            rows = conn.execute(select(subscriptions.c.id, subscriptions.c.token)).all()
+            for row_id, stored in rows:
+                token = old.decrypt(stored) if TokenCipher.is_encrypted(stored) else stored
+                fresh = self.cipher.encrypt(token)
+                if fresh != stored:
+                    conn.execute(update(subscriptions).where(subscriptions.c.id == row_id)
+                                 .values(token=fresh))
+                    changed += 1
+        return changed

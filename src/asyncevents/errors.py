@@ -38,7 +38,15 @@ __all__ = [
 
 
 class AsyncEventsError(Exception):
-    """Base of every error asyncevents raises on purpose."""
+    """Base of every error asyncevents raises on purpose.
+
+    ``field`` names the input at fault when there is one (``recipient``,
+    ``filter``...), so an interface can point at it in its own words.
+    """
+
+    def __init__(self, *args: object, field: str | None = None) -> None:
+        super().__init__(*args)
+        self.field = field
 
 
 class ConfigError(AsyncEventsError):

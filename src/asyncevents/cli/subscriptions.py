@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import click
 
 from asyncevents.cli.context import get_app, json_option, parse_json_object
 from asyncevents.cli.output import console, print_json, print_table
+from asyncevents.errors import AsyncEventsError
 
 __all__ = ["subscribe", "subscriptions"]
 
 _COLUMNS = ("id", "event_name", "sink", "recipient", "active", "filter", "created_at")
+# The options of ``subscribe`` by the field they set (see core/subscriptions.py).
+_OPTIONS = {"sink": "--sink", "token": "--token", "filter": "--filter",
+            "retry_policy": "--retry-policy"}
+
+
+@contextmanager
+def _options_named() -> Iterator[None]:
+    """An error about an option's value starts with the option's name."""
+    try:
+        yield
+    except AsyncEventsError as exc:
+        option = _OPTIONS.get(exc.field or "")
+        if option is None:
+            raise
+        raise click.ClickException(f"{option}: {exc}") from None
 
 
 @click.command()
@@ -26,8 +45,9 @@ def subscribe(event: str, recipient: str, sink: str, token: str, filter_: str | 
     """Subscribe RECIPIENT to EVENT (a name or a pattern such as sales.order.*)."""
     policy = parse_json_object(retry_policy, "--retry-policy")
     meta = parse_json_object(metadata, "--metadata")
-    sub = get_app().subscribe(event, recipient, sink=sink, token=token, filter=filter_,
-                              retry_policy=policy, metadata=meta)
+    with _options_named():
+        sub = get_app().subscribe(event, recipient, sink=sink, token=token, filter=filter_,
+                                  retry_policy=policy, metadata=meta)
     if as_json:
         print_json(sub.public())
     else:
@@ -65,7 +85,7 @@ def show(subscription_id: str, as_json: bool) -> None:
 
 
 def _set_active(subscription_id: str, active: bool, as_json: bool) -> None:
-    sub = get_app().store.update_subscription(subscription_id, active=active).public()
+    sub = get_app().update_subscription(subscription_id, active=active).public()
     if as_json:
         print_json(sub)
     else:

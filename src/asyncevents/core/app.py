@@ -19,8 +19,8 @@ from asyncevents.core.publish import Publisher
 from asyncevents.core.retry import RetryManagement, RetryPolicy
 from asyncevents.core.search import compile_filter
 from asyncevents.core.settings import Settings, load_settings
-from asyncevents.core.signing import signing_key
 from asyncevents.core.store import Store
+from asyncevents.core.subscriptions import SubscriptionRules
 from asyncevents.core.transport import Transport
 from asyncevents.core.worker import Handler, Worker, WorkerLimits, WorkerReport
 from asyncevents.errors import ConfigError
@@ -106,26 +106,27 @@ class App:
                   token: str, filter: str | None = None,
                   retry_policy: dict[str, Any] | None = None,
                   metadata: dict[str, Any] | None = None) -> Subscription:
-        """Check and store a new subscription."""
-        self.catalog.check_subscribe(event_name)
-        info = self.plugins.sink_info(sink)
-        try:
-            signing_key(token)
-        except ValueError as exc:
-            raise ConfigError(f"invalid --token: {exc}") from None
-        instance = info.factory(self.settings)
-        try:
-            instance.validate_recipient(recipient)
-        finally:
-            instance.close()
-        if retry_policy is not None:
-            RetryPolicy.check_overrides(retry_policy)
-        if filter is not None:
-            compile_filter(filter)  # an InvalidQuery now, not at dispatch
+        """Check and store a new subscription (see :mod:`.subscriptions` for the rules)."""
+        rules = SubscriptionRules(self.settings, self.catalog, self.plugins)
+        rules.check_create(event_name=event_name, sink=sink, recipient=recipient, token=token,
+                           filter=filter, retry_policy=retry_policy)
         return self.store.create_subscription(
             event_name=event_name, sink=sink, recipient=recipient, token=token,
             filter=filter, retry_policy=retry_policy, metadata=metadata,
         )
+
+    def update_subscription(self, subscription_id: str, **changes: Any) -> Subscription:
+        """Check and apply ``changes`` to a subscription, with the rules creation follows.
+
+        Changeable: ``active``, ``recipient``, ``token``, ``filter``,
+        ``retry_policy``, ``metadata``; fields left out stay as they are.
+        """
+        current = self.store.get_subscription(subscription_id)
+        rules = SubscriptionRules(self.settings, self.catalog, self.plugins)
+        values = rules.check_update(current, changes)
+        if not values:
+            return current
+        return self.store.update_subscription(subscription_id, **values)
 
     def replay(self, delivery_id: str) -> None:
         """Start a new chain of attempts for a delivery, under the same uuid."""

@@ -1,0 +1,139 @@
+"""Subscription rules: every check a subscription passes before it is stored or changed.
+
+One place for the CLI, the Python API (``App.subscribe``,
+``App.update_subscription``) and the REST API. A refused value raises one of
+asyncevents' own errors with ``field`` set to the input at fault:
+
+==================  ============================================================
+``event_name``      ``UnknownEvent``: empty, malformed, or unknown in strict mode
+``sink``            ``UnknownSink``: no installed sink has this name
+``recipient``       ``InvalidRecipient``: the sink refuses it (the SSRF guard for
+                    http); ``ConfigError`` when emptied by an update
+``token``           ``ConfigError``: empty, or a ``whsec_`` token that is not base64
+``filter``          ``InvalidQuery``: not a valid Lucene filter
+``retry_policy``    ``ConfigError``: an unknown or invalid override
+``active``          ``ConfigError``: neither true nor false
+==================  ============================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from asyncevents.core.catalog import Catalog
+from asyncevents.core.models import Subscription
+from asyncevents.core.plugins import Plugins
+from asyncevents.core.retry import RetryPolicy
+from asyncevents.core.search import compile_filter
+from asyncevents.core.settings import Settings
+from asyncevents.core.signing import signing_key
+from asyncevents.errors import (
+    AsyncEventsError,
+    ConfigError,
+    InvalidQuery,
+    InvalidRecipient,
+    UnknownEvent,
+    UnknownSink,
+)
+
+__all__ = ["CHANGEABLE", "SubscriptionRules"]
+
+CHANGEABLE = ("active", "recipient", "token", "filter", "retry_policy", "metadata")
+"""The fields an update may change, in the order they are checked."""
+
+
+@contextmanager
+def _field(name: str, *errors: type[AsyncEventsError]) -> Iterator[None]:
+    """Name ``name`` as the field at fault in the ``errors`` raised inside."""
+    try:
+        yield
+    except errors as exc:
+        if exc.field is None:
+            exc.field = name
+        raise
+
+
+class SubscriptionRules:
+    """The checks on a subscription's fields, against one installation's catalog and sinks."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, plugins: Plugins) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.plugins = plugins
+
+    def check_create(self, *, event_name: str, sink: str, recipient: str, token: str,
+                     filter: str | None = None,
+                     retry_policy: dict[str, Any] | None = None) -> None:
+        """Raise the first error a new subscription with these fields would meet."""
+        self.check_token(token)
+        self.check_filter(filter)
+        self.check_retry_policy(retry_policy)
+        with _field("event_name", UnknownEvent):
+            self.catalog.check_subscribe(event_name)
+        self.check_recipient(sink, recipient)
+
+    def check_update(self, current: Subscription, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Check ``changes`` to ``current``; return the values to store.
+
+        The same checks as creation, on what changes: a recipient can never be
+        moved to an address that creation would refuse.
+        """
+        unknown = sorted(set(changes) - set(CHANGEABLE))
+        if unknown:
+            raise ConfigError(f"{unknown[0]} cannot be changed; a subscription's changeable "
+                              f"fields are: {', '.join(CHANGEABLE)}", field=unknown[0])
+        values: dict[str, Any] = {}
+        if "active" in changes:
+            if changes["active"] is None:
+                raise ConfigError("active must be true or false", field="active")
+            values["active"] = bool(changes["active"])
+        if "recipient" in changes:
+            if not changes["recipient"]:
+                raise ConfigError("recipient must not be empty", field="recipient")
+            self.check_recipient(current.sink, changes["recipient"])
+            values["recipient"] = changes["recipient"]
+        if "token" in changes:
+            if not changes["token"]:
+                raise ConfigError("verification_token must not be empty", field="token")
+            self.check_token(changes["token"])
+            values["token"] = changes["token"]
+        if "filter" in changes:
+            self.check_filter(changes["filter"])
+            values["filter"] = changes["filter"] or None
+        if "retry_policy" in changes:
+            self.check_retry_policy(changes["retry_policy"])
+            values["retry_policy"] = changes["retry_policy"]
+        if "metadata" in changes:
+            values["metadata"] = changes["metadata"] or {}
+        return values
+
+    def check_token(self, token: str) -> None:
+        """The verification token must make a signing key."""
+        try:
+            signing_key(token)
+        except ValueError as exc:
+            raise ConfigError(f"invalid verification token: {exc}", field="token") from None
+
+    def check_filter(self, query: str | None) -> None:
+        """A filter, when given, must be a valid Lucene query (checked now, not at dispatch)."""
+        if query:
+            with _field("filter", InvalidQuery):
+                compile_filter(query)
+
+    def check_retry_policy(self, policy: dict[str, Any] | None) -> None:
+        """Retry policy overrides, when given, must be known and valid."""
+        if policy is not None:
+            with _field("retry_policy", ConfigError):
+                RetryPolicy.check_overrides(policy)
+
+    def check_recipient(self, sink: str, recipient: str) -> None:
+        """The sink must be installed and accept ``recipient`` (the SSRF guard for http)."""
+        with _field("sink", UnknownSink):
+            instance = self.plugins.build_sink(sink, self.settings)
+        try:
+            with _field("recipient", InvalidRecipient):
+                instance.validate_recipient(recipient)
+        finally:
+            instance.close()

@@ -13,26 +13,19 @@ from rich.progress import Progress
 from asyncevents.cli.context import get_app, json_option
 from asyncevents.cli.output import console, print_csv, print_json, print_table
 from asyncevents.core import search as engine
-from asyncevents.core.trace import trace_document
+from asyncevents.core.trace import SEARCH_FIELDS, search_row, trace_document
 
 __all__ = ["replay", "search", "trace"]
-
-SEARCH_FIELDS = ("uuid", "event_name", "subscription_id", "status", "success", "attempts",
-                 "created", "data")
 
 
 def _rows(query: str, limit: int | None) -> Iterator[dict[str, Any]]:
     app = get_app()
     if limit is None:
         for delivery in engine.iter_deliveries(app.store, query):
-            yield _search_row(delivery.public())
+            yield search_row(delivery)
         return
     for delivery in engine.search_deliveries(app.store, query, limit=limit).items:
-        yield _search_row(delivery.public())
-
-
-def _search_row(row: dict[str, Any]) -> dict[str, Any]:
-    return {key: row[key] for key in SEARCH_FIELDS}
+        yield search_row(delivery)
 
 
 @click.command()

@@ -20,7 +20,7 @@ from asyncevents.core.retry import RetryManagement, RetryPolicy
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult, Sink
 from asyncevents.core.store import NewAttempt, Store
-from asyncevents.errors import PermanentSinkError, RetryableSinkError
+from asyncevents.errors import PermanentSinkError, RetryableSinkError, UnknownSink
 
 __all__ = ["Deliverer", "SubscriptionLanes"]
 
@@ -199,14 +199,28 @@ class Deliverer:
                             retry_in=delay)
                 return
             try:
-                self.plugins.hook.before_delivery(request=request)
-                result = _call_sink(self.sink(subscription.sink), request)
+                result = self._deliver(subscription.sink, request)
             finally:
                 self.lanes.leave(subscription.id, lane)
         duration_ms = (time.perf_counter() - clock) * 1000
         self._record(message, delivery, subscription, request, result, started, duration_ms)
         if subscription.active:
             self.plugins.hook.after_delivery(request=request, result=result)
+
+    def _deliver(self, sink_name: str, request: DeliveryRequest) -> DeliveryResult:
+        try:
+            sink = self.sink(sink_name)
+        except UnknownSink as exc:
+            # Uninstalled or disabled since the subscription was made: an attempt
+            # that failed, retried by the policy until dead (visible, replayable
+            # once the plugin is back), never a message requeued in a loop.
+            return DeliveryResult.failed(str(exc), retryable=True)
+        except Exception as exc:  # the sink's own start-up failed (a client, a setting)
+            return DeliveryResult.failed(
+                f"sink {sink_name!r} could not be started: {type(exc).__name__}: {exc}",
+                retryable=True)
+        self.plugins.hook.before_delivery(request=request)
+        return _call_sink(sink, request)
 
     def is_slow(self, subscription_id: str) -> bool:
         """True when this subscription's recent deliveries took a second or more."""

@@ -1,4 +1,10 @@
-"""Riding out a short outage of the database or the broker."""
+"""Riding out a short outage of the database or the broker, and telling one from a mistake.
+
+A refused connection, a reset or a timeout may heal by itself: it is waited
+out. A refused password, an unknown virtual host or a database that does not
+exist never will: :func:`misconfiguration` recognises those, and
+:func:`through_outage` raises them at once as a ``ConfigError``.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,30 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from asyncevents.errors import StoreError, TransportError
+from asyncevents.errors import ConfigError, StoreError, TransportError
 
-__all__ = ["through_outage"]
+__all__ = ["misconfiguration", "through_outage"]
+
+# What servers answer when the settings, not the network, are wrong.
+_MISCONFIGURED = (
+    "ACCESS_REFUSED",                   # RabbitMQ: wrong user or password
+    "NOT_ALLOWED",                      # RabbitMQ: unknown vhost, or no access to it
+    "password authentication failed",   # PostgreSQL
+    "no pg_hba.conf entry",
+    "does not exist",                   # PostgreSQL: database or role
+    "Access denied for user",           # MySQL/MariaDB (1044, 1045)
+    "Unknown database",                 # MySQL/MariaDB (1049)
+    "unable to open database file",     # SQLite: no such directory
+)
+
+
+def misconfiguration(exc: BaseException) -> str | None:
+    """The first line of ``exc`` when it says the settings are wrong, else None."""
+    text = str(exc)
+    if not any(marker in text for marker in _MISCONFIGURED):
+        return None
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
 
 _T = TypeVar("_T")
 
@@ -26,6 +53,9 @@ def through_outage(work: Callable[[], _T], *, patience: float, first: float, lon
         try:
             return work()
         except (StoreError, TransportError) as exc:
+            wrong = misconfiguration(exc)
+            if wrong is not None:
+                raise ConfigError(f"{wrong} (check the settings: waiting will not help)") from None
             if time.monotonic() + wait > deadline:
                 raise
             on_retry(exc, wait)

@@ -30,9 +30,10 @@ from typing import Any
 import structlog
 
 from asyncevents.core.messages import Message, Route
+from asyncevents.core.outage import misconfiguration
 from asyncevents.core.retry import RetryManagement
 from asyncevents.core.transport import Consumption, Received, Transport
-from asyncevents.errors import NotFound
+from asyncevents.errors import ConfigError, NotFound
 
 __all__ = ["Handler", "Worker", "WorkerLimits", "WorkerReport"]
 
@@ -143,7 +144,14 @@ class Worker:
             while not self._stop.is_set():
                 try:
                     self._consume(pool, started)
-                except errors as exc:
+                except Exception as exc:
+                    wrong = misconfiguration(exc)
+                    if wrong is not None:
+                        # Nothing to wait for: a supervisor restarts us once it is fixed.
+                        raise ConfigError(f"cannot consume from {self.transport.safe_url()}: "
+                                          f"{wrong}") from None
+                    if not isinstance(exc, errors):
+                        raise
                     if self._stop.is_set():
                         break
                     # Still lost since the last try (a connection that opens

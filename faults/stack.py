@@ -255,7 +255,8 @@ def delete_amqp(prefix: str, url: str = AMQP_URL) -> None:
 
     from asyncevents.core.transport.topology import Topology
 
-    topology = Topology(prefix)
+    # quorum=True names the dead-letter queues too (deleting by name works for both types).
+    topology = Topology(prefix, quorum=True)
     with Connection(url, connect_timeout=5) as conn:
         channel = conn.channel()
         for queue in topology.queues:

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     # The SQL queue's lease: a worker renews it every third of it while it holds
     # a message, so this is how soon a crashed worker's messages come back.
     lease_seconds: float = Field(default=10.0, ge=1)
+    # RabbitMQ: classic queues (one node) or quorum queues (replicated on a cluster).
+    amqp_queue_type: Literal["classic", "quorum"] = "classic"
+    # Quorum queues: a message handed out this many times without an ack is dead.
+    amqp_delivery_limit: int = Field(default=20, ge=1)
     log_level: str = "INFO"
     log_json: bool = False
 

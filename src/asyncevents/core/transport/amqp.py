@@ -22,9 +22,10 @@ from kombu import Connection, Exchange, Producer, Queue
 
 from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.messages import Message
+from asyncevents.core.settings import Settings
 from asyncevents.core.transport.base import Transport
 from asyncevents.core.transport.kombubase import KombuTransport, first_line
-from asyncevents.core.transport.topology import delay_ms
+from asyncevents.core.transport.topology import Topology, delay_ms
 from asyncevents.errors import TransportError
 
 __all__ = ["AmqpTransport", "register_transports"]
@@ -63,9 +64,9 @@ class _Confirms:
 class _Publisher:
     """One thread's connection and confirm-mode channel."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, tries: int) -> None:
         self.conn = conn
-        conn.ensure_connection(max_retries=1)
+        conn.ensure_connection(max_retries=tries)
         self.channel = conn.channel()
         self.confirms = _Confirms()
         self.channel.confirm_select()
@@ -99,9 +100,22 @@ class _Publisher:
 
 
 class AmqpTransport(KombuTransport):
-    """RabbitMQ: durable queues, confirmed publishes, TTL delay queues."""
+    """RabbitMQ: durable queues, confirmed publishes, TTL delay queues.
+
+    ``ASYNCEVENTS_AMQP_QUEUE_TYPE=quorum`` makes every queue a quorum queue
+    (see :class:`~.topology.Topology`); prefetch is always per consumer, as
+    quorum queues require. A URL may list several nodes, ``amqp://h1;amqp://h2``:
+    kombu moves to the next one when a node is lost.
+    """
 
     native_delays = True
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.topology = Topology(settings.queue_prefix,
+                                 quorum=settings.amqp_queue_type == "quorum",
+                                 delivery_limit=settings.amqp_delivery_limit)
+        self.connect_tries = max(1, self.url.count(";") + 1)
 
     def connect(self) -> Connection:
         """A connection with heartbeats (kombu fails over between ``;``-separated URLs)."""
@@ -110,7 +124,7 @@ class AmqpTransport(KombuTransport):
     def _publisher(self) -> _Publisher:
         publisher: _Publisher | None = getattr(self._local, "publisher", None)
         if publisher is None:
-            publisher = _Publisher(self.connect())
+            publisher = _Publisher(self.connect(), self.connect_tries)
             with self._lock:
                 self._connections.append(publisher.conn)
             self._local.publisher = publisher

@@ -143,6 +143,8 @@ class KombuTransport(Transport):
         self._connections: list[Connection] = []
         self._lock = threading.Lock()
         self._errors: tuple[type[BaseException], ...] | None = None
+        #: Connection tries before giving up (one per node of a failover URL).
+        self.connect_tries = 1
 
     def connect(self) -> Connection:
         """A new kombu connection (the caller owns and releases it)."""
@@ -170,7 +172,7 @@ class KombuTransport(Transport):
         """Connect (one try: the worker paces reconnections) and consume ``routes``."""
         conn = self.connect()
         try:
-            conn.ensure_connection(max_retries=1)
+            conn.ensure_connection(max_retries=self.connect_tries)
             return KombuConsumption(conn, self.queues(routes), on_received, on_dropped,
                                     prefetch)
         except BaseException:
@@ -181,7 +183,7 @@ class KombuTransport(Transport):
         """Connect and declare the queues, or raise ``TransportError``."""
         conn = self.connect()
         try:
-            conn.ensure_connection(max_retries=1, timeout=timeout)
+            conn.ensure_connection(max_retries=self.connect_tries, timeout=timeout)
             with conn.channel() as channel:
                 for queue in self.topology.queues:
                     queue(channel).declare()
@@ -195,7 +197,7 @@ class KombuTransport(Transport):
         sizes: dict[str, int] = {}
         conn = self.connect()
         try:
-            conn.ensure_connection(max_retries=1, timeout=3)
+            conn.ensure_connection(max_retries=self.connect_tries, timeout=3)
             for queue in self.topology.queues:
                 with conn.channel() as channel:
                     try:

@@ -25,9 +25,25 @@ def delay_ms(seconds: float) -> int:
 
 @dataclass(frozen=True)
 class Topology:
-    """Names derived from one prefix, so several installations can share a broker."""
+    """Names derived from one prefix, so several installations can share a broker.
+
+    With ``quorum`` (RabbitMQ), every queue is a replicated quorum queue: a
+    route's queue dead-letters a message handed out ``delivery_limit`` times
+    without an ack (a poison message) into ``<prefix>.<route>.dead`` instead
+    of looping, and delay queues dead-letter at least once (RabbitMQ 3.10+),
+    so a retry is never lost between the delay queue and its route.
+    """
 
     prefix: str = "asyncevents"
+    quorum: bool = False
+    delivery_limit: int = 20
+
+    def _quorum(self, dead_letter_exchange: str, dead_letter_key: str) -> dict[str, object]:
+        if not self.quorum:
+            return {}
+        return {"x-queue-type": "quorum", "x-dead-letter-exchange": dead_letter_exchange,
+                "x-dead-letter-routing-key": dead_letter_key,
+                "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
 
     @property
     def exchange(self) -> Exchange:
@@ -36,13 +52,26 @@ class Topology:
 
     def queue(self, route: Route) -> Queue:
         """The durable queue for ``route``."""
+        arguments = self._quorum("", self.dead_queue(route).name)
+        if arguments:
+            arguments["x-delivery-limit"] = self.delivery_limit
         return Queue(f"{self.prefix}.{route}", exchange=self.exchange, routing_key=route,
-                     durable=True)
+                     durable=True, queue_arguments=arguments or None)
+
+    def dead_queue(self, route: Route) -> Queue:
+        """Where a quorum queue puts what reached its delivery limit."""
+        name = f"{self.prefix}.{route}.dead"
+        arguments = {"x-queue-type": "quorum"} if self.quorum else None
+        return Queue(name, exchange=Exchange(""), routing_key=name, durable=True,
+                     queue_arguments=arguments)
 
     @property
     def queues(self) -> list[Queue]:
-        """The trigger and delivery queues."""
-        return [self.queue(route) for route in ROUTES]
+        """The trigger and delivery queues (and with ``quorum`` their dead-letter queues)."""
+        found = [self.queue(route) for route in ROUTES]
+        if self.quorum:
+            found += [self.dead_queue(route) for route in ROUTES]
+        return found
 
     def delay_queue(self, route: Route, ms: int) -> Queue:
         """A queue whose messages go back to ``route`` after ``ms`` milliseconds.
@@ -60,5 +89,6 @@ class Topology:
                 "x-dead-letter-exchange": self.prefix,
                 "x-dead-letter-routing-key": route,
                 "x-expires": ms + _EXPIRY_MARGIN_MS,
+                **self._quorum(self.prefix, route),
             },
         )

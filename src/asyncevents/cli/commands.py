@@ -10,6 +10,7 @@ from asyncevents.cli.output import console, print_json, print_table
 from asyncevents.cli.serve import serve
 from asyncevents.cli.subscriptions import subscribe, subscriptions
 from asyncevents.cli.tokens import tokens
+from asyncevents.cli.workers import stop_workers, workers
 from asyncevents.core.app import App
 from asyncevents.core.log import get_logger
 from asyncevents.core.outage import through_outage
@@ -33,6 +34,8 @@ cli.add_command(trace)
 cli.add_command(replay)
 cli.add_command(serve)
 cli.add_command(tokens)
+cli.add_command(workers)
+cli.add_command(stop_workers)
 
 
 @cli.command()

@@ -22,7 +22,7 @@ from asyncevents.core.settings import Settings, load_settings
 from asyncevents.core.store import Store
 from asyncevents.core.subscriptions import SubscriptionRules
 from asyncevents.core.transport import Transport
-from asyncevents.core.worker import Handler, Worker, WorkerLimits, WorkerReport
+from asyncevents.core.worker import Handler, Presence, Worker, WorkerLimits, WorkerReport
 from asyncevents.errors import ConfigError
 
 __all__ = ["App"]
@@ -156,8 +156,10 @@ class App:
         periodic: list[tuple[float, Callable[[], object]]] = []
         if retention_days is not None:
             periodic.append((3600.0, lambda: self.cleanup(retention_days)))
-        return Worker(self.transport, self.retries, _handlers(dispatcher, deliverer), limits,
-                      on_exit=deliverer.close, periodic=periodic)
+        handlers = _handlers(dispatcher, deliverer)
+        presence = Presence(self.store, list(handlers), concurrency)
+        return Worker(self.transport, self.retries, handlers, limits,
+                      on_exit=deliverer.close, periodic=periodic, presence=presence)
 
     def run_worker(self, limits: WorkerLimits | None = None,
                    retention_days: float | None = None) -> WorkerReport:

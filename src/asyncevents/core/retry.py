@@ -29,7 +29,7 @@ from asyncevents.core.clock import utcnow
 from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.messages import MalformedMessage, Message, as_route, decode
 from asyncevents.core.settings import Backoff, Settings
-from asyncevents.core.store.schedule import Schedule
+from asyncevents.core.store import Schedule
 from asyncevents.errors import ConfigError
 
 if TYPE_CHECKING:

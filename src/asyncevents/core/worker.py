@@ -19,8 +19,10 @@ from __future__ import annotations
 import os
 import queue
 import signal
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,10 +34,11 @@ import structlog
 from asyncevents.core.messages import Message, Route
 from asyncevents.core.outage import misconfiguration
 from asyncevents.core.retry import RetryManagement
+from asyncevents.core.store import Store
 from asyncevents.core.transport import Consumption, Received, Transport
-from asyncevents.errors import ConfigError, NotFound
+from asyncevents.errors import AsyncEventsError, ConfigError, NotFound
 
-__all__ = ["Handler", "Worker", "WorkerLimits", "WorkerReport"]
+__all__ = ["Handler", "Presence", "Worker", "WorkerLimits", "WorkerReport"]
 
 log = structlog.get_logger("asyncevents.worker")
 
@@ -74,6 +77,46 @@ class WorkerReport:
     reason: str = ""
 
 
+class Presence:
+    """The worker's entry in the store's list of live workers (``asyncevents workers``).
+
+    A store that cannot be reached never stops the worker: the entry is only
+    a report, and the next beat tries again.
+    """
+
+    #: Seconds between heartbeats.
+    every = 5.0
+
+    def __init__(self, store: Store, routes: list[Route], concurrency: int) -> None:
+        self.store = store
+        self.id = str(uuid.uuid4())
+        self.routes = routes
+        self.concurrency = concurrency
+        self._registered = False
+
+    def beat(self, in_flight: int, handled: int) -> bool:
+        """Register or refresh the entry; True when ``stop-workers`` asked us to stop."""
+        try:
+            if not self._registered:
+                self.store.register_worker(self.id, host=socket.gethostname(), pid=os.getpid(),
+                                           queues=list(self.routes),
+                                           concurrency=self.concurrency)
+                self._registered = True
+                return False
+            return self.store.worker_heartbeat(self.id, in_flight=in_flight, handled=handled)
+        except AsyncEventsError as exc:
+            log.warning("cannot record this worker's heartbeat", error=str(exc))
+            return False
+
+    def leave(self) -> None:
+        """Remove the entry."""
+        if self._registered:
+            try:
+                self.store.unregister_worker(self.id)
+            except AsyncEventsError as exc:
+                log.warning("cannot remove this worker's entry", error=str(exc))
+
+
 @dataclass
 class _Periodic:
     every: float
@@ -99,12 +142,16 @@ class Worker:
     def __init__(self, transport: Transport, retries: RetryManagement,
                  handlers: Mapping[Route, Handler], limits: WorkerLimits | None = None,
                  on_exit: Callable[[], None] | None = None,
-                 periodic: list[tuple[float, Callable[[], object]]] | None = None) -> None:
+                 periodic: list[tuple[float, Callable[[], object]]] | None = None,
+                 presence: Presence | None = None) -> None:
         self.transport = transport
+        self.presence = presence
         self.on_exit = on_exit
         # Housekeeping run from the main loop, the first time after one period.
         self._periodic = [_Periodic(every, time.monotonic() + every, task)
                           for every, task in periodic or []]
+        if presence is not None:  # at once, then every few seconds
+            self._periodic.append(_Periodic(presence.every, time.monotonic(), self._beat))
         self.retries = retries
         self.handlers = dict(handlers)
         self.limits = limits or WorkerLimits()
@@ -126,6 +173,11 @@ class Worker:
         if not self._stop.is_set():
             self.report.reason = reason
             self._stop.set()
+
+    def _beat(self) -> None:
+        assert self.presence is not None
+        if self.presence.beat(self._in_flight, self.report.handled):
+            self.stop("asked to stop (stop-workers)")
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.stop(f"signal {signal.Signals(signum).name}")
@@ -168,6 +220,8 @@ class Worker:
         finally:
             pool.shutdown(wait=True)
             self._restore_signals(previous)
+            if self.presence is not None:
+                self.presence.leave()
             if self.on_exit is not None:
                 self.on_exit()
         log.info("worker stopped", reason=self.report.reason, handled=self.report.handled,

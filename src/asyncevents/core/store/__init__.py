@@ -2,8 +2,8 @@
 
 One facade, :class:`Store`, whose queries live in a module per concept:
 ``subscriptions``, ``deliveries``, ``attempts``, ``search``, ``tokens`` (API
-tokens), ``idempotency`` (publish keys) and ``metrics``; ``schedule`` holds
-the retry schedule. Callers import from this package only.
+tokens), ``idempotency`` (publish keys), ``metrics`` and ``workers`` (live
+workers); ``schedule`` holds the retry schedule. Callers import from this package only.
 """
 
 from asyncevents.core.store.attempts import NewAttempt
@@ -12,6 +12,7 @@ from asyncevents.core.store.metrics import AttemptDurations
 from asyncevents.core.store.schedule import Schedule, ScheduledRow
 from asyncevents.core.store.store import Store
 from asyncevents.core.store.tokens import ApiTokenRow
+from asyncevents.core.store.workers import WorkerInfo
 
 __all__ = [
     "IDEMPOTENCY_PENDING",
@@ -21,4 +22,5 @@ __all__ = [
     "Schedule",
     "ScheduledRow",
     "Store",
+    "WorkerInfo",
 ]

@@ -33,6 +33,7 @@ __all__ = [
     "metadata",
     "schedule",
     "subscriptions",
+    "workers",
 ]
 
 
@@ -166,4 +167,21 @@ idempotency_keys = Table(
     Column("event_id", String(36), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Index(None, "created_at"),
+)
+
+workers = Table(
+    "asyncevents_worker",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("queues", Json, nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("in_flight", Integer, nullable=False, default=0),
+    Column("handled", Integer, nullable=False, default=0),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    # Set by `asyncevents stop-workers`: the worker finishes what it holds and exits.
+    Column("stop_requested_at", UTCDateTime, nullable=True),
+    Index(None, "heartbeat_at"),
 )

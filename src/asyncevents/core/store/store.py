@@ -13,6 +13,7 @@ from asyncevents.core.store.metrics import MetricsQueries
 from asyncevents.core.store.search import SearchQueries
 from asyncevents.core.store.subscriptions import SubscriptionQueries
 from asyncevents.core.store.tokens import TokenQueries
+from asyncevents.core.store.workers import WorkerQueries
 from asyncevents.errors import StoreError
 
 __all__ = ["Store"]
@@ -26,6 +27,7 @@ class Store(
     TokenQueries,
     IdempotencyQueries,
     MetricsQueries,
+    WorkerQueries,
 ):
     """Reads and writes subscriptions, deliveries, attempts, API tokens and idempotency keys.
 

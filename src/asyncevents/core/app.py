@@ -156,10 +156,16 @@ class App:
         periodic: list[tuple[float, Callable[[], object]]] = []
         if retention_days is not None:
             periodic.append((3600.0, lambda: self.cleanup(retention_days)))
-        handlers = _handlers(dispatcher, deliverer)
+        handlers = _handlers(dispatcher.handle, deliverer.handle)
+        reason = ("the queue gave up on this message: it was handed out "
+                  f"{self.settings.amqp_delivery_limit} times without an ack "
+                  "(a worker may have crashed on it each time)")
+        dead = _handlers(lambda m: dispatcher.give_up(m, reason),
+                         lambda m: deliverer.give_up(m, reason))
         presence = Presence(self.store, list(handlers), concurrency)
         return Worker(self.transport, self.retries, handlers, limits,
-                      on_exit=deliverer.close, periodic=periodic, presence=presence)
+                      on_exit=deliverer.close, periodic=periodic, presence=presence,
+                      dead_handlers=dead)
 
     def run_worker(self, limits: WorkerLimits | None = None,
                    retention_days: float | None = None) -> WorkerReport:
@@ -179,15 +185,16 @@ class App:
             self.store.close()
 
 
-def _handlers(dispatcher: Dispatcher, deliverer: Deliverer) -> dict[Route, Handler]:
+def _handlers(trigger: Callable[[TriggerMessage], None],
+              deliver: Callable[[DeliverMessage], None]) -> dict[Route, Handler]:
     """Each route's handler; the transport decoded each message for its route."""
 
-    def trigger(message: Message) -> None:
+    def on_trigger(message: Message) -> None:
         assert isinstance(message, TriggerMessage)
-        dispatcher.handle(message)
+        trigger(message)
 
-    def deliver(message: Message) -> None:
+    def on_deliver(message: Message) -> None:
         assert isinstance(message, DeliverMessage)
-        deliverer.handle(message)
+        deliver(message)
 
-    return {"trigger": trigger, "deliver": deliver}
+    return {"trigger": on_trigger, "deliver": on_deliver}

@@ -162,6 +162,17 @@ class Deliverer:
         delivery, subscription = self.store.delivery_and_subscription(message.delivery_id)
         self.attempt(message, delivery, subscription)
 
+    def give_up(self, message: DeliverMessage, reason: str) -> None:
+        """Record ``message``'s delivery as dead without an attempt at it (the queue gave up)."""
+        delivery = self.store.get_delivery(message.delivery_id)
+        if delivery.status in ("delivered", "dead"):
+            return
+        self.store.record_attempt(delivery.id, NewAttempt(
+            started_at=utcnow(), duration_ms=0.0, success=False, status_code=None,
+            response="", error=reason, status="dead"))
+        log.error("delivery given up by the queue, recorded as dead", delivery_id=delivery.id,
+                  event_id=delivery.event_id, error=reason)
+
     def attempt(self, message: DeliverMessage, delivery: Delivery,
                 subscription: Subscription | None) -> None:
         """Make one attempt at ``delivery``, already read from the store (or just created)."""

@@ -127,6 +127,18 @@ class Dispatcher:
             self.deliverer.attempt(DeliverMessage(inline.id), inline,
                                    targets[inline.subscription_id])
 
+    def give_up(self, message: TriggerMessage, reason: str) -> None:
+        """Record an event the queue gave up on as a dead dispatch (searchable, replayable)."""
+        self.store.record_dispatch_failure(
+            event_id=message.event_id, event_name=message.name, data=message.data,
+            published_at=message.published_at, sink=DISPATCH_SINK,
+            attempt=NewAttempt(started_at=utcnow(), duration_ms=0.0, success=False,
+                               status_code=None, response="", error=reason, status="dead"),
+            deaths=message.deaths + 1,
+        )
+        log.error("event given up by the queue, recorded as dead", event_id=message.event_id,
+                  event_name=message.name, error=reason)
+
     def _pick_inline(self, pending: list[Delivery]) -> Delivery | None:
         """The delivery to attempt in this thread: the first one not known to be slow."""
         if self.deliverer is None:

@@ -143,8 +143,11 @@ class Worker:
                  handlers: Mapping[Route, Handler], limits: WorkerLimits | None = None,
                  on_exit: Callable[[], None] | None = None,
                  periodic: list[tuple[float, Callable[[], object]]] | None = None,
-                 presence: Presence | None = None) -> None:
+                 presence: Presence | None = None,
+                 dead_handlers: Mapping[Route, Handler] | None = None) -> None:
         self.transport = transport
+        # What to do with a message the transport gave up on (recorded as dead).
+        self.dead_handlers = dict(dead_handlers or {})
         self.presence = presence
         self.on_exit = on_exit
         # Housekeeping run from the main loop, the first time after one period.
@@ -273,7 +276,7 @@ class Worker:
         self._in_flight += 1
         self._received += 1
         self._last_activity = time.monotonic()
-        future = pool.submit(self._work, received.route, received.message)
+        future = pool.submit(self._work, received.route, received.message, received.dead)
         self._futures.add(future)
         future.add_done_callback(lambda f: self._done.put((received, f, generation)))
         if self.limits.limit is not None and self._received >= self.limits.limit:
@@ -283,11 +286,12 @@ class Worker:
         # The transport dropped a message no handler could take, and logged why.
         self.report.dropped += 1
 
-    def _work(self, route: Route, message: Message) -> bool | None:
+    def _work(self, route: Route, message: Message, dead: bool = False) -> bool | None:
         """Run the handler: True when done, False to requeue, None to drop."""
         bound = log.bind(route=route)
         try:
-            self.handlers[route](message)
+            handlers = self.dead_handlers if dead else self.handlers
+            handlers[route](message)
         except NotFound as exc:
             # The delivery (or its subscription) is gone for good: purged, or
             # the message belongs to another installation sharing the broker.

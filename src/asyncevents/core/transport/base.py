@@ -55,6 +55,8 @@ class Received(Protocol):
 
     route: Route
     message: Message
+    dead: bool
+    """True when the transport gave up on it (RabbitMQ's delivery limit): record it as dead."""
 
     def ack(self) -> None:
         """Done: the queue forgets the message."""

@@ -51,12 +51,14 @@ def describe(exc: BaseException) -> str:
 class KombuReceived:
     """A kombu message decoded for its route; settled through kombu."""
 
-    __slots__ = ("message", "raw", "route")
+    __slots__ = ("dead", "message", "raw", "route")
 
-    def __init__(self, route: Route, message: Message, raw: KombuMessage) -> None:
+    def __init__(self, route: Route, message: Message, raw: KombuMessage,
+                 dead: bool = False) -> None:
         self.route = route
         self.message = message
         self.raw = raw
+        self.dead = dead
 
     def ack(self) -> None:
         """Acknowledge."""
@@ -75,20 +77,22 @@ class KombuConsumption:
     """One kombu connection with a consumer per route."""
 
     def __init__(self, conn: Connection, queues: dict[Route, Queue], on_received: OnReceived,
-                 on_dropped: OnDropped, prefetch: int) -> None:
+                 on_dropped: OnDropped, prefetch: int,
+                 dead_queues: dict[Route, Queue] | None = None) -> None:
         self.conn = conn
         self._on_received = on_received
         self._on_dropped = on_dropped
         channel = conn.channel()
         self.consumers: list[Consumer] = []
-        for route, queue in queues.items():
-            consumer = Consumer(channel, queues=[queue], accept=["json"],
-                                callbacks=[self._callback(route)],
-                                on_decode_error=self._undecodable, prefetch_count=prefetch)
-            consumer.consume()
-            self.consumers.append(consumer)
+        for dead, found in ((False, queues), (True, dead_queues or {})):
+            for route, queue in found.items():
+                consumer = Consumer(channel, queues=[queue], accept=["json"],
+                                    callbacks=[self._callback(route, dead)],
+                                    on_decode_error=self._undecodable, prefetch_count=prefetch)
+                consumer.consume()
+                self.consumers.append(consumer)
 
-    def _callback(self, route: Route) -> Callable[[Any, KombuMessage], None]:
+    def _callback(self, route: Route, dead: bool) -> Callable[[Any, KombuMessage], None]:
         def received(body: Any, raw: KombuMessage) -> None:
             try:
                 message = decode(route, body)
@@ -98,7 +102,7 @@ class KombuConsumption:
                 raw.reject()
                 self._on_dropped(str(exc))
                 return
-            self._on_received(KombuReceived(route, message, raw))
+            self._on_received(KombuReceived(route, message, raw, dead))
 
         return received
 

@@ -52,7 +52,7 @@ def test_search_errors_name_the_parameter(api: Api) -> None:
 
 
 def test_trace_matches_the_cli_document(api: Api) -> None:
-    from asyncevents.core.trace import trace_document
+    from asyncevents.core.search.results import trace_document
 
     (delivery_id,) = seed(api, 1)
     body = api.client.get(f"/v1/deliveries/{delivery_id}",

@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from asyncevents.core.catalog import Catalog, load_resolver
-from asyncevents.core.patterns import matches
+from asyncevents.core.catalog import Catalog, load_resolver, matches
 from asyncevents.core.settings import EventDefinition
 from asyncevents.errors import ConfigError, UnknownEvent
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from asyncevents.core.crypto import TokenCipher
 from asyncevents.core.store import Store
+from asyncevents.core.store.crypto import TokenCipher
 from asyncevents.errors import ConfigError
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from asyncevents.core.signing import sign, signing_key
+from asyncevents.core.sink import sign, signing_key
 
 MSG_ID = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W"
 BODY = b'{"test":2432232314}'

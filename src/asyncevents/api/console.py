@@ -24,8 +24,8 @@ from asyncevents.api.problems import Problem
 from asyncevents.api.routes_deliveries import export_lines, replay_all
 from asyncevents.api.tokens import authenticate
 from asyncevents.core import search as engine
-from asyncevents.core.patterns import is_pattern
-from asyncevents.core.trace import trace_document
+from asyncevents.core.catalog import is_pattern
+from asyncevents.core.search.results import trace_document
 from asyncevents.errors import AsyncEventsError
 
 __all__ = ["install_console", "router"]

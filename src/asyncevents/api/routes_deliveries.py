@@ -18,7 +18,7 @@ from asyncevents.api.schemas import DeliveryPage, ReplayQuery, ReplayResult, Tra
 from asyncevents.core import search as engine
 from asyncevents.core.app import App
 from asyncevents.core.models import Delivery
-from asyncevents.core.trace import SEARCH_FIELDS, search_row, trace_document
+from asyncevents.core.search.results import SEARCH_FIELDS, search_row, trace_document
 from asyncevents.errors import InvalidQuery
 
 __all__ = ["export_lines", "replay_all", "router"]

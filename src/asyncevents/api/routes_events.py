@@ -11,7 +11,7 @@ from asyncevents.api.deps import AppDep
 from asyncevents.api.idempotency import publish_once
 from asyncevents.api.problems import field_errors
 from asyncevents.api.schemas import Catalog, PublishRequest, PublishResult
-from asyncevents.core.patterns import is_pattern
+from asyncevents.core.catalog import is_pattern
 from asyncevents.errors import InvalidPayload, UnknownEvent
 
 __all__ = ["router"]

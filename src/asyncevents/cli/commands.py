@@ -13,7 +13,7 @@ from asyncevents.cli.tokens import tokens
 from asyncevents.cli.workers import stop_workers, workers
 from asyncevents.core.app import App
 from asyncevents.core.log import get_logger
-from asyncevents.core.outage import through_outage
+from asyncevents.core.retry import through_outage
 from asyncevents.core.worker import WorkerLimits
 
 log = get_logger("asyncevents.cli")
@@ -154,7 +154,7 @@ def rotate_key(old_key: str | None) -> None:
 
     Without --old-key, tokens stored in clear are encrypted (first use of a key).
     """
-    from asyncevents.core.crypto import TokenCipher
+    from asyncevents.core.store import TokenCipher
 
     app = get_app()
     if not app.store.cipher.enabled:

@@ -13,7 +13,7 @@ from rich.progress import Progress
 from asyncevents.cli.context import get_app, json_option
 from asyncevents.cli.output import console, print_csv, print_json, print_table
 from asyncevents.core import search as engine
-from asyncevents.core.trace import SEARCH_FIELDS, search_row, trace_document
+from asyncevents.core.search.results import SEARCH_FIELDS, search_row, trace_document
 
 __all__ = ["replay", "search", "trace"]
 

@@ -9,7 +9,6 @@ from typing import Any
 
 from asyncevents.core.catalog import Catalog
 from asyncevents.core.clock import utcnow
-from asyncevents.core.crypto import TokenCipher
 from asyncevents.core.deliver import Deliverer
 from asyncevents.core.dispatch import DISPATCH_SINK, Dispatcher, FilterFn
 from asyncevents.core.messages import DeliverMessage, Message, Route, TriggerMessage
@@ -19,7 +18,7 @@ from asyncevents.core.publish import Publisher
 from asyncevents.core.retry import RetryManagement, RetryPolicy
 from asyncevents.core.search import compile_filter
 from asyncevents.core.settings import Settings, load_settings
-from asyncevents.core.store import Store
+from asyncevents.core.store import Store, TokenCipher
 from asyncevents.core.subscriptions import SubscriptionRules
 from asyncevents.core.transport import Transport
 from asyncevents.core.worker import Handler, Presence, Worker, WorkerLimits, WorkerReport

@@ -1,19 +1,42 @@
-"""The event catalog: which event names exist, and how to build their payload."""
+"""The event catalog: which event names exist, how to build their payload, and name patterns.
+
+A pattern is an exact name or holds ``*`` wildcards (``sales.order.*``, ``*``).
+"""
 
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, cast
 
-from asyncevents.core.patterns import is_pattern, matches
 from asyncevents.core.settings import EventDefinition
 from asyncevents.errors import ConfigError, UnknownEvent
 
-__all__ = ["Catalog", "Resolver", "load_resolver"]
+__all__ = ["Catalog", "Resolver", "is_pattern", "load_resolver", "matches"]
 
 Resolver = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def is_pattern(name: str) -> bool:
+    """True when ``name`` holds a wildcard."""
+    return "*" in name
+
+
+@lru_cache(maxsize=1024)
+def _compile(pattern: str) -> re.Pattern[str]:
+    # ``*`` spans any characters, dots included: ``sales.*`` covers
+    # ``sales.order.created`` as Magento's wildcard subscriptions do.
+    return re.compile("^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$")
+
+
+def matches(pattern: str, name: str) -> bool:
+    """True when the event ``name`` falls under ``pattern``."""
+    if not is_pattern(pattern):
+        return pattern == name
+    return _compile(pattern).match(name) is not None
 
 
 def load_resolver(path: str) -> Resolver:

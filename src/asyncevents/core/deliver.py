@@ -14,9 +14,8 @@ import structlog
 from asyncevents.core.clock import utcnow
 from asyncevents.core.messages import DeliverMessage
 from asyncevents.core.models import Delivery, DeliveryStatus, Subscription
-from asyncevents.core.outage import through_outage
 from asyncevents.core.plugins import Plugins
-from asyncevents.core.retry import RetryManagement, RetryPolicy
+from asyncevents.core.retry import RetryManagement, RetryPolicy, through_outage
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult, Sink
 from asyncevents.core.store import NewAttempt, Store

@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from asyncevents.core.catalog import Catalog
+from asyncevents.core.catalog import Catalog, matches
 from asyncevents.core.clock import utcnow
 from asyncevents.core.messages import DeliverMessage, TriggerMessage
 from asyncevents.core.models import Delivery, Subscription
-from asyncevents.core.patterns import matches
 from asyncevents.core.retry import RetryManagement, RetryPolicy
 from asyncevents.core.store import NewAttempt, Store
 from asyncevents.core.transport import Transport

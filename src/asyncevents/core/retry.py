@@ -12,6 +12,12 @@ registered ``trylast`` so a plugin can win:
   pump when due: for transports with no delays of their own.
 
 :func:`retry_management` is the core's ``trylast`` implementation of the hook.
+
+And the core's own retries: :func:`through_outage` rides out a short outage
+of the database or the broker; :func:`misconfiguration` tells one from a
+setting that waiting will not fix (a refused password, an unknown virtual
+host, a database that does not exist), which is raised at once as a
+``ConfigError``.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -30,14 +37,21 @@ from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.messages import MalformedMessage, Message, as_route, decode
 from asyncevents.core.settings import Backoff, Settings
 from asyncevents.core.store import Schedule
-from asyncevents.errors import ConfigError
+from asyncevents.errors import ConfigError, StoreError, TransportError
 
 if TYPE_CHECKING:
     from asyncevents.core.store import Store
     from asyncevents.core.transport import Transport
 
-__all__ = ["DatabaseSchedule", "RetryManagement", "RetryPolicy", "TransportDelays",
-           "retry_management"]
+__all__ = [
+    "DatabaseSchedule",
+    "RetryManagement",
+    "RetryPolicy",
+    "TransportDelays",
+    "misconfiguration",
+    "retry_management",
+    "through_outage",
+]
 
 log = structlog.get_logger("asyncevents.retry")
 
@@ -211,3 +225,49 @@ def retry_management(settings: Settings, transport: Transport, store: Store) -> 
     if transport.native_delays:
         return TransportDelays(transport)
     return DatabaseSchedule(transport, store)
+
+# What servers answer when the settings, not the network, are wrong.
+_MISCONFIGURED = (
+    "ACCESS_REFUSED",                   # RabbitMQ: wrong user or password
+    "NOT_ALLOWED",                      # RabbitMQ: unknown vhost, or no access to it
+    "password authentication failed",   # PostgreSQL
+    "no pg_hba.conf entry",
+    "does not exist",                   # PostgreSQL: database or role
+    "Access denied for user",           # MySQL/MariaDB (1044, 1045)
+    "Unknown database",                 # MySQL/MariaDB (1049)
+    "unable to open database file",     # SQLite: no such directory
+)
+
+
+def misconfiguration(exc: BaseException) -> str | None:
+    """The first line of ``exc`` when it says the settings are wrong, else None."""
+    text = str(exc)
+    if not any(marker in text for marker in _MISCONFIGURED):
+        return None
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+_T = TypeVar("_T")
+
+
+def through_outage(work: Callable[[], _T], *, patience: float, first: float, longest: float,
+                   on_retry: Callable[[Exception, float], None]) -> _T:
+    """Run ``work``, retrying on ``StoreError``/``TransportError`` for up to ``patience`` s.
+
+    Waits ``first`` seconds after the first failure, doubling up to
+    ``longest``; ``on_retry(error, wait)`` is told before each wait. Once the
+    next wait would pass ``patience``, the error goes up.
+    """
+    wait, deadline = first, time.monotonic() + patience
+    while True:
+        try:
+            return work()
+        except (StoreError, TransportError) as exc:
+            wrong = misconfiguration(exc)
+            if wrong is not None:
+                raise ConfigError(f"{wrong} (check the settings: waiting will not help)") from None
+            if time.monotonic() + wait > deadline:
+                raise
+            on_retry(exc, wait)
+            time.sleep(wait)
+            wait = min(wait * 2, longest)

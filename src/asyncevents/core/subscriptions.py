@@ -28,7 +28,7 @@ from asyncevents.core.plugins import Plugins
 from asyncevents.core.retry import RetryPolicy
 from asyncevents.core.search import compile_filter
 from asyncevents.core.settings import Settings
-from asyncevents.core.signing import signing_key
+from asyncevents.core.sink import signing_key
 from asyncevents.errors import (
     AsyncEventsError,
     ConfigError,

@@ -32,8 +32,7 @@ from typing import Any
 import structlog
 
 from asyncevents.core.messages import Message, Route
-from asyncevents.core.outage import misconfiguration
-from asyncevents.core.retry import RetryManagement
+from asyncevents.core.retry import RetryManagement, misconfiguration
 from asyncevents.core.store import Store
 from asyncevents.core.transport import Consumption, Received, Transport
 from asyncevents.errors import AsyncEventsError, ConfigError, NotFound

@@ -25,8 +25,7 @@ import httpx
 
 from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.settings import Settings
-from asyncevents.core.signing import sign
-from asyncevents.core.sink import DeliveryRequest, DeliveryResult, SinkFactory, cloudevent
+from asyncevents.core.sink import DeliveryRequest, DeliveryResult, SinkFactory, cloudevent, sign
 from asyncevents.errors import InvalidRecipient
 from asyncevents.sinks.addresses import AllowList, UnresolvableHost, check_host
 from asyncevents.sinks.pinning import PinnedTransport, checked_addresses, pinned

@@ -7,6 +7,7 @@ workers); ``schedule`` holds the retry schedule. Callers import from this packag
 """
 
 from asyncevents.core.store.attempts import NewAttempt
+from asyncevents.core.store.crypto import TokenCipher
 from asyncevents.core.store.idempotency import IDEMPOTENCY_PENDING
 from asyncevents.core.store.metrics import AttemptDurations
 from asyncevents.core.store.schedule import Schedule, ScheduledRow
@@ -22,5 +23,6 @@ __all__ = [
     "Schedule",
     "ScheduledRow",
     "Store",
+    "TokenCipher",
     "WorkerInfo",
 ]

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
 from asyncevents.core.clock import utcnow
-from asyncevents.core.crypto import TokenCipher
 from asyncevents.core.models import Attempt, DeliveryStatus
 from asyncevents.core.store.base import StoreBase
+from asyncevents.core.store.crypto import TokenCipher
 from asyncevents.core.store.groupcommit import Kind
 from asyncevents.core.store.schema import attempts, deliveries
 

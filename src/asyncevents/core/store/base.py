@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from asyncevents.core.crypto import TokenCipher
+from asyncevents.core.store.crypto import TokenCipher
 from asyncevents.core.store.groupcommit import GroupCommit
 from asyncevents.errors import StoreError
 

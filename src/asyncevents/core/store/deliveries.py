@@ -11,10 +11,10 @@ from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert
 from sqlalchemy.exc import IntegrityError
 
 from asyncevents.core.clock import utcnow
-from asyncevents.core.crypto import TokenCipher
 from asyncevents.core.models import Delivery, DeliveryStatus, Subscription
 from asyncevents.core.store.attempts import NewAttempt
 from asyncevents.core.store.base import StoreBase
+from asyncevents.core.store.crypto import TokenCipher
 from asyncevents.core.store.groupcommit import Kind
 from asyncevents.core.store.schema import attempts, deliveries, subscriptions
 from asyncevents.core.store.subscriptions import subscription_from_row

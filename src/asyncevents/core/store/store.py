@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from asyncevents.core.crypto import TokenCipher
 from asyncevents.core.store import migrate
 from asyncevents.core.store.attempts import AttemptQueries
+from asyncevents.core.store.crypto import TokenCipher
 from asyncevents.core.store.deliveries import DeliveryQueries
 from asyncevents.core.store.engine import make_engine
 from asyncevents.core.store.groupcommit import GroupCommit

@@ -9,9 +9,9 @@ from typing import Any
 from sqlalchemy import and_, func, insert, or_, select, update
 
 from asyncevents.core.clock import utcnow
-from asyncevents.core.crypto import TokenCipher
 from asyncevents.core.models import Subscription
 from asyncevents.core.store.base import StoreBase
+from asyncevents.core.store.crypto import TokenCipher
 from asyncevents.core.store.schema import subscriptions
 from asyncevents.errors import NotFound
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
+from asyncevents.core.clock import utcnow
 from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult, SinkFactory, cloudevent, sign
@@ -66,7 +67,7 @@ def retry_after_seconds(
             return None
         if when.tzinfo is None:  # RFC 9110 dates are always GMT
             when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+        seconds = (when - (now or utcnow())).total_seconds()
     if seconds != seconds:  # NaN
         return None
     return min(max(seconds, 0.0), cap)

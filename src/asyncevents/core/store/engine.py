@@ -13,11 +13,12 @@ from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from asyncevents.errors import ConfigError
 
-__all__ = ["make_engine", "normalize_url"]
+__all__ = ["DEFAULT_DRIVERS", "make_engine", "normalize_url", "sqlite_pragmas"]
 
-# The drivers asyncevents installs: psycopg 3 and PyMySQL, not psycopg2/mysqlclient.
-_DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql",
-                    "mariadb": "mariadb+pymysql"}
+#: The drivers asyncevents installs (psycopg 3 and PyMySQL, not psycopg2 or
+#: mysqlclient), for URLs that name none; the store and the SQL queue share it.
+DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
+                   "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
 
 
 def normalize_url(url: str) -> str:
@@ -25,16 +26,26 @@ def normalize_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ConfigError(f"invalid database URL {url!r}: expected scheme://...")
-    return f"{_DEFAULT_DRIVERS.get(scheme, scheme)}://{rest}"
+    return f"{DEFAULT_DRIVERS.get(scheme, scheme)}://{rest}"
+
+
+def sqlite_pragmas(synchronous: str = "NORMAL") -> tuple[str, ...]:
+    """The statements every SQLite connection of asyncevents starts with.
+
+    WAL lets readers work while a writer writes (the CLI beside a worker, a
+    worker beside a publisher); busy_timeout makes writers wait for each
+    other instead of failing with "database is locked". ``synchronous``:
+    ``FULL`` where a commit must survive a power cut, else ``NORMAL``.
+    """
+    # busy_timeout first: switching to WAL needs a lock another process may hold.
+    return ("PRAGMA busy_timeout=30000", "PRAGMA journal_mode=WAL",
+            f"PRAGMA synchronous={synchronous}")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-    # WAL lets the CLI read while a worker writes; busy_timeout makes writers
-    # wait for each other instead of failing with "database is locked".
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    for statement in sqlite_pragmas():
+        cursor.execute(statement)
     cursor.close()
 
 

@@ -47,6 +47,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 
 from asyncevents.core.clock import naive_utcnow as utcnow
+from asyncevents.core.store.engine import DEFAULT_DRIVERS, sqlite_pragmas
 
 __all__ = [
     "TABLE_NAME",
@@ -141,12 +142,6 @@ NEXT_DUE = select(func.min(_c.visible_at)).where(
     _c.queue.in_(bindparam("qs", expanding=True)), _c.deliveries == 0,
     _c.visible_at > bindparam("now"))
 
-_DEFAULT_DRIVERS = {
-    "postgresql": "postgresql+psycopg",
-    "postgres": "postgresql+psycopg",
-    "mysql": "mysql+pymysql",
-    "mariadb": "mariadb+pymysql",
-}
 
 
 @dataclass(frozen=True)
@@ -176,7 +171,7 @@ _ENGINES_LOCK = threading.Lock()
 def engine_url(url: str) -> URL:
     """The SQLAlchemy URL for ``url`` (without ``sqla+``), with our default drivers."""
     parsed = make_url(url)
-    driver = _DEFAULT_DRIVERS.get(parsed.drivername)
+    driver = DEFAULT_DRIVERS.get(parsed.drivername)
     return parsed.set(drivername=driver) if driver else parsed
 
 
@@ -195,8 +190,7 @@ def _on_connect(engine: Engine, *statements: str) -> None:
 
 def _sqlite_engine(url: URL, options: dict[str, Any], synchronous: str) -> Engine:
     engine = create_engine(url, **options)
-    _on_connect(engine, "PRAGMA busy_timeout = 30000", "PRAGMA journal_mode = WAL",
-                f"PRAGMA synchronous = {synchronous}")
+    _on_connect(engine, *sqlite_pragmas(synchronous))
 
     # pysqlite's deferred BEGIN lets a claim read a snapshot and then fail to
     # upgrade to a write lock; take the write lock up front.

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DisconnectionError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from asyncevents.errors import ConfigError
 
-__all__ = ["DEFAULT_DRIVERS", "make_engine", "normalize_url", "sqlite_pragmas"]
+__all__ = [
+    "DEFAULT_DRIVERS",
+    "make_engine",
+    "normalize_url",
+    "run",
+    "sqlite_pragmas",
+]
+
+_T = TypeVar("_T")
 
 #: The drivers asyncevents installs (psycopg 3 and PyMySQL, not psycopg2 or
 #: mysqlclient), for URLs that name none; the store and the SQL queue share it.
@@ -103,3 +112,22 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine.pool, "checkout", _ping_if_idle)
         event.listen(engine.pool, "checkin", _on_checkin)
     return engine
+
+
+def run(engine: Engine, work: Callable[[Connection], _T]) -> _T:
+    """``work`` in one transaction, retried once if the pooled connection was dead.
+
+    For engines without the store's ping (the SQL queue's): this stands in for
+    ``pool_pre_ping``, which costs a round trip per operation. A statement
+    sent on a dead connection never ran, except when the connection died
+    after the server got it: then the retry may repeat it, which is what a
+    caller's own retry would do.
+    """
+    try:
+        with engine.begin() as conn:
+            return work(conn)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    with engine.begin() as conn:
+        return work(conn)

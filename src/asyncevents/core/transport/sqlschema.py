@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -47,7 +46,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 
 from asyncevents.core.clock import naive_utcnow as utcnow
-from asyncevents.core.store.engine import DEFAULT_DRIVERS, sqlite_pragmas
+from asyncevents.core.store.engine import DEFAULT_DRIVERS, run, sqlite_pragmas
 
 __all__ = [
     "TABLE_NAME",
@@ -61,7 +60,6 @@ __all__ = [
     "utcnow",
 ]
 
-_T = TypeVar("_T")
 
 #: The queue table's name.
 TABLE_NAME = "asyncevents_queue_message"
@@ -260,21 +258,3 @@ def dispose_engines() -> None:
         for engine in engines.all():
             # Connections inherited through fork belong to the parent: just drop them.
             engine.dispose(close=pid == os.getpid())
-
-
-def run(engine: Engine, work: Callable[[Connection], _T]) -> _T:
-    """``work`` in one transaction, retried once if the pooled connection was dead.
-
-    This stands in for ``pool_pre_ping``, which costs a round trip per
-    operation. A statement sent on a dead connection never ran, except when
-    the connection died after the server got it: then the retry may repeat it,
-    which is what a caller's own retry would do.
-    """
-    try:
-        with engine.begin() as conn:
-            return work(conn)
-    except DBAPIError as exc:
-        if not exc.connection_invalidated:
-            raise
-    with engine.begin() as conn:
-        return work(conn)

@@ -76,6 +76,7 @@ def run(transport: str, directory: Path, *, short: bool = False) -> Row:
     events = 20 if short else 60
     receiver = Receiver()
     try:
+        # Three quick attempts, so the 256 KB-header copies end dead within the run.
         with Stack.open(transport, directory, max_deaths=2, backoff="fixed", backoff_base=0.5,
                         http_timeout=10.0) as stack:
             for path in (_GOOD, _HEADERS, _BODY):

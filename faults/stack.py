@@ -26,6 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from asyncevents.core.app import App
+from asyncevents.core.plugins import Plugins
 from asyncevents.core.settings import Settings
 
 __all__ = ["AMQP_URL", "PG_ADMIN", "TRANSPORTS", "ServiceDown", "Stack", "WorkerProcess",
@@ -40,7 +41,8 @@ TOKEN = "whsec_ZmF1bHQtc3VpdGUtc2lnbmluZy1rZXk="  # base64 of "fault-suite-signi
 # Settings a worker process gets through its environment.
 _ENV_FIELDS = ("transport_url", "database_url", "queue_prefix", "lease_seconds",
                "polling_interval", "max_deaths", "backoff", "backoff_base", "max_backoff",
-               "http_timeout", "http_connect_timeout", "max_payload_bytes", "log_level")
+               "http_timeout", "http_connect_timeout", "max_payload_bytes", "log_level",
+               "amqp_queue_type", "amqp_delivery_limit")
 
 
 class ServiceDown(RuntimeError):
@@ -61,6 +63,8 @@ class WorkerProcess:
 
     process: subprocess.Popen[bytes]
     log: Path
+    err: Path | None = None
+    """Where its stderr went, when kept apart from the log (``Stack.worker(stderr=True)``)."""
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -94,6 +98,10 @@ class WorkerProcess:
         """What it logged so far."""
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
+    def stderr(self) -> str:
+        """What it wrote to stderr, when that was kept apart (else "")."""
+        return self.err.read_text(errors="replace") if self.err and self.err.exists() else ""
+
 
 @dataclass
 class Stack:
@@ -103,6 +111,8 @@ class Stack:
     settings: Settings
     directory: Path
     workers: list[WorkerProcess] = field(default_factory=list)
+    plugins: Plugins | None = None
+    """The plugins of :attr:`app` (default: the installed entry points), set before first use."""
     _app: App | None = None
 
     @classmethod
@@ -113,7 +123,12 @@ class Stack:
 
         Logs go to ``directory``, SQLite files to ``data`` (default: the same).
         ``pg_store`` puts the store in a fresh PostgreSQL database whatever the
-        transport. ``overrides`` are settings (``lease_seconds=2``...).
+        transport. ``overrides`` are settings (``max_deaths=1``...); on
+        ``amqp`` a ``transport_url`` override (a cluster) replaces the local
+        RabbitMQ, and the stack's queues are deleted there.
+
+        Everything else is at its default (lease, polling interval, retry
+        policy): the faults run what users run, unless a scenario says why not.
         """
         directory.mkdir(parents=True, exist_ok=True)
         data = data or directory
@@ -122,15 +137,14 @@ class Stack:
             "queue_prefix": f"fault{uuid.uuid4().hex[:10]}",
             "allowed_networks": ["127.0.0.0/8"],
             "strict_events": False,
-            "polling_interval": 0.05,
-            "lease_seconds": 3.0,
             "log_level": "INFO",
             "database_url": f"sqlite:///{data / 'store.db'}",
         }
         if transport == "amqp":
-            require_service(5672, "RabbitMQ")
+            if "transport_url" not in overrides:
+                require_service(5672, "RabbitMQ")
             values["transport_url"] = AMQP_URL
-            cleanups.append(lambda: delete_amqp(values["queue_prefix"]))
+            cleanups.append(lambda: delete_amqp(values["queue_prefix"], values["transport_url"]))
         elif transport == "sqla+postgresql":
             require_service(5432, "PostgreSQL")
             url, drop = _fresh_pg_database()
@@ -166,7 +180,7 @@ class Stack:
     def app(self) -> App:
         """An App in this process (publishing, subscribing, reading the store)."""
         if self._app is None:
-            self._app = App(self.settings)
+            self._app = App(self.settings, plugins=self.plugins)
         return self._app
 
     def env(self) -> dict[str, str]:
@@ -176,20 +190,31 @@ class Stack:
         for name in _ENV_FIELDS:
             env[f"ASYNCEVENTS_{name.upper()}"] = str(data[name])
         env["ASYNCEVENTS_ALLOWED_NETWORKS"] = ",".join(self.settings.allowed_networks)
+        if self.settings.disable_plugins:
+            env["ASYNCEVENTS_DISABLE_PLUGINS"] = ",".join(self.settings.disable_plugins)
         env["ASYNCEVENTS_STRICT_EVENTS"] = "false"
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
-    def worker(self, *args: str, concurrency: int = 4, name: str = "worker") -> WorkerProcess:
-        """Start ``asyncevents worker --concurrency N ARGS...`` with its log in a file."""
+    def worker(self, *args: str, concurrency: int = 4, name: str = "worker",
+               env: dict[str, str] | None = None, stderr: bool = False) -> WorkerProcess:
+        """Start ``asyncevents worker --concurrency N ARGS...`` with its log in a file.
+
+        ``env`` adds or replaces environment variables (``ASYNCEVENTS_*``
+        included) for this process only; with ``stderr`` its stderr goes to a
+        file of its own (:meth:`WorkerProcess.stderr`) instead of the log.
+        """
         log = self.directory / f"{name}-{len(self.workers)}.log"
-        with open(log, "wb") as out:
+        err = self.directory / f"{name}-{len(self.workers)}.stderr" if stderr else None
+        environment = {**self.env(), **(env or {})}
+        with open(log, "wb") as out, open(err or os.devnull, "wb") as errors:
             process = subprocess.Popen(
                 [sys.executable, "-m", "asyncevents", "worker", "--concurrency",
                  str(concurrency), *args],
-                env=self.env(), cwd=self.directory, stdout=out, stderr=subprocess.STDOUT,
+                env=environment, cwd=self.directory, stdout=out,
+                stderr=errors if err else subprocess.STDOUT,
             )
-        worker = WorkerProcess(process, log)
+        worker = WorkerProcess(process, log, err)
         self.workers.append(worker)
         return worker
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from faults import broker, database, diskfull, hostile, kill, receivers, sigterm
+from faults import broker, database, diskfull, hostile, kill, receivers, sigterm, sinkgone
 from faults.figures import Row, format_table
 
 __all__ = ["FAULTS", "Fault", "main", "run_fault", "run_faults"]
@@ -51,6 +51,7 @@ FAULTS: tuple[Fault, ...] = (
     Fault("sigterm", sigterm.run, _ALL, ("amqp", "sqla+sqlite")),
     Fault("diskfull", diskfull.run, ("sqla+sqlite",), ("sqla+sqlite",)),
     Fault("hostile", hostile.run, ("amqp", "sqla+sqlite"), ("sqla+sqlite",)),
+    Fault("sinkgone", sinkgone.run, _ALL, _ALL),
 )
 
 

@@ -23,7 +23,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from faults import broker, database, diskfull, hostile, kill, receivers, sigterm, sinkgone
+from faults import (
+    badlogin,
+    broker,
+    database,
+    diskfull,
+    hostile,
+    kill,
+    receivers,
+    sigterm,
+    sinkgone,
+)
 from faults.figures import Row, format_table
 
 __all__ = ["FAULTS", "Fault", "main", "run_fault", "run_faults"]
@@ -52,6 +62,7 @@ FAULTS: tuple[Fault, ...] = (
     Fault("diskfull", diskfull.run, ("sqla+sqlite",), ("sqla+sqlite",)),
     Fault("hostile", hostile.run, ("amqp", "sqla+sqlite"), ("sqla+sqlite",)),
     Fault("sinkgone", sinkgone.run, _ALL, _ALL),
+    Fault("badlogin", badlogin.run, ("amqp",), ("amqp",)),
 )
 
 

@@ -97,7 +97,7 @@ def main() -> None:
         rows = [(name, *_measure(lambda run=run: run(url), n)) for name, run in candidates]
     base_rate, base_cpu = rows[0][1], rows[0][2]
     print(f"{n} POSTs, {k} in flight, to a local receiver")
-    print(f"{'client':34} {'req/s':>8} {'×':>6} {'CPU ms/req':>11} {'×':>6}")
+    print(f"{'client':34} {'req/s':>8} {'ratio':>6} {'CPU ms/req':>11} {'ratio':>6}")
     for name, rate, cpu in rows:
         print(f"{name:34} {rate:8,.0f} {rate / base_rate:6.2f} {cpu:11.3f} {cpu / base_cpu:6.2f}")
 

@@ -5,10 +5,19 @@ Values reach the database only as bound parameters. Payload paths become JSON
 path strings (SQLite, MySQL) only after ``fields`` checked every segment
 against ``[A-Za-z0-9_-]``; they are bound too. PostgreSQL uses ``->`` with the
 key as a bound parameter.
+
+On PostgreSQL an exact payload term also gets a pre-filter that the GIN
+``jsonb_path_ops`` index on the payload answers (migration 0004): ``payload @?
+:jsonpath``, a lax SQL/JSON path whose values are JSON-encoded into the path,
+which is itself one bound parameter. It only narrows: every row the exact test
+accepts, it accepts (see :func:`equals_jsonpath`).
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
 import typing
 from decimal import Decimal
 from typing import Any
@@ -29,14 +38,14 @@ from sqlalchemy import (
     null,
     true,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, JSONPATH
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from asyncevents.core.search.ir import Piece
+from asyncevents.core.search.ir import Equals, Piece
 
-__all__ = ["Flavor", "flavor_for"]
+__all__ = ["Flavor", "equals_jsonpath", "flavor_for"]
 
 Expr = ColumnElement[Any]
 
@@ -61,6 +70,48 @@ def glob_pattern(pieces: tuple[Piece, ...]) -> str:
         else:
             out.append("*" if kind == "any" else "?")
     return "".join(out)
+
+
+_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _jsonpath_number(value: int | float) -> str:
+    """A number as a jsonpath literal: plain digits, the exact decimal a float prints as."""
+    if isinstance(value, int):
+        return str(value)
+    return format(Decimal(repr(value)), "f")
+
+
+def equals_jsonpath(keys: tuple[str, ...], text: str | None, number: int | float | None = None,
+                    boolean: bool | None = None) -> str | None:
+    """A lax SQL/JSON path that holds for every payload where an exact term matches.
+
+    ``lax $."k1"."k2" ? (@ == "text" || @ == 42 || @ == true)``. Lax mode unwraps
+    an array before each key and in the filter, as the search's path rules do
+    (one level; where lax mode unwraps more, the path only accepts more), and
+    its ``==`` is the exact test: strings byte for byte, numbers by numeric
+    value, booleans as booleans. Strings are JSON string literals, which the
+    jsonpath grammar reads back unchanged; numbers are plain decimals. ``None``
+    when no form is given (nothing to narrow on).
+
+    Raises ``ValueError`` for a key that is not 1-64 of ``[A-Za-z0-9_-]``.
+    """
+    tests = []
+    if text is not None:
+        tests.append("@ == " + json.dumps(text, ensure_ascii=False))
+    if number is not None:
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ValueError(f"not a finite number: {number!r}")
+        tests.append("@ == " + _jsonpath_number(number))
+    if boolean is not None:
+        tests.append("@ == " + ("true" if boolean else "false"))
+    if not tests or not keys:
+        return None
+    for key in keys:
+        if not _KEY.fullmatch(key):
+            raise ValueError(f"invalid payload key {key!r}")
+    path = "".join(f'."{key}"' for key in keys)
+    return f"lax ${path} ? ({' || '.join(tests)})"
 
 
 class Flavor:
@@ -101,6 +152,14 @@ class Flavor:
     def exact(self, expr: Expr) -> Expr:
         """``expr`` compared in code point order, case-sensitive, without padding."""
         return expr
+
+    def narrow_equals(self, payload: Expr, node: Equals, keys: tuple[str, ...]) -> Expr | None:
+        """An index-friendly condition every payload matching ``node`` at ``keys`` meets.
+
+        ``None`` (the default) when the database has none; the exact test is
+        always kept beside it, so the pre-filter may only drop rows it rejects.
+        """
+        return None
 
     def equals(self, col: Expr, text: str) -> Expr:
         """A text column equals ``text`` exactly (index-friendly)."""
@@ -209,6 +268,13 @@ class PostgresFlavor(Flavor):
     def exact(self, expr: Expr) -> Expr:
         """The "C" collation: byte order of UTF-8, which is code point order."""
         return expr.collate("C")
+
+    def narrow_equals(self, payload: Expr, node: Equals, keys: tuple[str, ...]) -> Expr | None:
+        """``payload @? CAST(:path AS jsonpath)``: the GIN ``jsonb_path_ops`` index answers it."""
+        path = equals_jsonpath(keys, node.text, node.number, node.boolean)
+        if path is None:
+            return None
+        return payload.op("@?", is_comparison=True)(cast(literal(path, Text()), JSONPATH))
 
     def like(self, expr: Expr, pieces: tuple[Piece, ...]) -> Expr:
         """LIKE is case-sensitive on PostgreSQL."""

@@ -3,6 +3,9 @@
 Every value is a bound parameter; see :mod:`.dialects` for the per-database
 spelling of payload access. A payload test is an ``EXISTS`` over the values
 found at its path, so ``NOT`` keeps its meaning on arrays and missing keys.
+An exact payload term may also get the flavor's index-friendly pre-filter,
+ANDed before the ``EXISTS``: it accepts every row the ``EXISTS`` accepts (and is
+never NULL then), so ``pre AND exact`` is ``exact`` under AND, OR and NOT.
 """
 
 from __future__ import annotations
@@ -98,7 +101,12 @@ class _Compiler:
             low = None if node.low is None else f.number_param(node.low)  # type: ignore[arg-type]
             high = None if node.high is None else f.number_param(node.high)  # type: ignore[arg-type]
             test = and_(f.is_number(e), _between(f.number(e), node, low, high))
-        return select(literal_column("1")).select_from(frm).where(test).exists()
+        exact = select(literal_column("1")).select_from(frm).where(test).exists()
+        if isinstance(node, Equals):
+            pre = f.narrow_equals(self.table.c.payload, node, target.keys)
+            if pre is not None:
+                return and_(pre, exact)
+        return exact
 
 
 def compile_where(node: Node, dialect_name: str, table: Table = deliveries) -> Expr:

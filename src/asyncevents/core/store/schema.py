@@ -68,6 +68,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
+#: JSON columns: ``jsonb`` on PostgreSQL (indexable, and what search compiles for),
+#: JSON elsewhere. The delivery payload has been ``jsonb`` since migration 0001.
 Json = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 metadata = MetaData(
@@ -117,6 +119,9 @@ deliveries = Table(
     Index(None, "event_name"),
     Index(None, "subscription_id"),
     Index(None, "created_at"),
+    # Exact `data.` search terms (`payload @? jsonpath`), PostgreSQL only: migration 0004.
+    Index("ix_asyncevents_delivery_payload", "payload", postgresql_using="gin",
+          postgresql_ops={"payload": "jsonb_path_ops"}).ddl_if(dialect="postgresql"),
 )
 
 attempts = Table(

@@ -57,6 +57,15 @@ ROUTES = [
           {"asyncEvent": {"status": False}}),
     Route("GET", "/V1/async_event/{sub}", "subscriptions:read", 200),
     Route("GET", "/V1/async_events", "subscriptions:read", 200),
+    # Magento's REST base paths: the same routes, the same scopes.
+    Route("POST", "/rest/V1/async_event", "subscriptions:write", 200,
+          {"asyncEvent": {"event_name": "shop.order.created",
+                          "recipient_url": "http://127.0.0.1:9/magento",
+                          "verification_token": "secret"}}),
+    Route("PUT", "/rest/default/V1/async_event/{sub}", "subscriptions:write", 200,
+          {"asyncEvent": {"status": False}}),
+    Route("GET", "/rest/all/V1/async_event/{sub}", "subscriptions:read", 200),
+    Route("GET", "/rest/default/V1/async_events", "subscriptions:read", 200),
 ]
 PUBLIC = ["/healthz", "/openapi.json", "/docs"]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.api.conftest import Api
 
 
@@ -61,3 +63,46 @@ def test_errors_use_magento_field_names(api: Api) -> None:
     assert missing.status_code == 422
     assert missing.json()["field"] == "asyncEvent.recipient_url"
     assert api.client.get("/V1/async_event/nope", headers=h).status_code == 404
+
+
+# Magento clients call its REST base path; every store code answers the same store.
+PREFIXES = ["", "/rest", "/rest/default", "/rest/all", "/rest/fr_store2"]
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_magento_rest_base_paths(api: Api, prefix: str) -> None:
+    h = api.auth()
+    saved = api.client.post(f"{prefix}/V1/async_event", json=body(), headers=h)
+    assert saved.status_code == 200, saved.text
+    event = saved.json()
+    sub_id = event["subscription_id"]
+    assert api.client.get(f"{prefix}/V1/async_event/{sub_id}", headers=h).json() == event
+    listed = api.client.get(f"{prefix}/V1/async_events", headers=h).json()
+    assert [item["subscription_id"] for item in listed["items"]] == [sub_id]
+    put = api.client.put(f"{prefix}/V1/async_event/{sub_id}",
+                         json={"asyncEvent": {"status": False}}, headers=h)
+    assert put.status_code == 200 and put.json()["status"] is False
+    # The same refusals, in Magento's words, and the same auth.
+    refused = api.client.post(f"{prefix}/V1/async_event",
+                              json=body(recipient_url="http://10.0.0.1/"), headers=h)
+    assert refused.status_code == 422
+    assert refused.json()["field"] == "asyncEvent.recipient_url"
+    assert api.client.post(f"{prefix}/V1/async_event", json=body()).status_code == 401
+    read_only = {"Authorization": f"Bearer {api.tokens['subscriptions:read']}"}
+    assert api.client.post(f"{prefix}/V1/async_event", json=body(),
+                           headers=read_only).status_code == 403
+
+
+@pytest.mark.parametrize("code", ["9lives", "a-b", "x" * 33, "d%C3%A9faut"])
+def test_a_store_code_magento_would_refuse_is_named(api: Api, code: str) -> None:
+    response = api.client.get(f"/rest/{code}/V1/async_events", headers=api.auth())
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "store_code"
+    # Anonymous callers learn nothing about the path either.
+    assert api.client.get(f"/rest/{code}/V1/async_events").status_code == 401
+
+
+def test_aliases_are_listed_once_in_the_openapi_document(api: Api) -> None:
+    paths = api.client.get("/openapi.json").json()["paths"]
+    assert "/V1/async_event" in paths
+    assert not any(path.startswith("/rest/") for path in paths)

@@ -12,7 +12,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from asyncevents.api import (
     routes_deliveries,
     routes_events,
-    routes_magento,
     routes_ops,
     routes_subscriptions,
 )
@@ -27,6 +26,7 @@ from asyncevents.api.problems import (
     problem_response,
     validation_problem,
 )
+from asyncevents.api.routes_magento import install_magento
 from asyncevents.core.app import App
 
 __all__ = ["create_app"]
@@ -39,6 +39,10 @@ Authenticate with `Authorization: Bearer <token>`; create tokens with
 `subscriptions:read`, `subscriptions:write`, `events:publish`,
 `deliveries:read`, `deliveries:replay`, and `admin` (all of them).
 Errors are RFC 9457 problem details; a validation error names its `field`.
+
+Magento's routes (`/V1/async_event`, `/V1/async_events`) also answer under
+Magento's REST base paths: `/rest/V1/...` and `/rest/<store code>/V1/...`
+(`default`, `all`, ...), with the same scopes.
 """
 
 
@@ -91,9 +95,9 @@ def create_app(app: App, *, console: bool = True) -> FastAPI:
     install_problem_handlers(api)
     api.add_exception_handler(RequestValidationError, _on_validation)
     api.add_exception_handler(StarletteHTTPException, _on_http)
-    for module in (routes_subscriptions, routes_events, routes_deliveries, routes_magento,
-                   routes_ops):
+    for module in (routes_subscriptions, routes_events, routes_deliveries, routes_ops):
         api.include_router(module.router)
+    install_magento(api)
     if console:
         install_console(api)
     install_openapi(api)

@@ -3,13 +3,19 @@
 They take and return Magento's field names: ``recipient_url``, ``metadata``
 (the sink name, ``http`` by default), ``status`` (active) and
 ``subscribed_at``. Subscription ids are uuids here, not integers.
+
+Magento clients call its REST base path, so the same routes answer under
+``/V1/...``, ``/rest/V1/...`` and ``/rest/<store code>/V1/...`` (``default``,
+``all``, or any code Magento would accept: a letter, then letters, digits
+or ``_``, at most 32 characters). There is one store here: the code is
+checked, then ignored.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, FastAPI, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from asyncevents.api import subscriptions as service
@@ -18,10 +24,12 @@ from asyncevents.api.deps import AppDep
 from asyncevents.api.schemas import Name, Recipient, Secret, SinkName
 from asyncevents.core.models import Subscription
 
-__all__ = ["AsyncEvent", "AsyncEventRequest", "AsyncEventUpdate", "MagentoSubscription",
-           "router"]
+__all__ = ["STORE_CODE_PATTERN", "AsyncEvent", "AsyncEventRequest", "AsyncEventUpdate",
+           "MagentoSubscription", "install_magento", "router"]
 
 router = APIRouter(tags=["magento compatibility"])
+STORE_CODE_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,31}$"
+"""A Magento store code: a letter, then letters, digits or underscores (32 at most)."""
 _FIELDS = {"recipient": "asyncEvent.recipient_url", "event_name": "asyncEvent.event_name",
            "sink": "asyncEvent.metadata", "verification_token": "asyncEvent.verification_token"}
 _ID = Annotated[str, Path(max_length=64, description="The subscription id (a uuid).")]
@@ -133,3 +141,21 @@ def list_async_events(
     return {"items": [_magento(s) for s in subs[start:start + page_size]],
             "search_criteria": {"page_size": page_size, "current_page": current_page},
             "total_count": len(subs)}
+
+
+def _store_code(store_code: Annotated[str, Path(
+        pattern=STORE_CODE_PATTERN,
+        description="A Magento store code (`default`, `all`...); one store here.")]) -> str:
+    return store_code
+
+
+def install_magento(api: FastAPI) -> None:
+    """Serve the Magento routes under ``/V1``, ``/rest/V1`` and ``/rest/<store code>/V1``.
+
+    The aliases are left out of the OpenAPI document (the same operations,
+    listed once); they share the routes' dependencies, so auth is the same.
+    """
+    api.include_router(router)
+    api.include_router(router, prefix="/rest", include_in_schema=False)
+    api.include_router(router, prefix="/rest/{store_code}", include_in_schema=False,
+                       dependencies=[Depends(_store_code)])

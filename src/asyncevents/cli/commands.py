@@ -7,6 +7,7 @@ import click
 from asyncevents.cli.context import get_app, json_option, parse_json_object
 from asyncevents.cli.deliveries import replay, search, trace
 from asyncevents.cli.output import console, print_json, print_table
+from asyncevents.cli.processes import process_count, supervise
 from asyncevents.cli.serve import serve
 from asyncevents.cli.subscriptions import subscribe, subscriptions
 from asyncevents.cli.tokens import tokens
@@ -58,7 +59,7 @@ def publish(event: str, data: str, delay: float | None, as_json: bool) -> None:
 @click.option("--concurrency", type=click.IntRange(min=1), default=1, show_default=True,
               help="Deliveries in flight at once.")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
-              help="Stop after this many messages.")
+              help="Stop after this many messages (each process, with --processes).")
 @click.option("--time-limit", type=click.FloatRange(min=0), default=None,
               help="Stop after this many seconds.")
 @click.option("--memory-limit", type=click.FloatRange(min=1), default=None,
@@ -67,11 +68,18 @@ def publish(event: str, data: str, delay: float | None, as_json: bool) -> None:
               help="Stop after this many seconds with no message and no retry due.")
 @click.option("--retention-days", type=click.FloatRange(min=0), default=None,
               help="Also remove final deliveries older than this, hourly.")
+@click.option("--processes", metavar="N|auto", default="1", show_default=True,
+              callback=process_count,
+              help="Run this many worker processes ('auto': one per core) under a supervisor "
+                   "that restarts a crashed one; the other options apply to each.")
 @json_option
 def worker(concurrency: int, limit: int | None, time_limit: float | None,
            memory_limit: float | None, max_idle_time: float | None,
-           retention_days: float | None, as_json: bool) -> None:
+           retention_days: float | None, processes: int, as_json: bool) -> None:
     """Consume events and deliver them until a limit or SIGTERM."""
+    if processes > 1:
+        supervise(click.get_current_context(), processes)
+        return
     app = get_app()
     _wait_for_services(app)
     report = app.run_worker(WorkerLimits(

@@ -16,12 +16,14 @@ from asyncevents.errors import (
     InvalidRecipient,
     NotFound,
     PermanentSinkError,
+    RecipientWarning,
     RetryableSinkError,
     SinkError,
     StoreError,
     TransportError,
     UnknownEvent,
     UnknownSink,
+    UnverifiedRecipient,
 )
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "InvalidRecipient",
     "NotFound",
     "PermanentSinkError",
+    "RecipientWarning",
     "RetryableSinkError",
     "Settings",
     "Sink",
@@ -44,6 +47,7 @@ __all__ = [
     "TransportError",
     "UnknownEvent",
     "UnknownSink",
+    "UnverifiedRecipient",
     "cloudevent",
     "hookimpl",
     "load_settings",

@@ -8,6 +8,8 @@ that says what to fix. The tree::
     ├── UnknownEvent           a name no event definition or pattern covers
     ├── UnknownSink            no installed sink has this name
     ├── InvalidRecipient       the sink refuses the recipient on subscribe
+    │   └── UnverifiedRecipient    it cannot be checked now (its host does not resolve):
+    │                              accepted with a warning, checked before every delivery
     ├── InvalidPayload         the published data is not a JSON object, or too big
     ├── InvalidQuery           a Lucene query that cannot be parsed or compiled
     ├── NotFound               no subscription or delivery with this id
@@ -16,6 +18,9 @@ that says what to fix. The tree::
     └── SinkError              raised by a sink while delivering
         ├── RetryableSinkError     try again later (optionally after ``retry_after``)
         └── PermanentSinkError     never try again; the delivery is dead
+
+And one warning category, ``RecipientWarning``: a subscription was stored
+although its recipient could not be checked yet.
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ __all__ = [
     "InvalidRecipient",
     "NotFound",
     "PermanentSinkError",
+    "RecipientWarning",
     "RetryableSinkError",
     "SinkError",
     "StoreError",
     "TransportError",
     "UnknownEvent",
     "UnknownSink",
+    "UnverifiedRecipient",
 ]
 
 
@@ -63,6 +70,19 @@ class UnknownSink(AsyncEventsError):
 
 class InvalidRecipient(AsyncEventsError):
     """A sink refused a recipient (bad URL, bad ARN, forbidden address...)."""
+
+
+class UnverifiedRecipient(InvalidRecipient):
+    """The sink cannot check the recipient right now (its host name does not resolve).
+
+    A sink's ``validate_recipient`` raises it for what may only be a passing
+    state (DNS down, a split-horizon name): the subscription is accepted with
+    a warning, and the sink checks the recipient again before every delivery.
+    """
+
+
+class RecipientWarning(UserWarning):
+    """A subscription was stored although its recipient could not be checked yet."""
 
 
 class InvalidPayload(AsyncEventsError):

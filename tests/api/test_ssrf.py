@@ -119,3 +119,38 @@ def test_dns_rebinding_is_caught_at_delivery(make_settings: Callable[..., Any],
     (attempt,) = app.store.list_attempts(delivery.id)
     assert "127.0.0.1" in (attempt.error or "") and "refused" in (attempt.error or "")
     app.close()
+
+
+NOWHERE = "https://hooks.asyncevents.invalid/hook"  # reserved: never resolves
+
+
+def test_an_unresolvable_name_is_accepted_with_a_warning(strict_api: Api) -> None:
+    h = strict_api.auth("subscriptions:write")
+    made = strict_api.client.post("/v1/subscriptions", json={
+        "event_name": "a.b", "recipient": NOWHERE, "verification_token": TOKEN}, headers=h)
+    assert made.status_code == 201, made.text
+    (warning,) = made.json()["warnings"]
+    assert "hooks.asyncevents.invalid" in warning and "does not resolve" in warning
+    sub_id = made.json()["id"]
+    assert strict_api.app.store.get_subscription(sub_id).recipient == NOWHERE
+    patched = strict_api.client.patch(f"/v1/subscriptions/{sub_id}",
+                                      json={"active": False}, headers=h)
+    assert patched.status_code == 200 and patched.json()["warnings"] == []
+    moved = strict_api.client.patch(f"/v1/subscriptions/{sub_id}",
+                                    json={"recipient": NOWHERE + "/2"}, headers=h)
+    assert moved.status_code == 200 and len(moved.json()["warnings"]) == 1
+
+
+@pytest.mark.parametrize("prefix", ["", "/rest/default"])
+def test_magento_accepts_an_unresolvable_name_with_a_warning(strict_api: Api,
+                                                             prefix: str) -> None:
+    h = strict_api.auth("subscriptions:write")
+    saved = strict_api.client.post(f"{prefix}/V1/async_event", json={"asyncEvent": {
+        "event_name": "a.b", "recipient_url": NOWHERE, "verification_token": "t"}}, headers=h)
+    assert saved.status_code == 200, saved.text
+    assert "does not resolve" in saved.json()["warnings"][0]
+    # Nothing to say, Magento's shape exactly.
+    quiet = strict_api.client.post(f"{prefix}/V1/async_event", json={"asyncEvent": {
+        "event_name": "a.b", "recipient_url": "https://93.184.216.34/",
+        "verification_token": "t"}}, headers=h)
+    assert quiet.status_code == 200 and "warnings" not in quiet.json()

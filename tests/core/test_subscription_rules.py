@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 
 from asyncevents.core.app import App
-from asyncevents.core.subscriptions import SubscriptionRules
+from asyncevents.core.subscriptions import SubscriptionRules, collect_warnings
 from asyncevents.errors import (
     AsyncEventsError,
     ConfigError,
     InvalidQuery,
     InvalidRecipient,
+    RecipientWarning,
     UnknownEvent,
     UnknownSink,
 )
@@ -117,7 +118,7 @@ def test_the_api_runs_each_check_once(app: App, monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(SubscriptionRules, "check_recipient", counted)
     sub = service.create(app, event_name="shop.order.created", recipient=GOOD["recipient"],
-                         token=TOKEN)
+                         token=TOKEN).subscription
     assert calls == [GOOD["recipient"]]
     service.update(app, sub.id, {"recipient": "http://127.0.0.1:10/x", "active": True})
     assert calls == [GOOD["recipient"], "http://127.0.0.1:10/x"]
@@ -137,3 +138,70 @@ def test_cli_names_the_option_and_disables_through_the_rules(tmp_path: Path) -> 
     assert off.returncode == 0 and '"active": false' in off.stdout, off.stderr
     missing = run_cli("subscriptions", "enable", "no-such-id", cwd=tmp_path)
     assert missing.returncode == 1 and "no subscription" in missing.stderr
+
+
+# A reserved name (RFC 6761): it never resolves, as a name does while DNS is down.
+NOWHERE = "https://hooks.asyncevents.invalid/magento"
+
+
+@pytest.fixture
+def strict_app(make_settings: Callable[..., Any]) -> Iterator[App]:
+    """No network allowed beyond the public internet."""
+    built = App(make_settings(allowed_networks=[]))
+    yield built
+    built.close()
+
+
+def test_a_name_that_does_not_resolve_is_accepted_with_a_warning(strict_app: App) -> None:
+    with pytest.warns(RecipientWarning, match=r"hooks\.asyncevents\.invalid.*does not "
+                                              r"resolve.*checked again before every delivery"):
+        sub = _subscribe(strict_app, recipient=NOWHERE)
+    assert strict_app.store.get_subscription(sub.id).recipient == NOWHERE
+    with pytest.warns(RecipientWarning):
+        strict_app.update_subscription(sub.id, recipient=NOWHERE + "/2")
+
+
+def test_collect_warnings_gathers_instead_of_warning(strict_app: App) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning issued here would fail the test
+        with collect_warnings() as found:
+            _subscribe(strict_app, recipient=NOWHERE)
+        assert len(found) == 1 and "does not resolve" in found[0]
+        with collect_warnings() as none:
+            _subscribe(strict_app, recipient="https://93.184.216.34/hook")
+        assert none == []
+
+
+@pytest.mark.parametrize("recipient", [
+    "http://10.1.2.3/hook",  # a literal private address
+    "http://[::1]/hook",
+    "http://localhost:8080/hook",  # a name that does resolve, to loopback
+    "https://" + "a" * 64 + ".invalid/",  # never a host name: no DNS answer can fix it
+])
+def test_private_and_impossible_recipients_stay_refused(strict_app: App, recipient: str) -> None:
+    with collect_warnings() as found, pytest.raises(InvalidRecipient) as caught:
+        _subscribe(strict_app, recipient=recipient)
+    assert caught.value.field == "recipient" and found == []
+    assert strict_app.store.list_subscriptions() == []
+
+
+def test_allowed_networks_still_open_a_private_name(make_settings: Callable[..., Any]) -> None:
+    app = App(make_settings(allowed_networks=["127.0.0.0/8", "::1/128"]))
+    with collect_warnings() as found:
+        _subscribe(app, recipient="http://localhost:8080/hook")
+    assert found == []
+    app.close()
+
+
+def test_cli_accepts_an_unresolvable_name_with_a_line_on_stderr(tmp_path: Path) -> None:
+    (tmp_path / "asyncevents.toml").write_text("strict_events = false\n")
+    made = run_cli("subscribe", "a.b", NOWHERE, "--token", "t", "--json", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["recipient"] == NOWHERE
+    lines = made.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: recipient not checked: "), lines
+    assert "does not resolve" in lines[0]
+    refused = run_cli("subscribe", "a.b", "http://10.1.2.3/", "--token", "t", cwd=tmp_path)
+    assert refused.returncode == 1 and "allowed_networks" in refused.stderr

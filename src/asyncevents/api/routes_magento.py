@@ -25,7 +25,7 @@ from asyncevents.api.schemas import Name, Recipient, Secret, SinkName
 from asyncevents.core.models import Subscription
 
 __all__ = ["STORE_CODE_PATTERN", "AsyncEvent", "AsyncEventRequest", "AsyncEventUpdate",
-           "MagentoSubscription", "install_magento", "router"]
+           "MagentoSaved", "MagentoSubscription", "install_magento", "router"]
 
 router = APIRouter(tags=["magento compatibility"])
 STORE_CODE_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,31}$"
@@ -80,6 +80,14 @@ class MagentoSubscription(BaseModel):
     store_id: int = 0
 
 
+class MagentoSaved(MagentoSubscription):
+    """A subscription just saved; ``warnings`` only when there is something to say."""
+
+    warnings: list[str] | None = Field(
+        default=None, description="Accepted, but worth a look: e.g. a recipient host that "
+                                  "does not resolve now (checked again before every delivery).")
+
+
 class MagentoList(BaseModel):
     """Magento's search result shape."""
 
@@ -94,17 +102,31 @@ def _magento(sub: Subscription) -> dict[str, Any]:
             "subscribed_at": sub.created_at.strftime("%Y-%m-%d %H:%M:%S"), "store_id": 0}
 
 
-@router.post("/V1/async_event", response_model=MagentoSubscription,
+def _saved(saved: service.Saved) -> dict[str, Any]:
+    shown = _magento(saved.subscription)
+    if saved.warnings:  # else Magento's shape, exactly
+        shown["warnings"] = saved.warnings
+    return shown
+
+
+@router.post("/V1/async_event", response_model=MagentoSaved,
+             response_model_exclude_unset=True,
              dependencies=[Depends(require("subscriptions:write"))])
 def save_async_event(body: AsyncEventRequest, app: AppDep) -> dict[str, Any]:
-    """Subscribe, as Magento's ``AsyncEventRepositoryInterface::save``."""
+    """Subscribe, as Magento's ``AsyncEventRepositoryInterface::save``.
+
+    A recipient host that does not resolve right now is accepted, with
+    ``warnings``; it is checked again before every delivery.
+    """
     event = body.asyncEvent
-    sub = service.create(app, event_name=event.event_name, recipient=event.recipient_url,
-                         token=event.verification_token, sink=event.metadata, fields=_FIELDS)
-    return _magento(sub)
+    return _saved(service.create(app, event_name=event.event_name,
+                                 recipient=event.recipient_url,
+                                 token=event.verification_token, sink=event.metadata,
+                                 fields=_FIELDS))
 
 
-@router.put("/V1/async_event/{subscription_id}", response_model=MagentoSubscription,
+@router.put("/V1/async_event/{subscription_id}", response_model=MagentoSaved,
+            response_model_exclude_unset=True,
             dependencies=[Depends(require("subscriptions:write"))])
 def update_async_event(subscription_id: _ID, body: AsyncEventUpdateRequest,
                        app: AppDep) -> dict[str, Any]:
@@ -117,7 +139,7 @@ def update_async_event(subscription_id: _ID, body: AsyncEventUpdateRequest,
         changes["verification_token"] = event.verification_token
     if event.status is not None:
         changes["active"] = event.status
-    return _magento(service.update(app, subscription_id, changes, fields=_FIELDS))
+    return _saved(service.update(app, subscription_id, changes, fields=_FIELDS))
 
 
 @router.get("/V1/async_event/{subscription_id}", response_model=MagentoSubscription,

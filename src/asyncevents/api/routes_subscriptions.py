@@ -13,6 +13,7 @@ from asyncevents.api.schemas import (
     Subscription,
     SubscriptionCreate,
     SubscriptionPage,
+    SubscriptionSaved,
     SubscriptionUpdate,
 )
 
@@ -24,20 +25,21 @@ _WRITE = [Depends(require("subscriptions:write"))]
 _ID = Annotated[str, Path(max_length=64, description="The subscription id.")]
 
 
-@router.post("", status_code=201, response_model=Subscription, dependencies=_WRITE,
+@router.post("", status_code=201, response_model=SubscriptionSaved, dependencies=_WRITE,
              responses={422: {"description": "A field is invalid (named in `field`)."}})
 def create_subscription(body: SubscriptionCreate, app: AppDep) -> dict[str, Any]:
     """Subscribe a recipient to an event name or pattern.
 
     The recipient must pass the sink's checks: for ``http``, no private,
     loopback, link-local or metadata address unless ``ASYNCEVENTS_ALLOWED_NETWORKS``
-    opens it. The verification token is stored (encrypted with
-    ``ASYNCEVENTS_SECRET_KEY``) and never returned.
+    opens it. A host name that does not resolve right now is accepted, with
+    an entry in ``warnings``; every recipient is checked again before each
+    delivery. The verification token is stored encrypted and never returned.
     """
-    sub = service.create(app, event_name=body.event_name, recipient=body.recipient,
-                         token=body.verification_token, sink=body.sink, filter=body.filter,
-                         retry_policy=body.retry_policy, metadata=body.metadata)
-    return sub.public()
+    saved = service.create(app, event_name=body.event_name, recipient=body.recipient,
+                           token=body.verification_token, sink=body.sink, filter=body.filter,
+                           retry_policy=body.retry_policy, metadata=body.metadata)
+    return saved.public()
 
 
 @router.get("", response_model=SubscriptionPage, dependencies=_READ)
@@ -64,11 +66,12 @@ def get_subscription(subscription_id: _ID, app: AppDep) -> dict[str, Any]:
     return app.store.get_subscription(subscription_id).public()
 
 
-@router.patch("/{subscription_id}", response_model=Subscription, dependencies=_WRITE)
+@router.patch("/{subscription_id}", response_model=SubscriptionSaved, dependencies=_WRITE)
 def update_subscription(subscription_id: _ID, body: SubscriptionUpdate,
                         app: AppDep) -> dict[str, Any]:
     """Change ``active``, ``recipient``, ``filter``, ``retry_policy``, ``metadata``, or
-    rotate the ``verification_token``. Fields left out stay as they are."""
+    rotate the ``verification_token``. Fields left out stay as they are; ``warnings``
+    as on create."""
     changes = body.model_dump(include=body.model_fields_set)
     return service.update(app, subscription_id, changes).public()
 

@@ -28,6 +28,7 @@ __all__ = [
     "Subscription",
     "SubscriptionCreate",
     "SubscriptionPage",
+    "SubscriptionSaved",
     "SubscriptionUpdate",
     "Token",
     "TokenCreate",
@@ -107,6 +108,15 @@ class Subscription(BaseModel):
     metadata: JsonObject
     created_at: str
     updated_at: str
+
+
+class SubscriptionSaved(Subscription):
+    """A subscription just created or changed, with what its checks warned about."""
+
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Accepted, but worth a look: e.g. a recipient host that does not "
+                    "resolve now (it is checked again before every delivery).")
 
 
 class SubscriptionPage(BaseModel):

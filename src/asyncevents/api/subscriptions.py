@@ -3,7 +3,8 @@
 The checks are the core's (:mod:`asyncevents.core.subscriptions`, run by
 ``App.subscribe`` and ``App.update_subscription``); this module speaks the
 API's field names (``verification_token`` for the core's ``token``), renames
-them for the Magento routes, and pages the list with a cursor.
+them for the Magento routes, hands back the warnings of what was accepted
+(a recipient that could not be checked yet), and pages the list with a cursor.
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from typing import Any
 from asyncevents.api.problems import Problem
 from asyncevents.core.app import App
 from asyncevents.core.models import Subscription
+from asyncevents.core.subscriptions import collect_warnings
 from asyncevents.errors import AsyncEventsError
 
 __all__ = [
+    "Saved",
     "SubscriptionFilter",
     "create",
     "list_page",
@@ -46,26 +49,40 @@ def _named(fields: Mapping[str, str] | None) -> Iterator[None]:
         raise Problem.from_error(exc, (fields or {}).get(name, name)) from None
 
 
+@dataclass(frozen=True)
+class Saved:
+    """A subscription as stored, and the warnings its checks gave (for the response)."""
+
+    subscription: Subscription
+    warnings: list[str]
+
+    def public(self) -> dict[str, Any]:
+        """The subscription's public fields and ``warnings``."""
+        return {**self.subscription.public(), "warnings": self.warnings}
+
+
 def create(app: App, *, event_name: str, recipient: str, token: str, sink: str = "http",
            filter: str | None = None, retry_policy: dict[str, Any] | None = None,
            metadata: dict[str, Any] | None = None,
-           fields: Mapping[str, str] | None = None) -> Subscription:
+           fields: Mapping[str, str] | None = None) -> Saved:
     """Check and store a subscription; a 422 problem names the field at fault.
 
     ``fields`` renames fields in problems (the Magento route calls the
     recipient ``recipient_url``).
     """
-    with _named(fields):
-        return app.subscribe(event_name, recipient, sink=sink, token=token, filter=filter,
-                             retry_policy=retry_policy, metadata=metadata)
+    with _named(fields), collect_warnings() as found:
+        sub = app.subscribe(event_name, recipient, sink=sink, token=token, filter=filter,
+                            retry_policy=retry_policy, metadata=metadata)
+    return Saved(sub, found)
 
 
 def update(app: App, subscription_id: str, changes: Mapping[str, Any],
-           fields: Mapping[str, str] | None = None) -> Subscription:
+           fields: Mapping[str, str] | None = None) -> Saved:
     """Apply ``changes`` (API field names) after the checks creation would make."""
     core = {_CORE_NAMES.get(key, key): value for key, value in changes.items()}
-    with _named(fields):
-        return app.update_subscription(subscription_id, **core)
+    with _named(fields), collect_warnings() as found:
+        sub = app.update_subscription(subscription_id, **core)
+    return Saved(sub, found)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import click
 
 from asyncevents.cli.context import get_app, json_option, parse_json_object
 from asyncevents.cli.output import console, print_json, print_table
+from asyncevents.core.subscriptions import collect_warnings
 from asyncevents.errors import AsyncEventsError
 
 __all__ = ["subscribe", "subscriptions"]
@@ -45,9 +46,11 @@ def subscribe(event: str, recipient: str, sink: str, token: str, filter_: str | 
     """Subscribe RECIPIENT to EVENT (a name or a pattern such as sales.order.*)."""
     policy = parse_json_object(retry_policy, "--retry-policy")
     meta = parse_json_object(metadata, "--metadata")
-    with _options_named():
+    with _options_named(), collect_warnings() as found:
         sub = get_app().subscribe(event, recipient, sink=sink, token=token, filter=filter_,
                                   retry_policy=policy, metadata=meta)
+    for warning in found:  # accepted all the same: exit 0, stdout stays parseable
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
         print_json(sub.public())
     else:

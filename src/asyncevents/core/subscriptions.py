@@ -14,12 +14,21 @@ asyncevents' own errors with ``field`` set to the input at fault:
 ``retry_policy``    ``ConfigError``: an unknown or invalid override
 ``active``          ``ConfigError``: neither true nor false
 ==================  ============================================================
+
+A recipient the sink cannot check yet (``UnverifiedRecipient``: an http
+host name that does not resolve right now) is accepted with a warning; the
+sink checks it again before every delivery. Inside ``collect_warnings()``
+the warnings are gathered for the caller to show (the REST API's
+``warnings`` field, a line on the CLI's stderr); elsewhere they are issued
+as ``RecipientWarning`` with :func:`warnings.warn`.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from asyncevents.core.catalog import Catalog
@@ -34,14 +43,48 @@ from asyncevents.errors import (
     ConfigError,
     InvalidQuery,
     InvalidRecipient,
+    RecipientWarning,
     UnknownEvent,
     UnknownSink,
+    UnverifiedRecipient,
 )
 
-__all__ = ["CHANGEABLE", "SubscriptionRules"]
+__all__ = ["CHANGEABLE", "SubscriptionRules", "collect_warnings"]
 
 CHANGEABLE = ("active", "recipient", "token", "filter", "retry_policy", "metadata")
 """The fields an update may change, in the order they are checked."""
+
+
+# The list that warnings go to in this context (a request, a CLI command), if any.
+_collector: ContextVar[list[str] | None] = ContextVar("asyncevents_subscription_warnings",
+                                                      default=None)
+
+
+@contextmanager
+def collect_warnings() -> Iterator[list[str]]:
+    """Gather the warnings of subscriptions checked inside, instead of ``warnings.warn``.
+
+    Context-local, so concurrent requests each get their own::
+
+        with collect_warnings() as found:
+            sub = app.subscribe(...)
+        # found == ["host 'hooks.example' does not resolve (...); ..."] or []
+    """
+    found: list[str] = []
+    token = _collector.set(found)
+    try:
+        yield found
+    finally:
+        _collector.reset(token)
+
+
+def _warn(message: str) -> None:
+    found = _collector.get()
+    if found is None:
+        # stacklevel: _warn, check_recipient, check_create, App.subscribe, its caller.
+        warnings.warn(message, RecipientWarning, stacklevel=5)
+    else:
+        found.append(message)
 
 
 @contextmanager
@@ -129,11 +172,17 @@ class SubscriptionRules:
                 RetryPolicy.check_overrides(policy)
 
     def check_recipient(self, sink: str, recipient: str) -> None:
-        """The sink must be installed and accept ``recipient`` (the SSRF guard for http)."""
+        """The sink must be installed and accept ``recipient`` (the SSRF guard for http).
+
+        One it cannot check yet (``UnverifiedRecipient``) passes with a warning.
+        """
         with _field("sink", UnknownSink):
             instance = self.plugins.build_sink(sink, self.settings)
         try:
             with _field("recipient", InvalidRecipient):
                 instance.validate_recipient(recipient)
+        except UnverifiedRecipient as exc:
+            _warn(f"recipient not checked: {exc}; accepted, and checked again before "
+                  "every delivery")
         finally:
             instance.close()

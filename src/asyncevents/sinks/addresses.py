@@ -5,6 +5,11 @@ can make the worker call the cloud metadata service, the database port or an
 admin console on the internal network. Only globally routable unicast
 addresses pass, unless the operator allows a network or a host name in
 ``allowed_networks`` (``ASYNCEVENTS_ALLOWED_NETWORKS``).
+
+A name that does not resolve at all is ``UnresolvableHost``, an
+``UnverifiedRecipient``: on subscribe it is accepted with a warning (DNS may
+be down, or the name exists only where the workers run), and like every
+recipient it is checked again before each delivery.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from asyncevents.errors import ConfigError, InvalidRecipient
+from asyncevents.errors import ConfigError, InvalidRecipient, UnverifiedRecipient
 
 __all__ = ["AllowList", "IPAddress", "UnresolvableHost", "check_host", "is_public", "resolve"]
 
@@ -26,7 +31,7 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 
 
-class UnresolvableHost(InvalidRecipient):
+class UnresolvableHost(UnverifiedRecipient):
     """The host name does not resolve (perhaps only for now: DNS can be down)."""
 
 
@@ -113,7 +118,8 @@ def is_public(address: IPAddress) -> bool:
 def resolve(host: str) -> list[IPAddress]:
     """Every address ``host`` stands for: itself if an IP literal, else what DNS says.
 
-    Raises ``UnresolvableHost`` when the name does not resolve.
+    Raises ``UnresolvableHost`` when the name does not resolve, and
+    ``InvalidRecipient`` when it can never be a host name.
     """
     try:
         return [ipaddress.ip_address(host.strip("[]"))]
@@ -121,9 +127,11 @@ def resolve(host: str) -> list[IPAddress]:
         pass
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        reason = exc.strerror if isinstance(exc, socket.gaierror) else "not a valid host name"
-        raise UnresolvableHost(f"host {host!r} does not resolve ({reason})") from None
+    except UnicodeError:
+        # No DNS answer can ever make this name valid: refused, not unresolved.
+        raise InvalidRecipient(f"host {host!r} is not a valid host name") from None
+    except socket.gaierror as exc:
+        raise UnresolvableHost(f"host {host!r} does not resolve ({exc.strerror})") from None
     found: list[IPAddress] = []
     for *_, sockaddr in infos:
         address = ipaddress.ip_address(sockaddr[0])

@@ -101,7 +101,11 @@ class HttpSink:
                                       connect=settings.http_connect_timeout).as_dict()
 
     def validate_recipient(self, recipient: str) -> None:
-        """Raise ``InvalidRecipient`` unless ``recipient`` is an http(s) URL we may call."""
+        """Raise ``InvalidRecipient`` unless ``recipient`` is an http(s) URL we may call.
+
+        A host name that does not resolve now raises ``UnresolvableHost``, an
+        ``UnverifiedRecipient``: the subscription is accepted with a warning.
+        """
         check_host(_host_of(recipient), self._allowed)
 
     def deliver(self, request: DeliveryRequest) -> DeliveryResult:

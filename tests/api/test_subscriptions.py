@@ -170,3 +170,21 @@ def test_delete_is_soft_deliveries_stay_searchable(api: Api) -> None:
     assert [d["uuid"] for d in found] == [delivery.id]
     assert api.client.get(f"/v1/deliveries/{delivery.id}", headers=h).status_code == 200
     assert api.app.store.get_subscription(sub.id, deleted=True).active is False
+
+
+def test_a_blank_token_is_refused_naming_the_field(api: Api) -> None:
+    h = api.auth()
+    rest = api.client.post("/v1/subscriptions", json={**NEW, "verification_token": " \t "},
+                           headers=h)
+    assert rest.status_code == 422 and rest.json()["field"] == "verification_token"
+    assert "whitespace" in rest.json()["detail"]
+    magento = api.client.post("/rest/V1/async_event", json={"asyncEvent": {
+        "event_name": "a.b", "recipient_url": "http://127.0.0.1:9/x",
+        "verification_token": "  "}}, headers=h)
+    assert magento.status_code == 422
+    assert magento.json()["field"] == "asyncEvent.verification_token"
+    sub = api.subscription()
+    rotated = api.client.patch(f"/v1/subscriptions/{sub.id}",
+                               json={"verification_token": "  "}, headers=h)
+    assert rotated.status_code == 422 and rotated.json()["field"] == "verification_token"
+    assert api.app.store.list_subscriptions() == [sub]

@@ -42,6 +42,7 @@ def _subscribe(app: App, **fields: Any) -> Any:
 @pytest.mark.parametrize(("fields", "error", "field"), [
     ({"token": "whsec_!!"}, ConfigError, "token"),  # a whsec_ token must be base64
     ({"token": ""}, ConfigError, "token"),
+    ({"token": " \t\n"}, ConfigError, "token"),  # signs, but is no secret
     ({"filter": "data.x:(unclosed"}, InvalidQuery, "filter"),
     ({"retry_policy": {"bogus": 1}}, ConfigError, "retry_policy"),
     ({"retry_policy": {"max_deaths": -1}}, ConfigError, "retry_policy"),
@@ -78,6 +79,7 @@ def test_strict_catalog_lists_the_known_events(make_settings: Callable[..., Any]
     ({"recipient": "http://169.254.169.254/"}, InvalidRecipient, "recipient"),
     ({"recipient": ""}, ConfigError, "recipient"),
     ({"token": ""}, ConfigError, "token"),
+    ({"token": "   "}, ConfigError, "token"),
     ({"token": "whsec_!!"}, ConfigError, "token"),
     ({"filter": "a:("}, InvalidQuery, "filter"),
     ({"retry_policy": {"backoff": "random"}}, ConfigError, "retry_policy"),
@@ -205,3 +207,14 @@ def test_cli_accepts_an_unresolvable_name_with_a_line_on_stderr(tmp_path: Path) 
     assert "does not resolve" in lines[0]
     refused = run_cli("subscribe", "a.b", "http://10.1.2.3/", "--token", "t", cwd=tmp_path)
     assert refused.returncode == 1 and "allowed_networks" in refused.stderr
+
+
+
+def test_cli_refuses_a_blank_token_naming_the_option(tmp_path: Path) -> None:
+    (tmp_path / "asyncevents.toml").write_text('allowed_networks = ["127.0.0.0/8"]\n'
+                                               "strict_events = false\n")
+    cli = run_cli("subscribe", "a.b", "http://127.0.0.1:9/x", "--token", "   ", cwd=tmp_path)
+    assert cli.returncode == 1
+    assert cli.stderr.startswith("error: --token: invalid verification token: it is only "
+                                 "whitespace"), cli.stderr
+    assert len(cli.stderr.strip().splitlines()) == 1

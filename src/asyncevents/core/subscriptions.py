@@ -9,7 +9,8 @@ asyncevents' own errors with ``field`` set to the input at fault:
 ``sink``            ``UnknownSink``: no installed sink has this name
 ``recipient``       ``InvalidRecipient``: the sink refuses it (the SSRF guard for
                     http); ``ConfigError`` when emptied by an update
-``token``           ``ConfigError``: empty, or a ``whsec_`` token that is not base64
+``token``           ``ConfigError``: empty, only whitespace, or a ``whsec_`` token
+                    that is not base64
 ``filter``          ``InvalidQuery``: not a valid Lucene filter
 ``retry_policy``    ``ConfigError``: an unknown or invalid override
 ``active``          ``ConfigError``: neither true nor false
@@ -153,7 +154,12 @@ class SubscriptionRules:
         return values
 
     def check_token(self, token: str) -> None:
-        """The verification token must make a signing key."""
+        """The verification token must make a signing key, and not be blank."""
+        if token and not token.strip():
+            # Signs fine, but no one means a secret of spaces: a template left empty.
+            raise ConfigError("invalid verification token: it is only whitespace; give a "
+                              "secret (e.g. whsec_ and base64 of 24 random bytes)",
+                              field="token")
         try:
             signing_key(token)
         except ValueError as exc:

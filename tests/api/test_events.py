@@ -111,3 +111,34 @@ def test_invalid_publishes_name_the_field(make_api: Callable[..., Api]) -> None:
                                headers={**h, "Idempotency-Key": "k" * 300})
     assert long_key.status_code == 422 and long_key.json()["field"] == "idempotency-key"
     assert trigger_count(api) == 0
+
+
+def test_a_key_reused_with_another_body_is_refused_naming_it(api: Api) -> None:
+    h = {**api.auth("events:publish"), "Idempotency-Key": "order-42-created"}
+    first = api.client.post("/v1/events", json={"name": "a.b", "data": {"id": 42}}, headers=h)
+    assert first.status_code == 202
+    # The same request spelled differently is the same request.
+    again = api.client.post("/v1/events", content=b'{"data":{"id":42},  "name":"a.b"}',
+                            headers={**h, "content-type": "application/json"})
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    for other in ({"name": "a.b", "data": {"id": 43}}, {"name": "a.c", "data": {"id": 42}},
+                  {"name": "a.b", "data": {"id": 42}, "delay": 5}):
+        refused = api.client.post("/v1/events", json=other, headers=h)
+        assert refused.status_code == 422, refused.text
+        problem = refused.json()
+        assert problem["field"] == "idempotency-key"
+        assert "'order-42-created'" in problem["detail"] and "different" in problem["detail"]
+    assert trigger_count(api) == 1
+
+
+def test_keys_are_scoped_per_api_token(api: Api) -> None:
+    event = {"name": "a.b", "data": {"id": 1}}
+    one = {"Authorization": f"Bearer {api.token('events:publish')}", "Idempotency-Key": "k1"}
+    two = {"Authorization": f"Bearer {api.token('events:publish')}", "Idempotency-Key": "k1"}
+    first = api.client.post("/v1/events", json=event, headers=one)
+    second = api.client.post("/v1/events", json={**event, "data": {"id": 2}}, headers=two)
+    assert (first.status_code, second.status_code) == (202, 202), second.text
+    assert first.json()["event_id"] != second.json()["event_id"]
+    assert api.client.post("/v1/events", json=event, headers=one).json() == {
+        "event_id": first.json()["event_id"], "duplicate": True}
+    assert trigger_count(api) == 2

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -120,3 +122,38 @@ def test_delivery_and_subscription_in_one_query(store: Store) -> None:
     assert deleted is not None and deleted.active is False  # deleted ones are still found
     with pytest.raises(NotFound):
         store.delivery_and_subscription("nope")
+
+
+def _at_revision(url: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from asyncevents.core.store import migrate
+
+    engine = sa.create_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(migrate._SCRIPTS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+    engine.dispose()
+
+
+def test_an_older_sqlite_schema_catches_up_on_open(tmp_path: Path) -> None:
+    from asyncevents.core.store import migrate
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    _at_revision(url, "0004")
+    store = Store.open(url)
+    assert not migrate.is_behind(store.engine)
+    assert store.claim_idempotency_key("token-id", "k", "f" * 64)  # the 0005 columns
+    store.close()
+
+
+def test_an_older_server_schema_asks_for_migrate(pg_url: str) -> None:
+    _at_revision(pg_url, "0004")
+    with pytest.raises(StoreError, match="older than this asyncevents; run 'asyncevents "
+                                         "migrate'"):
+        Store.open(pg_url)
+    Store.open(pg_url, auto_migrate=True).close()  # what 'asyncevents migrate' does
+    Store.open(pg_url).close()

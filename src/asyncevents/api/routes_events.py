@@ -11,6 +11,7 @@ from asyncevents.api.deps import AppDep
 from asyncevents.api.idempotency import publish_once
 from asyncevents.api.problems import field_errors
 from asyncevents.api.schemas import Catalog, PublishRequest, PublishResult
+from asyncevents.api.tokens import ApiToken
 from asyncevents.core.catalog import is_pattern
 from asyncevents.errors import InvalidPayload, UnknownEvent
 
@@ -32,15 +33,18 @@ def list_events(app: AppDep) -> dict[str, Any]:
 
 
 @router.post("", status_code=202, response_model=PublishResult,
-             dependencies=[Depends(require("events:publish"))],
              responses={200: {"model": PublishResult,
                               "description": "Seen before: the first event's id."},
-                        409: {"description": "The same key is being published right now."}})
+                        409: {"description": "The same key is being published right now."},
+                        422: {"description": "A field is invalid, or the Idempotency-Key "
+                                             "was used with another body."}})
 def publish_event(
     body: PublishRequest, app: AppDep, response: Response,
+    token: Annotated[ApiToken, Depends(require("events:publish"))],
     idempotency_key: Annotated[str | None, Header(
         max_length=255, description="The same key within 24 h publishes once and returns "
-                                    "the first event id.")] = None,
+                                    "the first event id; keys are per API token, and a key "
+                                    "reused with another body is a 422.")] = None,
 ) -> dict[str, Any]:
     """Publish an event; answer its id once it is on the queue."""
 
@@ -50,7 +54,8 @@ def publish_event(
 
     if idempotency_key is None:
         return {"event_id": publish(), "duplicate": False}
-    event_id, duplicate = publish_once(app.store, idempotency_key, publish)
+    event_id, duplicate = publish_once(app.store, idempotency_key, publish, scope=token.id,
+                                       request=body.model_dump(mode="json"))
     if duplicate:
         response.status_code = 200
     return {"event_id": event_id, "duplicate": duplicate}

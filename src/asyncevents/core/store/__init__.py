@@ -8,7 +8,7 @@ workers); ``schedule`` holds the retry schedule. Callers import from this packag
 
 from asyncevents.core.store.attempts import NewAttempt
 from asyncevents.core.store.crypto import TokenCipher
-from asyncevents.core.store.idempotency import IDEMPOTENCY_PENDING
+from asyncevents.core.store.idempotency import IDEMPOTENCY_PENDING, IdempotencyRecord
 from asyncevents.core.store.metrics import AttemptDurations
 from asyncevents.core.store.schedule import Schedule, ScheduledRow
 from asyncevents.core.store.store import Store
@@ -19,6 +19,7 @@ __all__ = [
     "IDEMPOTENCY_PENDING",
     "ApiTokenRow",
     "AttemptDurations",
+    "IdempotencyRecord",
     "NewAttempt",
     "Schedule",
     "ScheduledRow",

@@ -1,7 +1,12 @@
-"""Idempotency keys of publish requests: claimed, completed with an event id, expired."""
+"""Idempotency keys of publish requests: claimed, completed with an event id, expired.
+
+A key belongs to a scope (the API token that sent it) and remembers the
+fingerprint of the request it was first used with.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -12,10 +17,20 @@ from asyncevents.core.clock import utcnow
 from asyncevents.core.store.base import StoreBase
 from asyncevents.core.store.schema import idempotency_keys
 
-__all__ = ["IDEMPOTENCY_PENDING", "IdempotencyQueries"]
+__all__ = ["IDEMPOTENCY_PENDING", "IdempotencyQueries", "IdempotencyRecord"]
 
 IDEMPOTENCY_PENDING: Final = ""
 """The event id of a claimed key whose publish is still running."""
+
+_T = idempotency_keys.c
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """What a claimed key holds: the request's fingerprint and its event id (or pending)."""
+
+    fingerprint: str
+    event_id: str
 
 
 class IdempotencyQueries(StoreBase):
@@ -24,47 +39,47 @@ class IdempotencyQueries(StoreBase):
     def expire_idempotency_keys(self, before: datetime) -> None:
         """Free every key claimed before ``before`` (an indexed delete, cheap)."""
         with self.begin() as conn:
-            conn.execute(delete(idempotency_keys).where(idempotency_keys.c.created_at < before))
+            conn.execute(delete(idempotency_keys).where(_T.created_at < before))
 
-    def claim_idempotency_key(self, key: str) -> bool:
-        """Claim ``key`` as pending; ``False`` when someone holds it already."""
+    def claim_idempotency_key(self, scope: str, key: str, fingerprint: str) -> bool:
+        """Claim ``key`` of ``scope`` as pending; ``False`` when someone holds it already."""
         try:
             with self.begin() as conn:
                 conn.execute(insert(idempotency_keys).values(
-                    key=key, event_id=IDEMPOTENCY_PENDING, created_at=utcnow()))
+                    scope=scope, key=key, fingerprint=fingerprint,
+                    event_id=IDEMPOTENCY_PENDING, created_at=utcnow()))
         except IntegrityError:
             return False
         return True
 
-    def idempotency_key_event(self, key: str, *, abandoned_after: timedelta) -> str | None:
-        """The event id stored for ``key``.
+    def idempotency_record(self, scope: str, key: str, *,
+                           abandoned_after: timedelta) -> IdempotencyRecord | None:
+        """What ``key`` of ``scope`` holds; ``None`` when it is free (again).
 
-        ``None`` when the key is free (again), ``IDEMPOTENCY_PENDING`` while its
-        publish runs. A key pending for longer than ``abandoned_after`` belongs
-        to a process that died mid-publish: it is freed, and ``None`` returned.
+        The event id is ``IDEMPOTENCY_PENDING`` while its publish runs. A key
+        pending for longer than ``abandoned_after`` belongs to a process that
+        died mid-publish: it is freed, and ``None`` returned.
         """
+        mine = (_T.scope == scope, _T.key == key)
         with self.begin() as conn:
-            row = conn.execute(
-                select(idempotency_keys.c.event_id, idempotency_keys.c.created_at)
-                .where(idempotency_keys.c.key == key)
-            ).first()
+            row = conn.execute(select(_T.fingerprint, _T.event_id, _T.created_at)
+                               .where(*mine)).first()
             if row is None:
                 return None
-            event_id, created_at = row
+            fingerprint, event_id, created_at = row
             if event_id == IDEMPOTENCY_PENDING and utcnow() - created_at > abandoned_after:
                 conn.execute(delete(idempotency_keys).where(
-                    idempotency_keys.c.key == key,
-                    idempotency_keys.c.event_id == IDEMPOTENCY_PENDING))
+                    *mine, _T.event_id == IDEMPOTENCY_PENDING))
                 return None
-        return str(event_id)
+        return IdempotencyRecord(str(fingerprint), str(event_id))
 
-    def complete_idempotency_key(self, key: str, event_id: str) -> None:
+    def complete_idempotency_key(self, scope: str, key: str, event_id: str) -> None:
         """Record the event that the publish under ``key`` sent."""
         with self.begin() as conn:
-            conn.execute(update(idempotency_keys).where(idempotency_keys.c.key == key)
+            conn.execute(update(idempotency_keys).where(_T.scope == scope, _T.key == key)
                          .values(event_id=event_id))
 
-    def release_idempotency_key(self, key: str) -> None:
+    def release_idempotency_key(self, scope: str, key: str) -> None:
         """Free ``key`` (its publish failed; the client may try again)."""
         with self.begin() as conn:
-            conn.execute(delete(idempotency_keys).where(idempotency_keys.c.key == key))
+            conn.execute(delete(idempotency_keys).where(_T.scope == scope, _T.key == key))

@@ -168,7 +168,11 @@ api_tokens = Table(
 idempotency_keys = Table(
     "asyncevents_idempotency",
     metadata,
+    # Whose key it is (the API token's id): two clients may pick the same key.
+    Column("scope", String(36), primary_key=True),
     Column("key", String(255), primary_key=True),
+    # SHA-256 of the request the key was first used with: reusing it for another is an error.
+    Column("fingerprint", String(64), nullable=False),
     Column("event_id", String(36), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Index(None, "created_at"),

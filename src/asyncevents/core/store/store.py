@@ -50,6 +50,13 @@ class Store(
                         "the database has no asyncevents schema; run 'asyncevents migrate'"
                     )
                 migrate.upgrade(engine)
+            elif migrate.is_behind(engine):
+                # An upgraded asyncevents on an older schema: SQLite catches up by itself
+                # as it was created by itself; a server database waits for its operator.
+                if not auto_migrate:
+                    raise StoreError("the database schema is older than this asyncevents; "
+                                     "run 'asyncevents migrate'")
+                migrate.upgrade(engine)
         return store
 
     def use_group_commit(self) -> None:

@@ -17,6 +17,7 @@ from asyncevents.api import (
 )
 from asyncevents.api.auth import authorize, bearer_secret, route_scope
 from asyncevents.api.console import install_console
+from asyncevents.api.limits import BodyLimit, body_limit
 from asyncevents.api.metrics import metrics_registry
 from asyncevents.api.openapi import install_openapi
 from asyncevents.api.problems import (
@@ -92,6 +93,7 @@ def create_app(app: App, *, console: bool = True) -> FastAPI:
     )
     api.state.asyncevents = app
     api.state.metrics = metrics_registry(app)
+    api.add_middleware(BodyLimit, limit=body_limit(app.settings))
     install_problem_handlers(api)
     api.add_exception_handler(RequestValidationError, _on_validation)
     api.add_exception_handler(StarletteHTTPException, _on_http)

@@ -38,6 +38,7 @@ _DESCRIPTIONS = {
     "403": "The token lacks the scope this operation needs.",
     "404": "No such object.",
     "409": "Conflict.",
+    "413": "The request body is over the limit (refused before it is read).",
     "422": "A parameter or field is invalid; `field` names it.",
     "503": "The database or the broker cannot be reached.",
 }
@@ -65,7 +66,7 @@ def _document(api: FastAPI) -> dict[str, Any]:
             if "{" in path:
                 codes.append("404")
             if "requestBody" in operation:
-                codes.append("400")
+                codes += ["400", "413"]
             for code in [*codes, "409"]:
                 given = responses.get(code)
                 if given is None and code == "409":

@@ -101,9 +101,9 @@ def sqlite_rows(path: Path, table: str) -> int:
 
 def inline_plugins() -> Plugins:
     """A plugin manager without entry points, with the shipped transports registered inline."""
-    from asyncevents.core.transport import amqp, kombubase, sql
+    from asyncevents.core.transport import amqp, kombubase, sql, sync
 
     plugins = Plugins.load(entry_points=False)
-    for module in (amqp, sql, kombubase):
+    for module in (amqp, sql, kombubase, sync):
         plugins.register(module, name=module.__name__)
     return plugins

@@ -66,7 +66,10 @@ class App:
     @cached_property
     def transport(self) -> Transport:
         """The transport that ``settings.transport_url`` names (``register_transports``)."""
-        return self.plugins.transport(self.settings)
+        transport = self.plugins.transport(self.settings)
+        if transport.runs_inline:  # sync://: handled in this process, with this app's handlers
+            transport.bind(lambda: self._pipeline.handlers)
+        return transport
 
     @cached_property
     def retries(self) -> RetryManagement:
@@ -138,6 +141,14 @@ class App:
         self.store.set_delivery_status(delivery.id, "pending")
         self.transport.enqueue(DeliverMessage(delivery.id, replay=True))
 
+    @cached_property
+    def _pipeline(self) -> _Pipeline:
+        """The dispatcher and the deliverer of an inline transport (``sync://``)."""
+        deliverer = Deliverer(self.settings, self.store, self.plugins, self.retries, self.policy)
+        dispatcher = Dispatcher(self.catalog, self.store, self.transport, self.retries,
+                                self.policy, self.filter_fn(), deliverer=deliverer)
+        return _Pipeline(dispatcher, deliverer)
+
     def worker(self, limits: WorkerLimits | None = None,
                retention_days: float | None = None) -> Worker:
         """A worker over this app's queues; ``run()`` it.
@@ -180,8 +191,19 @@ class App:
         """Release connections."""
         if "transport" in self.__dict__:
             self.transport.close()
+        if "_pipeline" in self.__dict__:
+            self._pipeline.deliverer.close()
         if "store" in self.__dict__:
             self.store.close()
+
+
+class _Pipeline:
+    """A dispatcher and its deliverer, with their route handlers."""
+
+    def __init__(self, dispatcher: Dispatcher, deliverer: Deliverer) -> None:
+        self.dispatcher = dispatcher
+        self.deliverer = deliverer
+        self.handlers = _handlers(dispatcher.handle, deliverer.handle)
 
 
 def _handlers(trigger: Callable[[TriggerMessage], None],

@@ -12,21 +12,21 @@ named routes. It can
 
 Transports are found by URL scheme through the ``register_transports`` hook
 (:func:`asyncevents.core.plugins.Plugins.transport_class`); the shipped ones
-(``amqp``, ``sqla``, ``memory``/``redis``) register through the same entry
+(``amqp``, ``sqla``, ``memory``/``redis``, ``sync``) register through the same entry
 point as a third-party one.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import ClassVar, Protocol
 
 from asyncevents.core.messages import Message, Route
 from asyncevents.core.settings import Settings
 from asyncevents.errors import ConfigError
 
-__all__ = ["Consumption", "Received", "Transport", "safe_url", "scheme_of"]
+__all__ = ["Consumption", "Handlers", "Received", "Transport", "safe_url", "scheme_of"]
 
 
 def scheme_of(url: str) -> str:
@@ -88,6 +88,8 @@ class Consumption(Protocol):
 OnReceived = Callable[[Received], None]
 #: What it tells about a message it dropped as malformed (the reason).
 OnDropped = Callable[[str], None]
+#: The route handlers of an App, built on first use (they need the store).
+Handlers = Callable[[], Mapping[Route, Callable[[Message], None]]]
 
 
 class Transport(ABC):
@@ -100,11 +102,17 @@ class Transport(ABC):
     #: True when the transport can hold a message back by itself (TTL queues,
     #: a future ``visible_at``); otherwise the database schedule does it.
     native_delays: ClassVar[bool] = False
+    #: True when a message is handled in the sender's process (``sync://``):
+    #: the App gives it its handlers with :meth:`bind`.
+    runs_inline: ClassVar[bool] = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.url = settings.transport_url
         self.scheme = scheme_of(self.url)
+
+    def bind(self, handlers: Handlers) -> None:  # noqa: B027 - only inline transports care
+        """For transports that run inline: the handlers to run each message with."""
 
     def safe_url(self) -> str:
         """The URL without its password, for messages and logs."""

@@ -176,6 +176,8 @@ class _Slot:
     backoff: float = 0.0
     restart_at: float | None = None
     done: bool = False
+    told: signal.Signals | None = None
+    """The last signal the supervisor sent the child now in it."""
 
     def row(self) -> dict[str, Any]:
         """Its line of the combined report."""
@@ -207,7 +209,10 @@ class Supervisor:
         self.forced = False
         self._stopping = False
         self._started = time.monotonic()
-        self._wake = threading.Event()
+        # Signals are only noted by the handler and acted on by the loop: a
+        # handler that wrote a log line or took a lock could interrupt the
+        # main thread doing the same.
+        self._signals: list[int] = []
 
     def run(self) -> None:
         """Start the children and supervise them until every one has ended."""
@@ -217,8 +222,8 @@ class Supervisor:
             for slot in self.slots:
                 self._start(slot)
             while not all(slot.done for slot in self.slots):
-                self._wake.wait(_TURN)
-                self._wake.clear()
+                time.sleep(_TURN)
+                self._take_signals()
                 for slot in self.slots:
                     self._watch(slot)
         finally:
@@ -256,7 +261,7 @@ class Supervisor:
         if argv is None:
             slot.done, slot.reason = True, "time limit reached"
             return
-        slot.child = _Child(argv)
+        slot.child, slot.told = _Child(argv), None
         slot.pid = slot.child.pid
 
     def _watch(self, slot: _Slot) -> None:
@@ -270,6 +275,7 @@ class Supervisor:
             return
         code = slot.child.process.poll()
         if code is None:
+            self._tell(slot)
             return
         child, slot.child = slot.child, None
         report = child.finish()
@@ -308,20 +314,29 @@ class Supervisor:
             log.info("stopping the worker processes", reason=why,
                      pids=[s.child.pid for s in self.slots if s.child is not None])
         for slot in self.slots:
-            if slot.child is not None:
-                slot.child.signal(signal.SIGTERM)
+            self._tell(slot)
+
+    def _tell(self, slot: _Slot) -> None:
+        """Send the child what the supervisor's state asks for, once."""
+        wanted = (signal.SIGKILL if self.forced
+                  else signal.SIGTERM if self._stopping else None)
+        if wanted is not None and slot.child is not None and slot.told != wanted:
+            slot.child.signal(wanted)
+            slot.told = wanted
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if self._stopping and signum == signal.SIGINT and not self.forced:
-            self.forced = True
-            log.warning("second SIGINT: killing the worker processes")
-            for slot in self.slots:
-                if slot.child is not None:
-                    slot.child.signal(signal.SIGKILL)
-        else:
-            self._stop(why=f"signal {name}")
-        self._wake.set()
+        self._signals.append(signum)
+
+    def _take_signals(self) -> None:
+        while self._signals:
+            signum = self._signals.pop(0)
+            if self._stopping and signum == signal.SIGINT and not self.forced:
+                self.forced = True
+                log.warning("second SIGINT: killing the worker processes")
+                for slot in self.slots:
+                    self._tell(slot)
+            else:
+                self._stop(why=f"signal {signal.Signals(signum).name}")
 
     def _leave_none_behind(self) -> None:
         # Only after an error in the supervisor itself: no child outlives it.

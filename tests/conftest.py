@@ -91,7 +91,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Any]:
-    """Settings for one test: its own queues, a temporary SQLite store, loopback allowed."""
+    """Settings for one test: its own queues, a temporary SQLite store, loopback allowed.
+
+    On a server database, a ``secret_key`` too (workers refuse to start without one).
+    """
     from asyncevents.core.settings import Settings
 
     def build(**overrides: Any) -> Settings:
@@ -104,6 +107,9 @@ def make_settings(tmp_path: Path) -> Callable[..., Any]:
             "polling_interval": 0.05,
         }
         values.update(overrides)
+        if not str(values["database_url"]).startswith("sqlite"):
+            # A server database's tokens need a key (a SQLite store keeps its own).
+            values.setdefault("secret_key", "the test suite's token key")
         return Settings(**values)
 
     return build

@@ -18,7 +18,7 @@ from asyncevents.core.publish import Publisher
 from asyncevents.core.retry import RetryManagement, RetryPolicy
 from asyncevents.core.search import compile_filter
 from asyncevents.core.settings import Settings, load_settings
-from asyncevents.core.store import Store, TokenCipher
+from asyncevents.core.store import GENERATE_KEY, Store, needs_secret_key, store_cipher
 from asyncevents.core.subscriptions import SubscriptionRules
 from asyncevents.core.transport import Transport
 from asyncevents.core.worker import Handler, Presence, Worker, WorkerLimits, WorkerReport
@@ -58,10 +58,30 @@ class App:
 
     @cached_property
     def store(self) -> Store:
-        """The store (its schema is created on first use with SQLite)."""
+        """The store (its schema is created on first use with SQLite).
+
+        Verification tokens are encrypted with ``ASYNCEVENTS_SECRET_KEY``, or
+        with the key kept beside a SQLite file; tokens found in clear are
+        encrypted then.
+        """
         secret = self.settings.secret_key
-        cipher = TokenCipher(secret.get_secret_value() if secret else None)
-        return Store.open(self.settings.database_url, cipher=cipher)
+        cipher = store_cipher(secret.get_secret_value() if secret else None,
+                              self.settings.database_url)
+        store = Store.open(self.settings.database_url, cipher=cipher)
+        store.encrypt_clear_tokens()
+        return store
+
+    def require_secret_key(self) -> None:
+        """Raise ``ConfigError`` for a server database without ``ASYNCEVENTS_SECRET_KEY``.
+
+        ``serve`` and workers call it before they start: every process of a
+        shared database needs the key that its tokens are encrypted with.
+        """
+        if self.settings.secret_key is None and needs_secret_key(self.settings.database_url):
+            raise ConfigError(
+                "ASYNCEVENTS_SECRET_KEY is not set: on a server database verification tokens "
+                "are encrypted with it; generate one with "
+                f"{GENERATE_KEY} and give it to every process of this installation")
 
     @cached_property
     def transport(self) -> Transport:
@@ -156,6 +176,7 @@ class App:
         With ``retention_days``, the worker also removes final deliveries older
         than that, once an hour.
         """
+        self.require_secret_key()
         concurrency = (limits or WorkerLimits()).concurrency
         if concurrency > 1:
             self.store.use_group_commit()  # the threads' writes share transactions

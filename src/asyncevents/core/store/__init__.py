@@ -7,7 +7,14 @@ workers); ``schedule`` holds the retry schedule. Callers import from this packag
 """
 
 from asyncevents.core.store.attempts import NewAttempt
-from asyncevents.core.store.crypto import TokenCipher
+from asyncevents.core.store.crypto import (
+    GENERATE_KEY,
+    KEY_FILE,
+    TokenCipher,
+    key_file_for,
+    needs_secret_key,
+    store_cipher,
+)
 from asyncevents.core.store.idempotency import IDEMPOTENCY_PENDING, IdempotencyRecord
 from asyncevents.core.store.metrics import AttemptDurations
 from asyncevents.core.store.schedule import Schedule, ScheduledRow
@@ -16,7 +23,9 @@ from asyncevents.core.store.tokens import ApiTokenRow
 from asyncevents.core.store.workers import WorkerInfo
 
 __all__ = [
+    "GENERATE_KEY",
     "IDEMPOTENCY_PENDING",
+    "KEY_FILE",
     "ApiTokenRow",
     "AttemptDurations",
     "IdempotencyRecord",
@@ -26,4 +35,7 @@ __all__ = [
     "Store",
     "TokenCipher",
     "WorkerInfo",
+    "key_file_for",
+    "needs_secret_key",
+    "store_cipher",
 ]

@@ -1,4 +1,5 @@
-"""Subscriptions: created, read, paged, changed, soft-deleted; tokens encrypted at rest."""
+"""Subscriptions: created, read, paged, changed, soft-deleted; tokens encrypted at rest
+and erased on delete."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from asyncevents.core.models import Subscription
 from asyncevents.core.store.base import StoreBase
 from asyncevents.core.store.crypto import TokenCipher
 from asyncevents.core.store.schema import subscriptions
-from asyncevents.errors import NotFound
+from asyncevents.errors import ConfigError, NotFound
 
 __all__ = ["SubscriptionQueries", "subscription_from_row"]
 
@@ -134,16 +135,61 @@ class SubscriptionQueries(StoreBase):
         return self.get_subscription(subscription_id, deleted=True)
 
     def delete_subscription(self, subscription_id: str) -> None:
-        """Soft-delete: the subscription stops receiving; its deliveries stay searchable."""
-        self.update_subscription(subscription_id, active=False, deleted_at=utcnow())
+        """Soft-delete: the subscription stops receiving; its deliveries stay searchable.
 
-    def rotate_tokens(self, old: TokenCipher) -> int:
-        """Re-encrypt every stored token from ``old`` to this store's cipher."""
+        Its verification token is erased: nothing may be signed with it any more.
+        """
+        now = utcnow()
+        with self.begin() as conn:
+            result = conn.execute(
+                update(subscriptions)
+                .where(subscriptions.c.id == subscription_id, subscriptions.c.deleted_at.is_(None))
+                .values(active=False, deleted_at=now, updated_at=now, token="")
+            )
+        if result.rowcount == 0:
+            raise NotFound(f"no subscription with id {subscription_id!r}")
+
+    def encrypt_clear_tokens(self) -> int:
+        """Encrypt the tokens stored in clear (by an older version, or before a key was set).
+
+        Nothing happens without a key. Each row is written only if it still
+        holds the token that was read, so a concurrent change always wins.
+        """
+        if not self.cipher.enabled:
+            return 0
+        col = subscriptions.c
         changed = 0
         with self.begin() as conn:
-            rows = conn.execute(select(subscriptions.c.id, subscriptions.c.token)).all()
+            rows = conn.execute(select(col.id, col.token).where(
+                col.token != "", col.token.not_like("enc:%"))).all()
             for row_id, stored in rows:
-                token = old.decrypt(stored) if TokenCipher.is_encrypted(stored) else stored
+                if TokenCipher.is_encrypted(stored):
+                    continue
+                result = conn.execute(update(subscriptions)
+                                      .where(col.id == row_id, col.token == stored)
+                                      .values(token=self.cipher.encrypt(stored)))
+                changed += result.rowcount
+        return changed
+
+    def rotate_tokens(self, old: TokenCipher) -> int:
+        """Re-encrypt every stored token from ``old`` to this store's cipher.
+
+        Tokens in clear are encrypted; one already under this store's key (a
+        rotation run twice, or encrypted since) is left as it is.
+        """
+        changed = 0
+        with self.begin() as conn:
+            rows = conn.execute(select(subscriptions.c.id, subscriptions.c.token)
+                                .where(subscriptions.c.token != "")).all()
+            for row_id, stored in rows:
+                if TokenCipher.is_encrypted(stored):
+                    try:
+                        token = old.decrypt(stored)
+                    except ConfigError:
+                        self.cipher.decrypt(stored)  # under the new key already, or the error
+                        continue
+                else:
+                    token = stored
                 fresh = self.cipher.encrypt(token)
                 if fresh != stored:
                     conn.execute(update(subscriptions).where(subscriptions.c.id == row_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from asyncevents.cli.context import get_app, json_option, parse_json_object
+from asyncevents.cli.context import get_app, json_option, parse_json_object, read_value
 from asyncevents.cli.deliveries import replay, search, trace
 from asyncevents.cli.output import console, print_json, print_table
 from asyncevents.cli.processes import process_count, supervise
@@ -41,13 +41,14 @@ cli.add_command(stop_workers)
 
 @cli.command()
 @click.argument("event")
-@click.option("--data", default="{}", show_default=True, help="The payload, a JSON object.")
+@click.option("--data", default="{}", show_default=True,
+              help="The payload, a JSON object; @FILE reads it from FILE, - from stdin.")
 @click.option("--delay", type=click.FloatRange(min=0), default=None,
               help="Dispatch no earlier than this many seconds from now.")
 @json_option
 def publish(event: str, data: str, delay: float | None, as_json: bool) -> None:
     """Publish EVENT with --data; print the event id."""
-    payload = parse_json_object(data, "--data")
+    payload = parse_json_object(read_value(data, "--data"), "--data")
     event_id = get_app().publish(event, payload, delay=delay)
     if as_json:
         print_json({"event_id": event_id})

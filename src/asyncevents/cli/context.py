@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -10,7 +12,7 @@ import click
 from asyncevents.core.app import App
 from asyncevents.core.log import configure_logging
 
-__all__ = ["get_app", "json_option", "parse_json_object"]
+__all__ = ["get_app", "json_option", "parse_json_object", "read_value"]
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
@@ -42,3 +44,28 @@ def parse_json_object(value: str | None, option: str) -> dict[str, Any] | None:
         raise click.BadParameter(f"must be a JSON object, not {type(data).__name__}",
                                  param_hint=option)
     return data
+
+
+def read_value(value: str, option: str) -> str:
+    """An option's text as given, or read from ``@FILE``, or from stdin for ``-`` (or ``@-``).
+
+    For payloads the command line cannot hold; a file that cannot be read is
+    a ``BadParameter`` naming it.
+    """
+    if value in ("-", "@-"):
+        raw = sys.stdin.buffer.read()
+        where = "standard input"
+    elif value.startswith("@"):
+        path = Path(value[1:])
+        where = str(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {where}: {exc.strerror}",
+                                     param_hint=option) from None
+    else:
+        return value
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise click.BadParameter(f"{where} is not UTF-8 text", param_hint=option) from None

@@ -17,6 +17,11 @@ without ``--processes`` and with ``--json``, and watches how each one ends:
   it keeps dying young. A message it held goes back to the queue (a lease
   runs out, or the broker hands it out again), so nothing is lost.
 
+Every child gets the other options of the command, so ``--limit``,
+``--memory-limit`` and ``--max-idle-time`` count per process; ``--time-limit``
+counts from the supervisor's start (a restarted child gets what is left), and
+``--retention-days`` housekeeping runs in the first child only.
+
 Children run in their own session, so a terminal's signals reach only the
 supervisor: SIGTERM, SIGINT or SIGHUP make it pass SIGTERM on to every child
 and wait while they finish their deliveries and ack them, then exit 0; a
@@ -281,7 +286,7 @@ class Supervisor:
         report = child.finish()
         slot.handled += int(report.get("handled") or 0)
         slot.failed += int(report.get("failed") or 0)
-        slot.reason = str(report.get("reason") or "")
+        slot.reason = str(report.get("reason") or "") or _ending(code)
         slot.exit_code = code
         if self._stopping or code == 0:
             slot.done = True
@@ -300,8 +305,7 @@ class Supervisor:
                         else min(_MAX_BACKOFF, max(_FIRST_BACKOFF, slot.backoff * 2)))
         slot.restarts += 1
         slot.restart_at = time.monotonic() + slot.backoff
-        slot.reason = (f"killed by {signal.Signals(-code).name}" if code < 0
-                       else f"exited with {code}")
+        slot.reason = _ending(code)
         log.warning("worker process died, restarting it", pid=child.pid, exit_code=code,
                     reason=slot.reason, restarts=slot.restarts, restart_in=slot.backoff)
 
@@ -349,6 +353,16 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 child.signal(signal.SIGKILL)
                 child.process.wait()
+
+
+def _ending(code: int) -> str:
+    """How a child that printed no report ended, from its exit code."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with {code}" if code else ""
 
 
 def supervise(ctx: click.Context, count: int) -> None:

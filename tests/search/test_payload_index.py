@@ -34,6 +34,7 @@ from asyncevents.core.store.schema import deliveries
 
 from .conftest import open_store, temporary_database, wipe
 from .seed import Seeded
+from .test_property import EXAMPLES, QUERIES, ROWS, store_rows
 
 INDEX = "ix_asyncevents_delivery_payload"
 PG = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
@@ -158,6 +159,25 @@ def test_the_pre_filter_alone_keeps_every_match(seeded: Seeded, query: str) -> N
     with seeded.store.begin() as conn:
         kept = {seeded.labels[row.id] for row in conn.execute(stmt)}
     assert kept >= python_matches(seeded, query)
+
+
+@PG
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=ROWS, queries=st.lists(QUERIES, min_size=1, max_size=6))
+def test_sql_and_python_agree_through_the_index(scratch_db: Store, rows: list[Any],
+                                                queries: list[str]) -> None:
+    """The property test's payloads and queries, with PostgreSQL kept off sequential scans."""
+    wipe(scratch_db)
+    store_rows(scratch_db, rows)
+    stored = list(iter_deliveries(scratch_db, "*"))
+    with scratch_db.begin() as conn:
+        conn.execute(text("SET LOCAL enable_seqscan = off"))
+        for query in queries:
+            test = predicate(parse_query(query))
+            expected = {d.id for d in stored if test(delivery_record(d))}
+            where = compile_where(parse_query(query), "postgresql")
+            found = set(conn.execute(select(deliveries.c.id).where(where)).scalars())
+            assert found == expected, (query, [d.payload for d in stored])
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,9 @@ from asyncevents.core.settings import EventDefinition, Settings, load_settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult, Sink, cloudevent
 from asyncevents.errors import (
     AsyncEventsError,
+    AsyncEventsWarning,
     ConfigError,
+    ConfigWarning,
     InvalidPayload,
     InvalidQuery,
     InvalidRecipient,
@@ -29,7 +31,9 @@ from asyncevents.errors import (
 __all__ = [
     "App",
     "AsyncEventsError",
+    "AsyncEventsWarning",
     "ConfigError",
+    "ConfigWarning",
     "DeliveryRequest",
     "DeliveryResult",
     "EventDefinition",

@@ -7,6 +7,7 @@ import secrets
 
 from asyncevents.cli.output import console, print_table
 from asyncevents.core.app import App
+from asyncevents.core.log import configure_logging
 from asyncevents.core.settings import EventDefinition, load_settings
 from asyncevents.core.worker import WorkerLimits
 from asyncevents.receiver import Receiver
@@ -22,6 +23,8 @@ DEMO_EVENTS = {
 def run_demo(count: int = 5, fail_first: bool = False) -> None:
     """Run the whole flow in this process on the configured (default: SQLite) store."""
     base = load_settings()
+    # The worker's own log lines, in the format `asyncevents worker` prints them.
+    configure_logging(base.log_level, base.log_json)
     settings = base.model_copy(update={
         "events": {**base.events, **DEMO_EVENTS},
         # The receiver listens on loopback, which deliveries refuse by default.

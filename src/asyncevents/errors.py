@@ -19,15 +19,20 @@ that says what to fix. The tree::
         ├── RetryableSinkError     try again later (optionally after ``retry_after``)
         └── PermanentSinkError     never try again; the delivery is dead
 
-And one warning category, ``RecipientWarning``: a subscription was stored
-although its recipient could not be checked yet.
+And the warnings, for what is accepted but worth a look::
+
+    AsyncEventsWarning
+    ├── ConfigWarning          asyncevents.toml holds a key that nothing reads
+    └── RecipientWarning       a subscription's recipient could not be checked yet
 """
 
 from __future__ import annotations
 
 __all__ = [
     "AsyncEventsError",
+    "AsyncEventsWarning",
     "ConfigError",
+    "ConfigWarning",
     "InvalidPayload",
     "InvalidQuery",
     "InvalidRecipient",
@@ -81,7 +86,15 @@ class UnverifiedRecipient(InvalidRecipient):
     """
 
 
-class RecipientWarning(UserWarning):
+class AsyncEventsWarning(UserWarning):
+    """Base of the warnings asyncevents issues: accepted, but worth a look."""
+
+
+class ConfigWarning(AsyncEventsWarning):
+    """The configuration file holds a key that no setting reads (a typo, most often)."""
+
+
+class RecipientWarning(AsyncEventsWarning):
     """A subscription was stored although its recipient could not be checked yet."""
 
 

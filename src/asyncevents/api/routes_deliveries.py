@@ -78,8 +78,11 @@ def export_lines(deliveries: Iterator[Delivery], fmt: Literal["csv", "jsonl"]) -
 
 
 def _cell(value: Any) -> str:
+    # As the CLI's --csv writes it (cli/output.py): what a user would type back.
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     return str(value)

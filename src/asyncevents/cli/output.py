@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["console", "print_csv", "print_json", "print_table"]
+__all__ = ["cell", "console", "print_csv", "print_fields", "print_json", "print_table", "shown"]
 
 # Not a terminal (a pipe, a CI log): wide enough that uuids and timestamps stay whole.
 console = Console(highlight=False, markup=False,
@@ -23,14 +23,42 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
 
 
+def cell(value: Any) -> str:
+    """A value in a table or CSV cell as a user would type it back.
+
+    Nothing for null, ``true``/``false``, compact JSON for objects and lists.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return str(value)
+
+
+def shown(value: Any) -> str:
+    """A value on a ``key: value`` line: a string as it is, anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def print_fields(fields: dict[str, Any]) -> None:
+    """One aligned ``key: value`` line per field (see :func:`shown`)."""
+    width = max((len(key) for key in fields), default=0)
+    for key, value in fields.items():
+        console.print(f"{key:>{width}}: {shown(value)}")
+
+
 def print_table(rows: Iterable[dict[str, Any]], columns: Sequence[str], title: str = "") -> None:
-    """A table of ``columns`` picked from each row."""
+    """A table of ``columns`` picked from each row (cells as :func:`cell` writes them)."""
     table = Table(title=title or None)
     for column in columns:
         table.add_column(column, overflow="fold")
     count = 0
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+        table.add_row(*(cell(row.get(c)) for c in columns))
         count += 1
     if count:
         console.print(table)
@@ -43,12 +71,4 @@ def print_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> None:
     writer = csv.writer(sys.stdout)
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_cell(row.get(c)) for c in columns])
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return str(value)
+        writer.writerow([cell(row.get(c)) for c in columns])

@@ -65,6 +65,7 @@ def serve(host: str, port: int, with_worker: bool, concurrency: int, no_console:
 
     app = get_app()
     app.require_secret_key()
+    app.catalog.check_resolvers()
     api = create_app(app, console=not no_console)
     app.store  # noqa: B018 - open (and on SQLite create) the store before the first request
     worker: Worker | None = None

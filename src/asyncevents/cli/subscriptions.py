@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import click
 
 from asyncevents.cli.context import get_app, json_option, parse_json_object
-from asyncevents.cli.output import console, print_json, print_table
+from asyncevents.cli.output import console, print_fields, print_json, print_table
 from asyncevents.core.subscriptions import collect_warnings
 from asyncevents.errors import AsyncEventsError
 
@@ -83,8 +83,7 @@ def show(subscription_id: str, as_json: bool) -> None:
     if as_json:
         print_json(sub)
     else:
-        for key, value in sub.items():
-            console.print(f"{key:>13}: {value}")
+        print_fields(sub)
 
 
 def _set_active(subscription_id: str, active: bool, as_json: bool) -> None:

@@ -177,6 +177,7 @@ class App:
         than that, once an hour.
         """
         self.require_secret_key()
+        self.catalog.check_resolvers()  # now, rather than at the first dispatch
         concurrency = (limits or WorkerLimits()).concurrency
         if concurrency > 1:
             self.store.use_group_commit()  # the threads' writes share transactions

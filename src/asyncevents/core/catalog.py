@@ -49,6 +49,10 @@ def load_resolver(path: str) -> Resolver:
         func = getattr(module, attr)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"cannot load resolver {path!r}: {exc}") from None
+    except Exception as exc:  # the module itself fails to import (a syntax error...)
+        reason = (str(exc).splitlines() or [""])[0]
+        raise ConfigError(f"cannot load resolver {path!r}: {type(exc).__name__}: "
+                          f"{reason}") from None
     if not callable(func):
         raise ConfigError(f"resolver {path!r} is not callable")
     return cast(Resolver, func)
@@ -130,6 +134,19 @@ class Catalog:
         elif self.definition(pattern) is not None:
             return
         raise self._unknown(pattern)
+
+    def check_resolvers(self) -> None:
+        """Import every resolver the catalog names, so a wrong one stops a worker at start-up.
+
+        Raises ``ConfigError`` naming the event and the resolver's path.
+        """
+        for name, definition in sorted(self.definitions.items()):
+            if definition.resolver is None:
+                continue
+            try:
+                load_resolver(definition.resolver)
+            except ConfigError as exc:
+                raise ConfigError(f"event {name!r}: {exc}") from None
 
     def resolver(self, name: str) -> Resolver | None:
         """The resolver for ``name``, if its definition names one."""

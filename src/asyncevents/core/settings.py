@@ -2,15 +2,20 @@
 
 Sources, strongest first: keyword arguments, ``ASYNCEVENTS_*`` environment
 variables, then ``asyncevents.toml`` in the working directory (or the file
-named by ``ASYNCEVENTS_CONFIG``).
+named by ``ASYNCEVENTS_CONFIG``). A key of that file that no setting reads
+is a ``ConfigWarning`` naming the key and the file; a file that is not TOML
+is a ``ConfigError`` naming the file and the line.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
 import tomllib
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,9 +29,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from asyncevents.errors import ConfigError
+from asyncevents.errors import ConfigError, ConfigWarning
 
-__all__ = ["Backoff", "EventDefinition", "Settings", "load_settings"]
+__all__ = ["Backoff", "EventDefinition", "Settings", "load_settings", "unknown_keys"]
 
 Backoff = Literal["quadratic", "exponential", "linear", "fixed"]
 CONFIG_ENV = "ASYNCEVENTS_CONFIG"
@@ -140,8 +145,69 @@ def _config_path() -> Path | None:
     return default if default.is_file() else None
 
 
+def _read_config(path: Path) -> dict[str, Any]:
+    """The TOML document in ``path``; a ``ConfigError`` naming the file (and the line)."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message ends with "(at line L, column C)".
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"configuration file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the configuration file {path}: {exc.strerror}"
+                          ) from None
+
+
+def _suggestion(key: str, known: list[str]) -> str:
+    if key.lower().startswith("asyncevents_"):
+        bare = key[len("asyncevents_"):].lower()
+        if bare in known:
+            return f" (in the file, write it without the prefix, in lower case: {bare!r})"
+    close = difflib.get_close_matches(key.lower(), known, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_keys(document: Mapping[str, Any], path: Path | str) -> list[str]:
+    """One warning per key of a configuration document that no setting reads.
+
+    Event definitions are looked into too: ``[events.sales.order.created]``
+    without quotes makes nested tables that define an event ``sales`` and
+    warn, where ``[events."sales.order.created"]`` was meant.
+    """
+    known = sorted(Settings.model_fields)
+    fields = sorted(EventDefinition.model_fields)
+    found: list[str] = []
+    for key, value in document.items():
+        if key.lower() not in known:
+            found.append(f"{path}: unknown key {key!r} is ignored{_suggestion(key, known)}")
+            continue
+        if key.lower() != "events" or not isinstance(value, Mapping):
+            continue
+        for name, definition in value.items():
+            if not isinstance(definition, Mapping):
+                continue  # not a table: the settings' own validation says so
+            for field, inner in definition.items():
+                if field in fields:
+                    continue
+                hint = (f' (quote a dotted event name: [events."{name}.{field}..."])'
+                        if isinstance(inner, Mapping) else _suggestion(field, fields))
+                found.append(f"{path}: unknown key {field!r} in [events.{name!r}] is "
+                             f"ignored{hint}")
+    return found
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Read the settings, turning any mistake into a one-line ``ConfigError``."""
+    """Read the settings, turning any mistake into a one-line ``ConfigError``.
+
+    Keys of the configuration file that no setting reads are each a
+    ``ConfigWarning`` (the CLI prints it as one ``warning:`` line).
+    """
+    path = _config_path()
+    if path is not None:
+        for message in unknown_keys(_read_config(path), path):
+            warnings.warn(message, ConfigWarning, stacklevel=2)
     try:
         return Settings(**overrides)
     except ValidationError as exc:
@@ -149,7 +215,7 @@ def load_settings(**overrides: Any) -> Settings:
         where = ".".join(str(part) for part in first["loc"]) or "settings"
         raise ConfigError(f"invalid setting {where}: {first['msg']}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read the configuration file: {exc}") from None
+        raise ConfigError(f"cannot read the configuration file {path}: {exc}") from None
     except SettingsError as exc:
         # A malformed JSON value of a structured variable such as ASYNCEVENTS_EVENTS.
         raise ConfigError(str(exc).splitlines()[0]) from None

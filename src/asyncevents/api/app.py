@@ -17,6 +17,7 @@ from asyncevents.api import (
 )
 from asyncevents.api.auth import authorize, bearer_secret, route_scope
 from asyncevents.api.console import install_console
+from asyncevents.api.docs import install_docs
 from asyncevents.api.limits import BodyLimit, body_limit
 from asyncevents.api.metrics import metrics_registry
 from asyncevents.api.openapi import install_openapi
@@ -89,7 +90,7 @@ def create_app(app: App, *, console: bool = True) -> FastAPI:
     """The web application serving ``app``: REST API, OpenAPI at ``/docs``, console."""
     api = FastAPI(
         title="asyncevents", version=_version(), description=_DESCRIPTION,
-        docs_url="/docs", redoc_url=None, openapi_url="/openapi.json",
+        docs_url=None, redoc_url=None, openapi_url="/openapi.json",
     )
     api.state.asyncevents = app
     api.state.metrics = metrics_registry(app)
@@ -103,4 +104,5 @@ def create_app(app: App, *, console: bool = True) -> FastAPI:
     if console:
         install_console(api)
     install_openapi(api)
+    install_docs(api)
     return api

@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 
 from asyncevents.core.clock import utcnow
 from asyncevents.core.store import NewAttempt, Store
-from asyncevents.core.store.schema import metadata
+from asyncevents.core.store.schema import metadata, only_elsewhere
 from asyncevents.errors import NotFound, StoreError
 
 
@@ -25,7 +25,9 @@ def test_migrations_match_the_tables(store: Store) -> None:
     with store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": False})
         diff = [d for d in compare_metadata(context, metadata)
-                if not (isinstance(d, tuple) and "alembic_version" in str(d))]
+                if not (isinstance(d, tuple) and "alembic_version" in str(d))
+                and not (isinstance(d, tuple) and d[0] == "add_index"
+                         and only_elsewhere(d[1].name, conn.dialect.name))]
     assert diff == []
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from asyncevents.core.store.schema import metadata
+from asyncevents.core.store.schema import metadata, only_elsewhere
 
 connection = context.config.attributes["connection"]
 
@@ -12,7 +12,11 @@ connection = context.config.attributes["connection"]
 def include_object(obj: object, name: str | None, type_: str, reflected: bool,
                    compare_to: object) -> bool:
     # The queue table of the SQL transport may share this database: not ours.
-    return not (type_ == "table" and reflected and name not in metadata.tables)
+    if type_ == "table" and reflected and name not in metadata.tables:
+        return False
+    # An index made only on another database (the PostgreSQL payload index).
+    return not (type_ == "index" and not reflected
+                and only_elsewhere(name, connection.dialect.name))
 
 
 context.configure(connection=connection, target_metadata=metadata,

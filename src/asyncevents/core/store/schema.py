@@ -31,6 +31,7 @@ __all__ = [
     "deliveries",
     "idempotency_keys",
     "metadata",
+    "only_elsewhere",
     "schedule",
     "subscriptions",
     "workers",
@@ -194,3 +195,18 @@ workers = Table(
     Column("stop_requested_at", UTCDateTime, nullable=True),
     Index(None, "heartbeat_at"),
 )
+
+
+def only_elsewhere(index_name: str | None, dialect: str) -> bool:
+    """True for an index this schema makes only on another database than ``dialect``.
+
+    Alembic's comparison ignores ``ddl_if``: without this it would report the
+    PostgreSQL-only payload index as missing on SQLite and MySQL.
+    """
+    for table in metadata.tables.values():
+        for index in table.indexes:
+            if index.name == index_name:
+                condition = getattr(index, "_ddl_if", None)
+                wanted = getattr(condition, "dialect", None)
+                return wanted is not None and wanted != dialect
+    return False

@@ -72,10 +72,6 @@ class Schedule:
             earliest: datetime | None = conn.execute(select(func.min(schedule.c.due_at))).scalar()
         return earliest
 
-    def count(self) -> int:
-        """How many messages are held."""
-        with self.store.begin() as conn:
-            return int(conn.execute(select(func.count()).select_from(schedule)).scalar_one())
 
 
 def _claim_one_by_one(conn: Connection, rows: list[ScheduledRow], now: datetime,

@@ -19,6 +19,8 @@ from typing import Any
 
 from kombu import Producer
 
+from asyncevents.core.messages import as_route
+from asyncevents.core.transport.kombubase import KombuTransport
 from faults.figures import Row, tally
 from faults.receiver import Receiver
 from faults.stack import Stack
@@ -47,11 +49,12 @@ _BODY = "/bigbody/b"
 def inject(stack: Stack, poison: tuple[tuple[str, bytes], ...] = POISON) -> None:
     """Put raw ``poison`` bodies straight into the stack's queues."""
     broker = stack.app.transport
+    assert isinstance(broker, KombuTransport)
     conn = broker.connect()
     try:
         producer = Producer(conn.channel())
         for route, body in poison:
-            queue = broker.topology.queue(route)  # type: ignore[arg-type]
+            queue = broker.topology.queue(as_route(route))
             producer.publish(body, exchange=broker.topology.exchange, routing_key=route,
                              content_type="application/json", content_encoding="binary",
                              declare=[queue], delivery_mode=2)

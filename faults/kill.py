@@ -30,6 +30,7 @@ import sqlalchemy as sa
 
 from asyncevents.core.clock import naive_utcnow
 from asyncevents.core.messages import ROUTES
+from asyncevents.core.transport.kombubase import KombuTransport
 from asyncevents.core.transport.sqlschema import engine_url, messages
 from faults.figures import Row, tally
 from faults.receiver import Hit, Receiver
@@ -100,7 +101,9 @@ class HeldWatch:
         url = stack.settings.transport_url
         if not url.startswith(("sqla+", "sqlalchemy+")):
             return None
-        names = [stack.app.transport.topology.queue(route).name for route in ROUTES]
+        transport = stack.app.transport
+        assert isinstance(transport, KombuTransport)
+        names = [transport.topology.queue(route).name for route in ROUTES]
         return cls(url.partition("+")[2], names)
 
     def start(self) -> HeldWatch:
@@ -251,6 +254,7 @@ def _broker_lets_go(stack: Stack, kill: int, killed_at: float, timeout: float = 
                     ) -> Redelivery:
     """RabbitMQ: wait until no consumer is left on the stack's queues (their messages are back)."""
     transport = stack.app.transport
+    assert isinstance(transport, KombuTransport)
     record = Redelivery(kill, killed_at)
     conn = transport.connect()
     try:

@@ -24,6 +24,8 @@ class Publisher:
     name: str
     pause: float = 0.02
     accepted: list[str] = field(default_factory=list)
+    accepted_at: list[float] = field(default_factory=list)
+    """``time.monotonic()`` when each of ``accepted`` was confirmed, in the same order."""
     refused: list[str] = field(default_factory=list)
     slowest: float = 0.0
     """The longest a single ``publish()`` call took (seconds)."""
@@ -48,6 +50,7 @@ class Publisher:
             began = time.monotonic()
             try:
                 self.accepted.append(self.app.publish(f"fault.{self.name}", {"n": n}))
+                self.accepted_at.append(time.monotonic())
             except AsyncEventsError as exc:
                 self.refused.append(f"{type(exc).__name__}: {exc}")
             self.slowest = max(self.slowest, time.monotonic() - began)

@@ -9,6 +9,7 @@ directory, so a run can read them afterwards.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import signal
@@ -37,6 +38,8 @@ PG_ADMIN = os.environ.get("ASYNCEVENTS_TEST_PG",
 AMQP_URL = os.environ.get("ASYNCEVENTS_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
 TRANSPORTS = ("amqp", "sqla+postgresql", "sqla+sqlite")
 TOKEN = "whsec_ZmF1bHQtc3VpdGUtc2lnbmluZy1rZXk="  # base64 of "fault-suite-signing-key"
+# ASYNCEVENTS_SECRET_KEY for a store on a server database (a Fernet key: 32 bytes, base64).
+SECRET_KEY = base64.urlsafe_b64encode(b"fault-suite-secret-key-32-bytes!").decode()
 
 # Settings a worker process gets through its environment.
 _ENV_FIELDS = ("transport_url", "database_url", "queue_prefix", "lease_seconds",
@@ -159,6 +162,9 @@ class Stack:
             url, drop = _fresh_pg_database()
             cleanups.append(drop)
             values["database_url"] = url
+        if not values["database_url"].startswith("sqlite"):
+            # Required there (tokens are encrypted with it); SQLite keeps its own key file.
+            values["secret_key"] = SECRET_KEY
         values.update(overrides)
         stack: Stack | None = None
         try:
@@ -190,6 +196,8 @@ class Stack:
         for name in _ENV_FIELDS:
             env[f"ASYNCEVENTS_{name.upper()}"] = str(data[name])
         env["ASYNCEVENTS_ALLOWED_NETWORKS"] = ",".join(self.settings.allowed_networks)
+        if self.settings.secret_key is not None:
+            env["ASYNCEVENTS_SECRET_KEY"] = self.settings.secret_key.get_secret_value()
         if self.settings.disable_plugins:
             env["ASYNCEVENTS_DISABLE_PLUGINS"] = ",".join(self.settings.disable_plugins)
         env["ASYNCEVENTS_STRICT_EVENTS"] = "false"

@@ -145,13 +145,13 @@ def run(transport: str, directory: Path, *, short: bool = False) -> Row:
         "the default policy (retries after 1, 4, 9, 16, 25 s)"
     attempts, reasons, dead, wrong = outcome
     row.notes.append(
-        f"figures: {before_n} events before the uninstall to both subscriptions and {after_n} "
-        f"after it to the 'http' one; the {after_n} to '{SINK}' after it must end dead, with "
-        f"{policy}: {dead} of {after_n} are, "
-        f"orphaned deliveries dead with {attempts} attempts in all; the worker without the "
-        f"plugin had them all dead after "
+        f"counted: {before_n} events before the uninstall to both subscriptions, {after_n} "
+        f"after it to the 'http' one; the {after_n} for '{SINK}' after it, with {policy}: "
+        f"{dead} dead after {attempts} attempts in all; the worker without the plugin had "
+        "them all dead "
         + (f"{all_dead_after:.1f} s" if all_dead_after is not None else "never")
-        + f" and exited (code {code}) on --max-idle-time {idle:g} s after {took:.1f} s")
+        + f" after it started and exited (code {code}) on --max-idle-time {idle:g} s "
+        f"after {took:.1f} s")
     if reasons:
         row.notes.append(f"attempt error: {reasons[0][:160]}")
     gone_late = [h for h in hits if h.path == _GONE and h.event_id in set(after)]

@@ -34,8 +34,9 @@ test: install lint browser
 	bash plugins/test-plugins.sh
 
 ## Kill, restart and starve the real services under running workers; print the table.
-## (Restarts RabbitMQ and PostgreSQL on 127.0.0.1 for a few seconds each; the short form
-## runs inside `make test` as tests/test_faults.py.)
+## (Restarts RabbitMQ and PostgreSQL on 127.0.0.1 for a few seconds each, and runs a
+## three-node RabbitMQ cluster on 5681-5683 for the quorum rows, removed at the end; the
+## short form runs inside `make test` as tests/test_faults.py.)
 faults: install
 	$(BIN)/python -m faults.run
 

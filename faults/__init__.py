@@ -4,13 +4,18 @@
 table, fault x transport -> published / delivered / duplicated / lost.
 Each scenario is a module with ``run(transport, directory, *, short) -> Row``:
 
-- :mod:`faults.kill`: ``kill -9`` of a worker, several times mid-stream;
+- :mod:`faults.kill`: ``kill -9`` of a worker, several times mid-stream, at the
+  default settings, and how soon its messages come back;
 - :mod:`faults.broker`: RabbitMQ stopped and started while publishing and delivering;
 - :mod:`faults.database`: PostgreSQL restarted while workers run;
 - :mod:`faults.receivers`: hanging, resetting and slow receivers beside a fast one;
 - :mod:`faults.sigterm`: SIGTERM with deliveries in flight;
 - :mod:`faults.diskfull`: the SQLite queue and store on a full, then read-only, disk;
-- :mod:`faults.hostile`: poison messages, huge response headers, a 100 MB body.
+- :mod:`faults.hostile`: poison messages, huge response headers, a 100 MB body;
+- :mod:`faults.sinkgone`: a sink plugin uninstalled mid-run;
+- :mod:`faults.badlogin`: a worker started with a wrong RabbitMQ password;
+- :mod:`faults.quorum`: quorum queues on a three-node RabbitMQ cluster
+  (:mod:`faults.cluster`) while nodes are killed and restarted.
 
 Shared pieces: :mod:`faults.receiver` (the webhook receiver),
 :mod:`faults.stack` (an installation and its worker processes),

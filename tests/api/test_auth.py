@@ -160,8 +160,9 @@ def test_the_matrix_covers_every_route(api: Api) -> None:
     schema = api.client.get("/openapi.json").json()
     documented = {f"{method.upper()} {path}" for path, item in schema["paths"].items()
                   for method in item}
+    # Magento's /rest/... aliases are served but listed once, under /V1.
     covered = {r.id.replace("{sub}", "{subscription_id}").replace("{delivery}", "{delivery_id}")
-               .replace("{token}", "{token_id}") for r in ROUTES}
+               .replace("{token}", "{token_id}") for r in ROUTES if "/rest/" not in r.path}
     assert documented - covered == {"GET /healthz"}
     assert covered <= documented
     assert set(schema["components"]["securitySchemes"]) == {"bearer"}

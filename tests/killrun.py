@@ -18,16 +18,6 @@ from faults.receiver import Receiver
 from faults.stack import Stack
 
 
-class _Stack(Stack):
-    """The fault suite's stack, whose worker processes also get the token key."""
-
-    def env(self) -> dict[str, str]:
-        env = super().env()
-        if self.settings.secret_key is not None:  # a server database's workers need it
-            env["ASYNCEVENTS_SECRET_KEY"] = self.settings.secret_key.get_secret_value()
-        return env
-
-
 @dataclass
 class Figures:
     """What a kill run published, delivered, duplicated and lost."""
@@ -50,7 +40,7 @@ def run_kill_scenario(settings: Settings, events: int = 150, kills: int = 3,
     receiver = Receiver()
     with tempfile.TemporaryDirectory(prefix="killrun-") as directory:
         transport = settings.transport_url.split(":", 1)[0]
-        stack = _Stack(transport, settings, Path(directory))
+        stack = Stack(transport, settings, Path(directory))
         try:
             got = kill_scenario(stack, receiver, events=events, kills=kills, timeout=timeout)
         finally:
@@ -62,8 +52,7 @@ def run_kill_scenario(settings: Settings, events: int = 150, kills: int = 3,
 
 def _env(settings: Settings) -> dict[str, str]:
     """The environment of a CLI or worker process running with ``settings``."""
-    stack = _Stack(settings.transport_url.split(":", 1)[0], settings,
-                   Path(tempfile.gettempdir()))
+    stack = Stack(settings.transport_url.split(":", 1)[0], settings, Path(tempfile.gettempdir()))
     env = stack.env()
     env["ASYNCEVENTS_LOG_LEVEL"] = "WARNING"
     return env

@@ -11,11 +11,17 @@ which :meth:`Cluster.stop` removes.
 
 ``python -m faults.cluster start|stop|status`` (``scripts/rabbitmq-cluster.sh``)
 runs it by hand; the fault rows use :func:`running`, which always stops it.
+
+The ports are the machine's, so one run at a time: :func:`running` holds an
+exclusive lock (:data:`LOCK`) from start to stop, and another fault run (a
+second ``make test`` in the same machine) waits for it instead of killing the
+nodes in use; ``start`` and ``stop`` by hand refuse while it is held.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
@@ -29,7 +35,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BASE_PORT", "Cluster", "ClusterError", "Node", "main", "running"]
+__all__ = ["BASE_PORT", "LOCK", "Cluster", "ClusterError", "Node", "exclusive", "main",
+           "running"]
 
 #: The first node's AMQP port; node ``i`` (1-based) listens on ``BASE_PORT + i - 1``.
 BASE_PORT = 5681
@@ -38,6 +45,8 @@ _SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 _CTL_DIR = "/usr/lib/rabbitmq/bin"
 _RABBIT_HOME = "/var/lib/rabbitmq"
 _DEFAULT_DIR = "/tmp/asyncevents-rabbitmq-cluster"
+#: Held while a run uses the cluster (the ports are machine-wide, whatever the directory).
+LOCK = Path("/tmp/asyncevents-rabbitmq-cluster.lock")
 
 
 class ClusterError(RuntimeError):
@@ -431,14 +440,38 @@ def _port_taken(port: int) -> bool:
 
 
 @contextmanager
-def running(cluster: Cluster | None = None) -> Iterator[Cluster]:
-    """A started, healthy cluster for the body; stopped and removed afterwards, always."""
-    cluster = cluster or Cluster.default()
-    cluster.start()
+def exclusive(wait: float) -> Iterator[None]:
+    """Hold :data:`LOCK` for the body, waiting up to ``wait`` seconds for another holder."""
+    fd = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        yield cluster
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise ClusterError(
+                        f"another fault run uses the cluster (it holds {LOCK})") from None
+                time.sleep(1.0)
+        yield
     finally:
-        cluster.stop()
+        os.close(fd)  # releases the lock
+
+
+@contextmanager
+def running(cluster: Cluster | None = None, wait: float = 600.0) -> Iterator[Cluster]:
+    """A started, healthy cluster for the body; stopped and removed afterwards, always.
+
+    Waits up to ``wait`` seconds while another run uses the cluster.
+    """
+    cluster = cluster or Cluster.default()
+    with exclusive(wait):
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -450,11 +483,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     cluster = Cluster.default()
     try:
         if args.action == "start":
-            took = cluster.start()
+            with exclusive(wait=0):
+                took = cluster.start()
             print(f"started in {took:.1f} s")
             print(cluster.status())
         elif args.action == "stop":
-            cluster.stop()
+            with exclusive(wait=0):
+                cluster.stop()
             print("stopped; removed " + str(cluster.base))
         else:
             print(cluster.status())

@@ -27,7 +27,7 @@ SHORT = [(fault, transport) for fault in FAULTS for transport in fault.short_tra
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     """The three-node cluster, started once for the rows that need it."""
-    with running() as started:
+    with running(wait=300) as started:  # another make test may hold it for a minute
         yield started
 
 

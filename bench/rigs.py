@@ -8,6 +8,7 @@ processes, for CPU and memory), and ``alive()`` which raises if one died.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import time
@@ -16,6 +17,9 @@ from pathlib import Path
 from typing import Any, Self
 
 from bench import harness as h
+
+# ASYNCEVENTS_SECRET_KEY for the rigs' stores (a Fernet key: 32 bytes, base64).
+BENCH_SECRET_KEY = base64.urlsafe_b64encode(b"benchmark-rig-secret-key-32-byte").decode()
 
 Seq = Callable[[int], int]
 
@@ -160,7 +164,8 @@ class AsyncEventsRig(Rig):
         gc.collect()  # pooled connections dropped now, not after the database is gone
 
     def settings(self) -> dict[str, Any]:
-        return {"transport_url": self.transport_url, "database_url": self.database_url,
+        return {"secret_key": BENCH_SECRET_KEY,
+                "transport_url": self.transport_url, "database_url": self.database_url,
                 "queue_prefix": self.prefix, "allowed_networks": ["127.0.0.0/8"],
                 "strict_events": False, "log_level": "WARNING"}
 
@@ -173,6 +178,8 @@ class AsyncEventsRig(Rig):
             "ASYNCEVENTS_ALLOWED_NETWORKS": "127.0.0.0/8",
             "ASYNCEVENTS_STRICT_EVENTS": "false",
             "ASYNCEVENTS_LOG_LEVEL": "WARNING",
+            # Workers on a server database refuse to start without a key.
+            "ASYNCEVENTS_SECRET_KEY": BENCH_SECRET_KEY,
         })
         env.update(self.extra_env)
         return env

@@ -21,6 +21,8 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 def test_workers_are_listed_and_stopped_on_request(tmp_path: Path) -> None:
     env = _env(tmp_path)
+    # The schema first: processes that create it at the same moment race (one waits).
+    assert run_cli("migrate", cwd=tmp_path, env=env).returncode == 0
     started = [subprocess.Popen([sys.executable, "-m", "asyncevents", "worker",
                                  "--concurrency", str(n)], cwd=tmp_path, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -50,7 +50,8 @@ def test_events_are_delivered_and_retried_through_quorum_queues(quorum: Settings
     prefix = quorum.queue_prefix
     types = _queue_types(prefix)
     assert types[f"{prefix}.trigger"] == types[f"{prefix}.deliver"] == "quorum"
-    assert types[f"{prefix}.delay.deliver.100"] == "quorum"  # the retry's delay queue
+    # Delay queues stay classic: a quorum queue's x-expires deletes it with retries inside.
+    assert types[f"{prefix}.delay.deliver.100"] == "classic"
     app.close()
 
 

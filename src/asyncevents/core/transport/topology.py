@@ -30,8 +30,11 @@ class Topology:
     With ``quorum`` (RabbitMQ), every queue is a replicated quorum queue: a
     route's queue dead-letters a message handed out ``delivery_limit`` times
     without an ack (a poison message) into ``<prefix>.<route>.dead`` instead
-    of looping, and delay queues dead-letter at least once (RabbitMQ 3.10+),
-    so a retry is never lost between the delay queue and its route.
+    of looping. Delay queues stay classic even then: a quorum queue's
+    ``x-expires`` is counted from its creation, not its last use (RabbitMQ
+    3.10, rabbitmq-server#5894), so it was deleted with retries inside, and
+    one declared by several clients at once could stop expiring messages at
+    all (the fault suite's cluster rows lost deliveries both ways).
     """
 
     prefix: str = "asyncevents"
@@ -89,6 +92,5 @@ class Topology:
                 "x-dead-letter-exchange": self.prefix,
                 "x-dead-letter-routing-key": route,
                 "x-expires": ms + _EXPIRY_MARGIN_MS,
-                **self._quorum(self.prefix, route),
             },
         )

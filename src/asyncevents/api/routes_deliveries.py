@@ -18,7 +18,7 @@ from asyncevents.api.schemas import DeliveryPage, ReplayQuery, ReplayResult, Tra
 from asyncevents.core import search as engine
 from asyncevents.core.app import App
 from asyncevents.core.models import Delivery
-from asyncevents.core.search.results import SEARCH_FIELDS, search_row, trace_document
+from asyncevents.core.search.results import SEARCH_FIELDS, cell, search_row, trace_document
 from asyncevents.errors import InvalidQuery
 
 __all__ = ["export_lines", "replay_all", "router"]
@@ -73,19 +73,8 @@ def export_lines(deliveries: Iterator[Delivery], fmt: Literal["csv", "jsonl"]) -
     yield flush()
     for delivery in deliveries:
         row = search_row(delivery)
-        writer.writerow([_cell(row[c]) for c in SEARCH_FIELDS])
+        writer.writerow([cell(row[c]) for c in SEARCH_FIELDS])
         yield flush()
-
-
-def _cell(value: Any) -> str:
-    # As the CLI's --csv writes it (cli/output.py): what a user would type back.
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return str(value)
 
 
 @router.get("/export", dependencies=_READ, response_class=StreamingResponse,

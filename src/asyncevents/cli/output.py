@@ -11,6 +11,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from asyncevents.core.search.results import cell
+
 __all__ = ["cell", "console", "print_csv", "print_fields", "print_json", "print_table", "shown"]
 
 # Not a terminal (a pipe, a CI log): wide enough that uuids and timestamps stay whole.
@@ -21,20 +23,6 @@ console = Console(highlight=False, markup=False,
 def print_json(data: Any) -> None:
     """One JSON document on stdout."""
     sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
-
-
-def cell(value: Any) -> str:
-    """A value in a table or CSV cell as a user would type it back.
-
-    Nothing for null, ``true``/``false``, compact JSON for objects and lists.
-    """
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return str(value)
 
 
 def shown(value: Any) -> str:

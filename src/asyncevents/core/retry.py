@@ -181,6 +181,7 @@ class DatabaseSchedule:
     def __init__(self, transport: Transport, store: Store) -> None:
         self.transport = transport
         self.store = store
+        self.rows = Schedule(store)
 
     def schedule(self, message: Message, delay: float) -> None:
         """Hold ``message`` in the store; send it now when there is no delay."""
@@ -188,11 +189,11 @@ class DatabaseSchedule:
             self.transport.enqueue(message)
             return
         due = utcnow() + timedelta(seconds=delay)
-        Schedule(self.store).add(message.route, json.dumps(message.body()), due)
+        self.rows.add(message.route, json.dumps(message.body()), due)
 
     def pump(self) -> int:
         """Send every due row, then delete it."""
-        rows = Schedule(self.store).claim(self.batch, self.lease)
+        rows = self.rows.claim(self.batch, self.lease)
         done: list[int] = []
         try:
             for row_id, route, body in rows:
@@ -205,12 +206,12 @@ class DatabaseSchedule:
                     self.transport.enqueue(message)
                 done.append(row_id)
         finally:
-            Schedule(self.store).delete(done)
+            self.rows.delete(done)
         return len(done)
 
     def seconds_until_due(self) -> float | None:
         """Seconds until the earliest row is due."""
-        earliest = Schedule(self.store).next_due()
+        earliest = self.rows.next_due()
         if earliest is None:
             return None
         return max(0.0, float((earliest - utcnow()).total_seconds()))

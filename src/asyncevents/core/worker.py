@@ -34,7 +34,7 @@ import structlog
 from asyncevents.core.messages import Message, Route
 from asyncevents.core.retry import RetryManagement, misconfiguration
 from asyncevents.core.store import Store
-from asyncevents.core.transport import Consumption, Received, Transport
+from asyncevents.core.transport import Consumption, Received, Transport, describe
 from asyncevents.errors import AsyncEventsError, ConfigError, NotFound
 
 __all__ = ["Handler", "Presence", "Worker", "WorkerLimits", "WorkerReport"]
@@ -216,7 +216,7 @@ class Worker:
                         retry_in = min(retry_in * 2, _RECONNECT_MAX)
                     self.report.reconnects += 1
                     self._cancel_queued()  # the broker hands those out again
-                    log.warning("broker connection lost, reconnecting", error=_describe(exc),
+                    log.warning("broker connection lost, reconnecting", error=describe(exc),
                                 retry_in=retry_in, attempt=self.report.reconnects)
                     self._stop.wait(retry_in)
         finally:
@@ -330,7 +330,7 @@ class Worker:
                 # It came on a connection that is gone, so the broker has
                 # already put it back in line (a SQL lease runs out).
                 log.info("message from a lost connection left to the broker",
-                         handled=outcome is not False, error=_describe(exc))
+                         handled=outcome is not False, error=describe(exc))
 
     def _finish_in_flight(self, session: Consumption) -> None:
         while self._in_flight > 0:
@@ -398,8 +398,3 @@ def _settle(received: Received, outcome: bool | None) -> None:
         received.drop()
     else:
         received.ack()
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from asyncevents.core.models import Delivery
 from asyncevents.core.store import Store
 
-__all__ = ["SEARCH_FIELDS", "search_row", "trace_document"]
+__all__ = ["SEARCH_FIELDS", "cell", "search_row", "trace_document"]
 
 SEARCH_FIELDS = ("uuid", "event_name", "subscription_id", "status", "success", "attempts",
                  "created", "data")
@@ -36,3 +37,17 @@ def trace_document(store: Store, delivery_id: str) -> dict[str, Any]:
         attempts=attempts,
     )
     return doc
+
+
+def cell(value: Any) -> str:
+    """A value in a table or CSV cell as a user would type it back (CLI and API export).
+
+    Nothing for null, ``true``/``false``, compact JSON for objects and lists.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return str(value)

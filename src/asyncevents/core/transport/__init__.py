@@ -11,8 +11,18 @@ from asyncevents.core.transport.base import (
     Consumption,
     Received,
     Transport,
+    describe,
+    first_line,
     safe_url,
     scheme_of,
 )
 
-__all__ = ["Consumption", "Received", "Transport", "safe_url", "scheme_of"]
+__all__ = [
+    "Consumption",
+    "Received",
+    "Transport",
+    "describe",
+    "first_line",
+    "safe_url",
+    "scheme_of",
+]

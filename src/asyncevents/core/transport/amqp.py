@@ -23,8 +23,8 @@ from kombu import Connection, Exchange, Producer, Queue
 from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.messages import Message, Route
 from asyncevents.core.settings import Settings
-from asyncevents.core.transport.base import OnDropped, OnReceived, Transport
-from asyncevents.core.transport.kombubase import KombuConsumption, KombuTransport, first_line
+from asyncevents.core.transport.base import OnDropped, OnReceived, Transport, first_line
+from asyncevents.core.transport.kombubase import KombuConsumption, KombuTransport
 from asyncevents.core.transport.topology import Topology, delay_ms
 from asyncevents.errors import TransportError
 
@@ -121,20 +121,13 @@ class AmqpTransport(KombuTransport):
         """A connection with heartbeats (kombu fails over between ``;``-separated URLs)."""
         return Connection(self.url, heartbeat=30)
 
-    def consume(self, routes: Sequence[Route], on_received: OnReceived,
-                on_dropped: OnDropped, *, prefetch: int) -> KombuConsumption:
-        """Consume ``routes``; with quorum queues their dead-letter queues too (``dead``)."""
-        if not self.topology.quorum:
-            return super().consume(routes, on_received, on_dropped, prefetch=prefetch)
-        conn = self.connect()
-        try:
-            conn.ensure_connection(max_retries=self.connect_tries)
-            dead = {route: self.topology.dead_queue(route) for route in routes}
-            return KombuConsumption(conn, self.queues(routes), on_received, on_dropped,
-                                    prefetch, dead)
-        except BaseException:
-            conn.release()
-            raise
+    def consumption(self, conn: Connection, routes: Sequence[Route], on_received: OnReceived,
+                    on_dropped: OnDropped, prefetch: int) -> KombuConsumption:
+        """The routes' consumers; with quorum queues their dead-letter queues too (``dead``)."""
+        dead = ({route: self.topology.dead_queue(route) for route in routes}
+                if self.topology.quorum else None)
+        return KombuConsumption(conn, self.queues(routes), on_received, on_dropped, prefetch,
+                                dead)
 
     def _publisher(self) -> _Publisher:
         publisher: _Publisher | None = getattr(self._local, "publisher", None)

@@ -26,7 +26,16 @@ from asyncevents.core.messages import Message, Route
 from asyncevents.core.settings import Settings
 from asyncevents.errors import ConfigError
 
-__all__ = ["Consumption", "Handlers", "Received", "Transport", "safe_url", "scheme_of"]
+__all__ = [
+    "Consumption",
+    "Handlers",
+    "Received",
+    "Transport",
+    "describe",
+    "first_line",
+    "safe_url",
+    "scheme_of",
+]
 
 
 def scheme_of(url: str) -> str:
@@ -48,6 +57,18 @@ def safe_url(url: str) -> str:
             one = f"{scheme}://{user}:***@{host}"
         parts.append(one)
     return ";".join(parts)
+
+
+def first_line(exc: BaseException) -> str:
+    """An error's first line (SQLAlchemy appends "(Background on this error at: ...)")."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` for logs."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class Received(Protocol):

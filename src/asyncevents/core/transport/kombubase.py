@@ -23,29 +23,22 @@ from kombu.exceptions import OperationalError
 from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.messages import MalformedMessage, Message, Route, decode
 from asyncevents.core.settings import Settings
-from asyncevents.core.transport.base import OnDropped, OnReceived, Transport
+from asyncevents.core.transport.base import (
+    OnDropped,
+    OnReceived,
+    Transport,
+    describe,
+    first_line,
+)
 from asyncevents.core.transport.topology import Topology
 from asyncevents.errors import TransportError
 
-__all__ = ["KombuConsumption", "KombuReceived", "KombuTransport", "first_line",
-           "register_transports"]
+__all__ = ["KombuConsumption", "KombuReceived", "KombuTransport", "register_transports"]
 
 log = structlog.get_logger("asyncevents.transport")
 
 _PUBLISH_RETRY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5,
                   "interval_max": 2.0}
-
-
-def first_line(exc: BaseException) -> str:
-    """An error's first line (SQLAlchemy appends "(Background on this error at: ...)")."""
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
-def describe(exc: BaseException) -> str:
-    """``Type: message`` for logs."""
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class KombuReceived:
@@ -173,15 +166,19 @@ class KombuTransport(Transport):
 
     def consume(self, routes: Sequence[Route], on_received: OnReceived,
                 on_dropped: OnDropped, *, prefetch: int) -> KombuConsumption:
-        """Connect (one try: the worker paces reconnections) and consume ``routes``."""
+        """Connect (one try per node: the worker paces reconnections) and consume ``routes``."""
         conn = self.connect()
         try:
             conn.ensure_connection(max_retries=self.connect_tries)
-            return KombuConsumption(conn, self.queues(routes), on_received, on_dropped,
-                                    prefetch)
+            return self.consumption(conn, routes, on_received, on_dropped, prefetch)
         except BaseException:
             conn.release()
             raise
+
+    def consumption(self, conn: Connection, routes: Sequence[Route], on_received: OnReceived,
+                    on_dropped: OnDropped, prefetch: int) -> KombuConsumption:
+        """The consumers on a connected ``conn`` (a family may consume more, or renew)."""
+        return KombuConsumption(conn, self.queues(routes), on_received, on_dropped, prefetch)
 
     def check(self, timeout: float = 5.0) -> None:
         """Connect and declare the queues, or raise ``TransportError``."""

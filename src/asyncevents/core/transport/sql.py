@@ -19,8 +19,8 @@ from asyncevents.core.clock import naive_utcnow
 from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.messages import ROUTES, Message, Route
 from asyncevents.core.transport import sqlschema
-from asyncevents.core.transport.base import OnDropped, OnReceived, Transport
-from asyncevents.core.transport.kombubase import KombuConsumption, KombuTransport, first_line
+from asyncevents.core.transport.base import OnDropped, OnReceived, Transport, first_line
+from asyncevents.core.transport.kombubase import KombuConsumption, KombuTransport
 from asyncevents.core.transport.sqlkombu import DELAY_HEADER, connection
 from asyncevents.errors import TransportError
 
@@ -64,17 +64,11 @@ class SqlTransport(KombuTransport):
         return connection(self.url, polling_interval=self.settings.polling_interval,
                           lease_seconds=self.settings.lease_seconds)
 
-    def consume(self, routes: Sequence[Route], on_received: OnReceived,
-                on_dropped: OnDropped, *, prefetch: int) -> SqlConsumption:
-        """Connect and consume ``routes``, renewing leases from :meth:`SqlConsumption.heartbeat`."""
-        conn = self.connect()
-        try:
-            conn.ensure_connection(max_retries=1)
-            return SqlConsumption(conn, self.queues(routes), on_received, on_dropped, prefetch,
-                                  self.settings.lease_seconds)
-        except BaseException:
-            conn.release()
-            raise
+    def consumption(self, conn: Connection, routes: Sequence[Route], on_received: OnReceived,
+                    on_dropped: OnDropped, prefetch: int) -> SqlConsumption:
+        """The routes' consumers, renewing leases from :meth:`SqlConsumption.heartbeat`."""
+        return SqlConsumption(conn, self.queues(routes), on_received, on_dropped, prefetch,
+                              self.settings.lease_seconds)
 
     @property
     def connection_errors(self) -> tuple[type[BaseException], ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from asyncevents.core.store import migrate
 from asyncevents.core.store.attempts import AttemptQueries
 from asyncevents.core.store.crypto import TokenCipher
+from asyncevents.core.store.dashboard import DashboardQueries
 from asyncevents.core.store.deliveries import DeliveryQueries
 from asyncevents.core.store.engine import make_engine
 from asyncevents.core.store.groupcommit import GroupCommit
@@ -28,6 +29,7 @@ class Store(
     IdempotencyQueries,
     MetricsQueries,
     WorkerQueries,
+    DashboardQueries,
 ):
     """Reads and writes subscriptions, deliveries, attempts, API tokens and idempotency keys.
 

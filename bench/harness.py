@@ -235,6 +235,24 @@ def rabbit_delete(queues: list[str], exchanges: list[str] = ()) -> None:  # type
         conn.close()
 
 
+def rabbit_consumers(queues: list[str]) -> dict[str, int]:
+    """Consumers on each of these queues (missing queues left out)."""
+    from kombu import Connection
+
+    counts: dict[str, int] = {}
+    with Connection(AMQP_URL) as conn:
+        for name in queues:
+            try:
+                _, _, consumers = conn.default_channel.queue_declare(name, passive=True)
+            except Exception:
+                conn.close()
+                conn = Connection(AMQP_URL)
+                continue
+            counts[name] = int(consumers)
+        conn.close()
+    return counts
+
+
 # -- processes -------------------------------------------------------------------------
 
 
@@ -245,6 +263,12 @@ def _stat(pid: int) -> list[str] | None:
     except OSError:
         return None
     return raw[raw.rindex(")") + 2:].split()
+
+
+def _started(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks after boot), None once it has gone or is a zombie."""
+    st = _stat(pid)
+    return None if st is None or st[0] == "Z" else st[19]
 
 
 def _children(pid: int) -> list[int]:
@@ -361,6 +385,10 @@ class Procs:
                 raise RuntimeError(f"{self.tag} process exited ({proc.returncode}):\n{tail}")
 
     def stop(self, timeout: float = 60.0) -> None:
+        # Descendants in sessions of their own (``worker --processes``' children)
+        # are outside the process group: noted now, killed below if they outlive it.
+        descendants = [(p, _started(p)) for proc, _ in self.items if proc.poll() is None
+                       for p in tree(proc.pid) if p != proc.pid]
         for proc, _ in self.items:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -373,6 +401,10 @@ class Procs:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
+        for pid, started in descendants:
+            if started is not None and _started(pid) == started:  # the same process, not reused
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         self.items = []
 
 

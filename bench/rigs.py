@@ -103,14 +103,17 @@ class Rig:
 
 
 class AsyncEventsRig(Rig):
-    """asyncevents workers (``python -m asyncevents worker``) on one transport.
+    """An asyncevents worker (``python -m asyncevents worker``) on one transport.
 
     ``transport``: ``amqp`` (store on PostgreSQL), ``pg`` (queue and store in
     one PostgreSQL database) or ``sqlite`` (queue and store in SQLite files).
+    ``processes``: above 1, ONE ``asyncevents worker --processes N`` command
+    (the supervisor and its N children, as an installation runs it); ``pids``
+    is then the supervisor's, and CPU is summed over it and its descendants.
     """
 
     def __init__(self, receiver: Any, transport: str = "amqp", *, subscriptions: int = 1,
-                 workers: int = 1, concurrency: int = h.WORKER_CONCURRENCY,
+                 processes: int = 1, concurrency: int = h.WORKER_CONCURRENCY,
                  start: bool = True, wrap: list[str] | None = None,
                  extra_env: dict[str, str] | None = None, whatif: bool = False) -> None:
         super().__init__(receiver)
@@ -120,7 +123,8 @@ class AsyncEventsRig(Rig):
         self.subscriptions = subscriptions
         self.expect_per_event = subscriptions
         self.warm_n = max(1, 50 // subscriptions)
-        self.workers = workers
+        self.processes = processes
+        self._log_checked = 0.0
         self.concurrency = concurrency
         self.autostart = start
         self.wrap = wrap
@@ -187,18 +191,62 @@ class AsyncEventsRig(Rig):
     def start_consumers(self) -> None:
         self.procs = h.Procs(self.name, self.logdir)
         if self.autostart:
-            self.add_workers(self.workers)
+            self.start_worker()
 
-    def add_workers(self, count: int) -> None:
+    def start_worker(self) -> None:
+        """Start the worker command: one process, or a supervisor and its children."""
         assert self.procs is not None
-        for _ in range(count):
-            module = "bench.whatif_worker" if self.whatif else "asyncevents"
-            self.procs.start([h.PY, "-m", module, "worker", "--concurrency",
-                              str(self.concurrency), "--max-idle-time", "3600"],
-                             self.env(), wrap=self.wrap)
+        module = "bench.whatif_worker" if self.whatif else "asyncevents"
+        if self.whatif and self.processes > 1:
+            raise ValueError("the what-if worker runs as one process (its children would not "
+                             "be patched)")
+        argv = [h.PY, "-m", module, "worker", "--concurrency", str(self.concurrency),
+                "--max-idle-time", "3600"]
+        if self.processes > 1:
+            argv += ["--processes", str(self.processes)]
+        self.procs.start(argv, self.env(), wrap=self.wrap)
+
+    def alive(self) -> None:
+        super().alive()
+        now = time.monotonic()
+        if self.processes > 1 and self.procs is not None and now - self._log_checked > 1.0:
+            # The supervisor restarts a crashed child: a crash must not pass unseen.
+            self._log_checked = now
+            tail = self.procs.tail(100_000)
+            if "worker process died" in tail:
+                raise RuntimeError(f"{self.name}: a worker process died under the "
+                                   f"supervisor:\n{tail[-2000:]}")
+
+    def worker_pids(self) -> list[int]:
+        """The processes that consume: the worker, or the supervisor's children."""
+        pids = self.pids
+        if self.processes > 1:
+            return [p for root in pids for p in h.tree(root) if p != root]
+        return pids
+
+    def wait_consumers(self, timeout: float = 90.0) -> None:
+        """Wait until every worker process consumes (RabbitMQ only: its consumer counts).
+
+        With ``--processes N`` the children import and connect one by one; the
+        warm-up alone could end before the last of them is consuming.
+        """
+        if self.transport != "amqp" or self.processes < 2:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            counts = h.rabbit_consumers([f"{self.prefix}.trigger", f"{self.prefix}.deliver"])
+            if counts and max(counts.values()) >= self.processes:
+                return
+            self.alive()
+            if time.monotonic() > deadline:
+                h.log(f"{self.name}: only {counts} consumers after {timeout:.0f} s "
+                      f"(expected {self.processes} per queue); measuring anyway")
+                return
+            time.sleep(0.1)
 
     def warm(self) -> None:
         if self.autostart:
+            self.wait_consumers()
             super().warm()
 
     @property

@@ -16,7 +16,7 @@ def login(api: Api, scope: str = "admin") -> None:
     response = api.client.post("/console/login", data={
         "token": api.tokens[scope], "login_csrf": value.group(1)}, follow_redirects=False)
     assert response.status_code == 303, response.text
-    assert response.headers["location"] == "/console/deliveries"
+    assert response.headers["location"] == "/console/dashboard"
 
 
 def csrf(api: Api, page: str = "/console/subscriptions") -> str:

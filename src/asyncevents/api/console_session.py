@@ -28,6 +28,7 @@ __all__ = [
     "check_login_csrf",
     "csrf_token",
     "current_token",
+    "current_user",
     "end_session",
     "new_login_csrf",
     "remember_login_csrf",
@@ -68,6 +69,16 @@ def current_token(request: Request, scope: str) -> tuple[ApiToken, str]:
     if not token.allows(scope):
         raise ConsoleAuthError(403, f"your token lacks the {scope!r} scope")
     return token, secret
+
+
+def current_user(request: Request) -> tuple[ApiToken, str] | None:
+    """The session's API token and its secret, whatever its scopes; None without a session.
+
+    For pages that show the navigation to whoever is logged in (the error page).
+    """
+    secret = request.cookies.get(SESSION_COOKIE)
+    token = authenticate(app_of(request).store, secret) if secret else None
+    return None if token is None or secret is None else (token, secret)
 
 
 def csrf_token(secret: str) -> str:

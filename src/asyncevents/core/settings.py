@@ -19,7 +19,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -44,10 +52,26 @@ DEFAULT_CONFIG = "asyncevents.toml"
 class EventDefinition(BaseModel):
     """One entry of the event catalog (``[events."name"]`` in asyncevents.toml)."""
 
+    # ``schema`` in the file; ``json_schema`` here, as BaseModel.schema is taken.
+    model_config = ConfigDict(populate_by_name=True)
+
     description: str = ""
     resolver: str | None = Field(
         default=None, description="'module:function' called with the published data"
     )
+    json_schema: dict[str, Any] | None = Field(
+        default=None, alias="schema", description="a JSON Schema the published data must match"
+    )
+    schema_file: str | None = Field(
+        default=None, description="a file holding that JSON Schema, relative to asyncevents.toml"
+    )
+    deprecated: bool = Field(default=False, description="publishing it logs a warning")
+
+    @model_validator(mode="after")
+    def _one_schema(self) -> EventDefinition:
+        if self.json_schema is not None and self.schema_file is not None:
+            raise ValueError("give either schema or schema_file, not both")
+        return self
 
 
 def _split_csv(value: Any) -> Any:
@@ -117,6 +141,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"{entry!r} is neither a CIDR nor a host name") from None
         return value
 
+    @field_validator("events")
+    @classmethod
+    def _schema_files(cls, value: dict[str, EventDefinition]) -> dict[str, EventDefinition]:
+        # Relative to asyncevents.toml, wherever the process was started from.
+        path = _config_path()
+        if path is None:
+            return value
+        base = path.resolve().parent
+        return {name: d.model_copy(update={"schema_file": str(base / d.schema_file)})
+                if d.schema_file and not Path(d.schema_file).is_absolute() else d
+                for name, d in value.items()}
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -177,7 +213,7 @@ def unknown_keys(document: Mapping[str, Any], path: Path | str) -> list[str]:
     warn, where ``[events."sales.order.created"]`` was meant.
     """
     known = sorted(Settings.model_fields)
-    fields = sorted(EventDefinition.model_fields)
+    fields = sorted(f.alias or n for n, f in EventDefinition.model_fields.items())
     found: list[str] = []
     for key, value in document.items():
         if key.lower() not in known:
@@ -191,8 +227,10 @@ def unknown_keys(document: Mapping[str, Any], path: Path | str) -> list[str]:
             for field, inner in definition.items():
                 if field in fields:
                     continue
-                hint = (f' (quote a dotted event name: [events."{name}.{field}..."])'
-                        if isinstance(inner, Mapping) else _suggestion(field, fields))
+                # A table may be a misspelt `schema` as much as an unquoted dotted name.
+                hint = _suggestion(field, fields) or (
+                    f' (quote a dotted event name: [events."{name}.{field}..."])'
+                    if isinstance(inner, Mapping) else "")
                 found.append(f"{path}: unknown key {field!r} in [events.{name!r}] is "
                              f"ignored{hint}")
     return found

@@ -1,0 +1,57 @@
+"""The console's home: attempts per minute by outcome, statuses, failing subscriptions, queues.
+
+Every figure comes from one store query (:mod:`asyncevents.core.store.dashboard`)
+or from the transport's ``queue_sizes()``; a broker that does not answer
+leaves its panel with the one-line reason and the rest of the page intact.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from asyncevents.api.console_chart import outcome_chart
+from asyncevents.api.console_render import page, user
+from asyncevents.api.deps import app_of
+from asyncevents.core.clock import utcnow
+from asyncevents.core.transport.base import describe
+from asyncevents.errors import AsyncEventsError
+
+__all__ = ["STATUSES", "router"]
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+STATUSES = ("pending", "retrying", "delivered", "dead")
+"""The delivery statuses, in the order the dashboard lists them."""
+
+_MINUTE = timedelta(minutes=1)
+
+
+@router.get("/dashboard")
+def dashboard(request: Request) -> HTMLResponse:
+    """Outcomes over the last hour and day, counts by status, failing subscriptions, queues."""
+    ctx = user(request, "deliveries:read")
+    app = app_of(request)
+    store = app.store
+    now = utcnow()
+    until = now.replace(second=0, microsecond=0) + _MINUTE  # the current minute included
+    hour = store.outcomes_per_bucket(until - timedelta(hours=1), until, _MINUTE)
+    day = store.outcomes_per_bucket(until - timedelta(days=1), until, _MINUTE)
+    statuses = dict.fromkeys(STATUSES, 0)
+    for _sink, status, count in store.count_deliveries_by_status():
+        statuses[status] = statuses.get(status, 0) + count
+    queues: dict[str, int] = {}
+    queue_error = ""
+    try:
+        queues = app.transport.queue_sizes()
+    except (AsyncEventsError, OSError) as exc:
+        queue_error = describe(exc)
+    return page(request, "dashboard.html", **ctx,
+                hour=outcome_chart(hour, "chart-hour", "last hour"),
+                day=outcome_chart(day, "chart-day", "last day"),
+                statuses=statuses, total=sum(statuses.values()),
+                failing=store.failing_subscriptions(now - timedelta(days=1), limit=10),
+                queues=queues, queue_error=queue_error,
+                scheduled=store.count_scheduled())

@@ -1,0 +1,259 @@
+"""The console's subscription pages: the grid, a subscription's page, create and edit.
+
+A form is checked exactly as the REST API checks a request: the same
+request schemas (:mod:`asyncevents.api.schemas`), then the same service
+(:mod:`asyncevents.api.subscriptions`) and so the core's ``SubscriptionRules``.
+A refusal is shown as its one line above the form, which keeps what was
+typed except the token; nothing is stored. The verification token is
+write-only: no page ever shows it, and an empty token field on the edit
+form keeps the current one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from pydantic import BaseModel, Field, ValidationError
+
+from asyncevents.api import console_session as session
+from asyncevents.api import subscriptions as service
+from asyncevents.api.console_render import back, page, user
+from asyncevents.api.deps import app_of
+from asyncevents.api.problems import Problem, validation_problem
+from asyncevents.api.schemas import SubscriptionCreate, SubscriptionUpdate
+from asyncevents.core.models import Subscription
+from asyncevents.core.subscriptions import SubscriptionRules
+from asyncevents.errors import AsyncEventsError, InvalidQuery, NotFound
+
+__all__ = ["POLICY_FIELDS", "SubscriptionForm", "router"]
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+_Text = Annotated[str, Query(max_length=4096)]
+_ID = Annotated[str, Path(max_length=64)]
+
+POLICY_FIELDS = ("max_deaths", "backoff", "base", "max_backoff", "jitter")
+"""The retry policy overrides the form edits (others a subscription has are kept)."""
+
+# The form's names for the fields a problem names in the API's words.
+_FORM_NAMES = {"verification_token": "token"}
+
+
+class SubscriptionForm(BaseModel):
+    """The subscription form as posted: text fields, checked by the API's schemas after."""
+
+    csrf: str = Field(default="", max_length=100)
+    event_name: str = Field(default="", max_length=4096)
+    sink: str = Field(default="http", max_length=4096)
+    recipient: str = Field(default="", max_length=4096)
+    token: str = Field(default="", max_length=4096)
+    filter: str = Field(default="", max_length=4096)
+    max_deaths: str = Field(default="", max_length=64)
+    backoff: str = Field(default="", max_length=64)
+    base: str = Field(default="", max_length=64)
+    max_backoff: str = Field(default="", max_length=64)
+    jitter: str = Field(default="", max_length=64)
+
+    @classmethod
+    def of(cls, sub: Subscription) -> SubscriptionForm:
+        """The form filled with a subscription's values (never its token)."""
+        policy = sub.retry_policy or {}
+        return cls(event_name=sub.event_name, sink=sub.sink, recipient=sub.recipient,
+                   filter=sub.filter or "",
+                   **{k: str(policy[k]) for k in POLICY_FIELDS if policy.get(k) is not None})
+
+    def retry_policy(self, current: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The overrides: the form's retry fields over those of ``current`` it does not edit."""
+        policy = {k: v for k, v in (current or {}).items() if k not in POLICY_FIELDS}
+        for name in POLICY_FIELDS:
+            raw = getattr(self, name).strip()
+            if raw:
+                policy[name] = raw if name == "backoff" else _number(name, raw)
+        return policy or None
+
+
+def _number(name: str, raw: str) -> Any:
+    """A number typed in a field, as JSON would carry it; other text goes on to the rules."""
+    for kind in (int, float):
+        try:
+            value = kind(raw)
+        except ValueError:
+            continue
+        if not math.isfinite(value):
+            raise Problem(422, f"invalid retry policy field {name!r}: give a finite number",
+                          field="retry_policy")
+        return value
+    return raw  # the rules refuse it with their own words
+
+
+def _checked(schema: type[BaseModel], data: dict[str, Any]) -> BaseModel:
+    """``data`` through a REST request schema; its refusal is the same one-line problem."""
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+        raise validation_problem(RequestValidationError(errors)) from None
+
+
+def _refusal(exc: Exception) -> tuple[str, str]:
+    """The one line and the form field of a refused form."""
+    if isinstance(exc, Problem):
+        field = (exc.field or "").split(".")[0]
+        return exc.detail, _FORM_NAMES.get(field, field)
+    return str(exc), _FORM_NAMES.get(getattr(exc, "field", None) or "", "")
+
+
+def _sinks(request: Request) -> list[str]:
+    return sorted(app_of(request).plugins.sinks())
+
+
+def _form_page(request: Request, form: SubscriptionForm, *, sub: Subscription | None = None,
+               status: int = 200, error: str = "", error_field: str = "",
+               message: str = "", deleted: bool = False) -> HTMLResponse:
+    ctx = user(request, "subscriptions:read")
+    health = None
+    if sub is not None:
+        health = app_of(request).store.subscription_health([sub.id])[sub.id]
+    return page(request, "subscription.html", status, script=True, **ctx, form=form, sub=sub,
+                sinks=_sinks(request), error=error, error_field=error_field, message=message,
+                health=health, deleted=deleted)
+
+
+@router.get("/subscriptions")
+def subscriptions_page(
+    request: Request, event_name: _Text = "", sink: _Text = "", recipient: _Text = "",
+    active: Annotated[str, Query(pattern="^(|true|false)$")] = "",
+    cursor: _Text = "", message: _Text = "",
+) -> HTMLResponse:
+    """The subscriptions grid, with each one's success ratio and last error."""
+    ctx = user(request, "subscriptions:read")
+    app = app_of(request)
+    where = service.SubscriptionFilter(
+        active=None if not active else active == "true", event_name=event_name or None,
+        sink=sink or None, recipient=recipient or None)
+    items, next_cursor = service.list_page(app, where, limit=100, cursor=cursor or None)
+    filters = {"event_name": event_name, "sink": sink, "recipient": recipient,
+               "active": active}
+    health = app.store.subscription_health([s.id for s in items])
+    return page(request, "subscriptions.html", **ctx, items=items, next_cursor=next_cursor,
+                filters=filters, message=message, health=health)
+
+
+@router.post("/subscriptions/action")
+def subscriptions_action(
+    request: Request, action: Annotated[str, Form(pattern="^(enable|disable|delete)$")],
+    csrf: Annotated[str, Form(max_length=100)] = "",
+    ids: Annotated[list[str] | None, Form()] = None,
+    only: Annotated[str, Query(max_length=64)] = "",
+) -> RedirectResponse:
+    """Enable, disable or delete the checked subscriptions (or the one row's, ``only``)."""
+    _, secret = session.current_token(request, "subscriptions:write")
+    session.check_csrf(request, secret, csrf)
+    app = app_of(request)
+    done = 0
+    for sub_id in [only] if only else ids or []:
+        if action == "delete":
+            app.store.delete_subscription(sub_id)
+        else:
+            service.update(app, sub_id, {"active": action == "enable"})
+        done += 1
+    verb = {"enable": "enabled", "disable": "disabled", "delete": "deleted"}[action]
+    noun = "subscription" if done == 1 else "subscriptions"
+    if only and action != "delete" and request.query_params.get("to") == "page":
+        return back(f"/console/subscriptions/{only}", message=f"{done} {noun} {verb}")
+    return back("/console/subscriptions", message=f"{done} {noun} {verb}")
+
+
+@router.get("/subscriptions/new")
+def new_form(request: Request) -> HTMLResponse:
+    """The form for a new subscription."""
+    user(request, "subscriptions:write")
+    return _form_page(request, SubscriptionForm())
+
+
+@router.post("/subscriptions/new")
+def create(request: Request, form: Annotated[SubscriptionForm, Form()]) -> Response:
+    """Create a subscription, or show the form again with the one line that refuses it."""
+    _, secret = session.current_token(request, "subscriptions:write")
+    session.check_csrf(request, secret, form.csrf)
+    try:
+        body = _checked(SubscriptionCreate, {
+            "event_name": form.event_name, "recipient": form.recipient,
+            "verification_token": form.token, "sink": form.sink,
+            "filter": form.filter or None, "retry_policy": form.retry_policy(None)})
+        assert isinstance(body, SubscriptionCreate)
+        saved = service.create(app_of(request), event_name=body.event_name,
+                               recipient=body.recipient, token=body.verification_token,
+                               sink=body.sink, filter=body.filter,
+                               retry_policy=body.retry_policy)
+    except (Problem, AsyncEventsError) as exc:
+        error, field = _refusal(exc)
+        return _form_page(request, form.model_copy(update={"token": ""}), status=422,
+                          error=error, error_field=field)
+    return back(f"/console/subscriptions/{saved.subscription.id}",
+                message="; ".join(["subscription created", *saved.warnings]))
+
+
+@router.get("/subscriptions/check-filter")
+def check_filter(request: Request, filter: _Text = "") -> JSONResponse:
+    """``{"ok": true}``, or ``{"ok": false, "error": one line}``: the form's live check."""
+    user(request, "subscriptions:read")
+    app = app_of(request)
+    try:
+        SubscriptionRules(app.settings, app.catalog, app.plugins).check_filter(filter or None)
+    except InvalidQuery as exc:
+        return JSONResponse({"ok": False, "error": str(exc)},
+                            headers={"Cache-Control": "no-store"})
+    return JSONResponse({"ok": True}, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/subscriptions/{subscription_id}")
+def subscription_page(request: Request, subscription_id: _ID,
+                      message: _Text = "") -> HTMLResponse:
+    """One subscription: its health, its deliveries, and the edit form."""
+    user(request, "subscriptions:read")
+    store = app_of(request).store
+    try:
+        sub = store.get_subscription(subscription_id)
+        deleted = False
+    except NotFound:
+        sub = store.get_subscription(subscription_id, deleted=True)  # NotFound: the 404 page
+        deleted = True
+    return _form_page(request, SubscriptionForm.of(sub), sub=sub, message=message,
+                      deleted=deleted)
+
+
+@router.post("/subscriptions/{subscription_id}")
+def edit(request: Request, subscription_id: _ID,
+         form: Annotated[SubscriptionForm, Form()]) -> Response:
+    """Apply the edit form, or show it again with the one line that refuses it."""
+    _, secret = session.current_token(request, "subscriptions:write")
+    session.check_csrf(request, secret, form.csrf)
+    app = app_of(request)
+    current = app.store.get_subscription(subscription_id)
+    changes: dict[str, Any] = {}
+    if form.recipient != current.recipient:
+        changes["recipient"] = form.recipient
+    if (form.filter or None) != current.filter:
+        changes["filter"] = form.filter or None
+    try:
+        policy = form.retry_policy(current.retry_policy)
+        if policy != current.retry_policy:
+            changes["retry_policy"] = policy
+        if form.token:  # empty: keep the current token (it is never shown to be kept)
+            changes["verification_token"] = form.token
+        body = _checked(SubscriptionUpdate, changes)
+        saved = service.update(app, subscription_id, body.model_dump(
+            include=body.model_fields_set))
+    except (Problem, AsyncEventsError) as exc:
+        error, field = _refusal(exc)
+        shown = form.model_copy(update={"token": "", "event_name": current.event_name,
+                                        "sink": current.sink})
+        return _form_page(request, shown, sub=current, status=422, error=error,
+                          error_field=field)
+    done = "subscription saved" if changes else "nothing changed"
+    return back(f"/console/subscriptions/{subscription_id}",
+                message="; ".join([done, *saved.warnings]))

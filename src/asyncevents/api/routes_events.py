@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Response
+from pydantic import Field
 
 from asyncevents.api.auth import require
 from asyncevents.api.deps import AppDep
 from asyncevents.api.idempotency import publish_once
 from asyncevents.api.problems import field_errors
-from asyncevents.api.schemas import Catalog, PublishRequest, PublishResult
+from asyncevents.api.schemas import Catalog, EventDefinition, PublishRequest, PublishResult
 from asyncevents.api.tokens import ApiToken
 from asyncevents.core.catalog import is_pattern
 from asyncevents.errors import InvalidPayload, UnknownEvent
@@ -20,13 +21,29 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
 
-@router.get("", response_model=Catalog, dependencies=[Depends(require("subscriptions:read"))])
+class CatalogEvent(EventDefinition):
+    """One entry of the event catalog, with its JSON Schema and deprecation."""
+
+    deprecated: bool = Field(description="Publishing it still works, and logs a warning.")
+    json_schema: dict[str, Any] | None = Field(
+        alias="schema", description="The JSON Schema that published data must match, if any.")
+
+
+class EventCatalog(Catalog):
+    """The event catalog."""
+
+    events: list[CatalogEvent]  # type: ignore[assignment]
+
+
+@router.get("", response_model=EventCatalog, response_model_by_alias=True,
+            dependencies=[Depends(require("subscriptions:read"))])
 def list_events(app: AppDep) -> dict[str, Any]:
     """The event catalog: names and patterns that may be published and subscribed to."""
     catalog = app.catalog
     events = [
         {"name": name, "description": d.description, "resolver": d.resolver,
-         "pattern": is_pattern(name)}
+         "pattern": is_pattern(name), "deprecated": d.deprecated,
+         "schema": catalog.schemas[name].schema if name in catalog.schemas else None}
         for name, d in sorted(catalog.definitions.items())
     ]
     return {"strict": catalog.strict, "events": events}

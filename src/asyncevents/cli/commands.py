@@ -130,12 +130,18 @@ def sinks(as_json: bool) -> None:
 def events(as_json: bool) -> None:
     """The event catalog."""
     catalog = get_app().catalog
-    rows = [{"name": name, "description": d.description, "resolver": d.resolver}
+    rows = [{"name": name, "description": d.description, "resolver": d.resolver,
+             "deprecated": d.deprecated, "schema_file": d.schema_file,
+             "schema": catalog.schemas[name].schema if name in catalog.schemas else None}
             for name, d in sorted(catalog.definitions.items())]
     if as_json:
         print_json(rows)
     else:
-        print_table(rows, ("name", "description", "resolver"), title="Events")
+        for row in rows:
+            row["schema"] = row["schema_file"] or ("inline" if row["schema"] else "")
+            row["deprecated"] = "deprecated" if row["deprecated"] else ""
+        print_table(rows, ("name", "description", "resolver", "schema", "deprecated"),
+                    title="Events")
         if not catalog.strict:
             console.print("strict_events is off: any event name may be published")
 

@@ -1,6 +1,13 @@
 """The event catalog: which event names exist, how to build their payload, and name patterns.
 
 A pattern is an exact name or holds ``*`` wildcards (``sales.order.*``, ``*``).
+
+The definition that covers a published name (the exact one, else the longest
+matching pattern, see :meth:`Catalog.definition`) gives it everything: its
+resolver, its JSON Schema (:mod:`.schemas`) and whether it is deprecated. A
+schema on ``sales.order.*`` thus checks ``sales.order.created`` too, unless
+``sales.order.created`` has a definition of its own, which then decides alone
+(without a schema of its own, that name is not checked).
 """
 
 from __future__ import annotations
@@ -8,16 +15,24 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, cast
 
+from pydantic import ValidationError
+
+from asyncevents.core.log import get_logger
+from asyncevents.core.schemas import EventSchema, load_schema
 from asyncevents.core.settings import EventDefinition
 from asyncevents.errors import ConfigError, UnknownEvent
 
 __all__ = ["Catalog", "Resolver", "is_pattern", "load_resolver", "matches"]
 
 Resolver = Callable[[dict[str, Any]], dict[str, Any]]
+
+log = get_logger("asyncevents.catalog")
+#: Published names remembered with the definition covering them; cleared when full.
+_COVERING_CACHE = 4096
 
 
 def is_pattern(name: str) -> bool:
@@ -75,6 +90,18 @@ class Catalog:
 
     definitions: dict[str, EventDefinition]
     strict: bool = True
+    schemas: dict[str, EventSchema] = field(init=False, repr=False)
+    """The compiled schema of each definition that has one, by definition name."""
+    _covering: dict[str, str | None] = field(init=False, repr=False, default_factory=dict)
+    _warned: set[str] = field(init=False, repr=False, default_factory=set)
+
+    def __post_init__(self) -> None:
+        # Every schema now, once: a wrong one stops start-up, and publish only validates.
+        self.schemas = {}
+        for name, definition in sorted(self.definitions.items()):
+            compiled = load_schema(name, definition.json_schema, definition.schema_file)
+            if compiled is not None:
+                self.schemas[name] = compiled
 
     @classmethod
     def build(
@@ -87,7 +114,13 @@ class Catalog:
             if isinstance(definition, EventDefinition):
                 definitions[name] = definition
             elif isinstance(definition, Mapping):
-                definitions[name] = EventDefinition(**definition)
+                try:
+                    definitions[name] = EventDefinition(**definition)
+                except ValidationError as exc:
+                    first = exc.errors()[0]
+                    where = ".".join(str(part) for part in first["loc"])
+                    raise ConfigError(f"event {name!r}: {where + ': ' if where else ''}"
+                                      f"{first['msg']}") from None
             else:
                 definitions[name] = EventDefinition(description=str(definition or ""))
         definitions.update(configured)
@@ -105,6 +138,40 @@ class Catalog:
         if not candidates:
             return None
         return self.definitions[max(candidates, key=len)]
+
+    def _covering_name(self, name: str) -> str | None:
+        """The name of the definition covering ``name`` (see :meth:`definition`), cached."""
+        try:
+            return self._covering[name]
+        except KeyError:
+            pass
+        if name in self.definitions:
+            found: str | None = name
+        else:
+            candidates = [p for p in self.definitions if is_pattern(p) and matches(p, name)]
+            found = max(candidates, key=len) if candidates else None
+        if len(self._covering) >= _COVERING_CACHE:
+            self._covering.clear()  # names published with strict_events off are unbounded
+        self._covering[name] = found
+        return found
+
+    def check_data(self, name: str, data: Any) -> None:
+        """Check published ``data`` against the schema of the definition covering ``name``.
+
+        Raises ``InvalidPayload`` (one line: the event, the path, the rule).
+        A deprecated event is logged as a warning, once per name and catalog.
+        """
+        covering = self._covering_name(name)
+        if covering is None:
+            return
+        if self.definitions[covering].deprecated and name not in self._warned:
+            self._warned.add(name)
+            log.warning("deprecated event published", event_name=name,
+                        definition=covering,
+                        description=self.definitions[covering].description or None)
+        schema = self.schemas.get(covering)
+        if schema is not None:
+            schema.check(name, data)
 
     def _unknown(self, name: str) -> UnknownEvent:
         known = ", ".join(self.names()) or "none defined"

@@ -59,6 +59,7 @@ class Publisher:
         for name, data in events:
             self.catalog.check_publish(name)
             payload = check_payload(data, self.settings.max_payload_bytes)
+            self.catalog.check_data(name, payload)
             messages.append(TriggerMessage(str(uuid.uuid4()), name, payload, now))
         self.transport.enqueue_many(messages)
         return [message.event_id for message in messages]
@@ -67,6 +68,7 @@ class Publisher:
         """Publish one event; return its id. ``delay`` holds it back that many seconds."""
         self.catalog.check_publish(name)
         payload = check_payload(data, self.settings.max_payload_bytes)
+        self.catalog.check_data(name, payload)
         if delay is not None and delay < 0:
             raise InvalidPayload(f"delay must be zero or more seconds, not {delay}")
         message = TriggerMessage(str(uuid.uuid4()), name, payload, utcnow())

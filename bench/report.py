@@ -20,6 +20,10 @@ BASELINES = {
 }
 
 
+#: Metrics a ratio to the baseline says nothing about.
+NO_RATIO = {"publish rate achieved", "sent in catch-up batches"}
+
+
 def _fmt(value: float | None, unit: str = "") -> str:
     if value is None or value != value:
         return "n/a"
@@ -49,7 +53,7 @@ def table(results: Results) -> str:
         spread = f"{_fmt(min(vals), s.unit)}..{_fmt(max(vals), s.unit)}" if len(vals) > 1 else ""
         ratio = ""
         base = _baseline(s.scenario, s.contender)
-        if base and base != s.contender:
+        if base and base != s.contender and s.metric not in NO_RATIO:
             other = results.get(s.scenario, base, s.metric)
             if other and s.median is not None and other == other and s.median == s.median \
                     and not math.isinf(other) and not math.isinf(s.median) and other != 0:
@@ -247,7 +251,9 @@ INFORMATION = [
 
 def targets(results: Results) -> tuple[str, list[dict[str, object]]]:
     """The targets (PASS, MISS or n/a) and the information lines, as text and as JSON rows."""
-    lines = ["targets (issue 14):"]
+    lines = ["targets (issue 14):" if not results.info.get("quick") else
+             "targets (issue 14; a --quick run: small numbers, the verdicts only show that "
+             "each row is measured):"]
     verdicts: list[dict[str, object]] = []
     for heading, rows in (("", TARGETS), ("information (no target):", INFORMATION)):
         if heading:

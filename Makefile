@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install browser run demo test test-fast lint format clean faults
+.PHONY: install browser run demo test test-fast lint format clean faults docs
 
 install: $(STAMP)
 
@@ -53,6 +53,12 @@ bench: install
 bench-quick: install
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.run --quick $(BENCH_ARGS)
+
+## The documentation site (MkDocs, Material) into site/, warnings as errors; the CLI and
+## settings reference pages are generated from the code by scripts/gen_reference.py.
+docs: install
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 format: install
 	$(BIN)/ruff check --fix src tests plugins faults

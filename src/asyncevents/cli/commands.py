@@ -9,6 +9,7 @@ from asyncevents.cli.deliveries import replay, search, trace
 from asyncevents.cli.output import console, print_json, print_table
 from asyncevents.cli.processes import process_count, supervise
 from asyncevents.cli.serve import serve
+from asyncevents.cli.stats import stats
 from asyncevents.cli.subscriptions import subscribe, subscriptions
 from asyncevents.cli.tokens import tokens
 from asyncevents.cli.workers import stop_workers, workers
@@ -37,6 +38,7 @@ cli.add_command(serve)
 cli.add_command(tokens)
 cli.add_command(workers)
 cli.add_command(stop_workers)
+cli.add_command(stats)
 
 
 @cli.command()

@@ -12,6 +12,7 @@ from asyncevents.core.store.groupcommit import GroupCommit
 from asyncevents.core.store.idempotency import IdempotencyQueries
 from asyncevents.core.store.metrics import MetricsQueries
 from asyncevents.core.store.search import SearchQueries
+from asyncevents.core.store.stats import StatsQueries
 from asyncevents.core.store.subscriptions import SubscriptionQueries
 from asyncevents.core.store.tokens import TokenQueries
 from asyncevents.core.store.workers import WorkerQueries
@@ -30,6 +31,7 @@ class Store(
     MetricsQueries,
     WorkerQueries,
     DashboardQueries,
+    StatsQueries,
 ):
     """Reads and writes subscriptions, deliveries, attempts, API tokens and idempotency keys.
 

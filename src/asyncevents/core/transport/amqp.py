@@ -23,7 +23,13 @@ from kombu import Connection, Exchange, Producer, Queue
 from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.messages import Message, Route
 from asyncevents.core.settings import Settings
-from asyncevents.core.transport.base import OnDropped, OnReceived, Transport, first_line
+from asyncevents.core.transport.base import (
+    OnDropped,
+    OnReceived,
+    QueueStats,
+    Transport,
+    first_line,
+)
 from asyncevents.core.transport.kombubase import KombuConsumption, KombuTransport
 from asyncevents.core.transport.topology import Topology, delay_ms
 from asyncevents.errors import TransportError
@@ -185,6 +191,31 @@ class AmqpTransport(KombuTransport):
     def enqueue_many(self, messages: Sequence[Message]) -> None:
         """Send every message, then wait once for all the confirms."""
         self._publish([self._item(message, 0.0) for message in messages])
+
+    def queue_stats(self) -> list[QueueStats]:
+        """Ready messages and consumers per queue, from a passive ``queue.declare``.
+
+        Without the management API RabbitMQ does not tell how many messages
+        are delivered and unacknowledged (in flight), nor what waits in the
+        delay queues, whose names depend on each delay: both stay ``None``
+        (the store's ``retrying`` counts say what waits for a retry).
+        """
+        found: list[QueueStats] = []
+        conn = self.connect()
+        try:
+            conn.ensure_connection(max_retries=self.connect_tries, timeout=3)
+            for queue in self.topology.queues:
+                with conn.channel() as channel:
+                    try:
+                        ok = channel.queue_declare(queue=queue.name, passive=True)
+                    except Exception:  # not declared yet: nothing was ever sent to it
+                        found.append(QueueStats(queue.name, 0, consumers=0))
+                        continue
+                found.append(QueueStats(queue.name, int(ok.message_count),
+                                        consumers=int(ok.consumer_count)))
+        finally:
+            conn.release()
+        return found
 
 @hookimpl(trylast=True)
 def register_transports(register: Callable[[str, type[Transport]], None]) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from asyncevents.core.messages import Message, Route
@@ -29,6 +30,7 @@ from asyncevents.errors import ConfigError
 __all__ = [
     "Consumption",
     "Handlers",
+    "QueueStats",
     "Received",
     "Transport",
     "describe",
@@ -69,6 +71,21 @@ def describe(exc: BaseException) -> str:
     """``Type: message`` for logs."""
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """What a transport can tell about one queue; ``None`` where it cannot know."""
+
+    name: str
+    ready: int | None
+    """Messages waiting to be handed out now."""
+    in_flight: int | None = None
+    """Messages handed to a worker and not settled yet."""
+    delayed: int | None = None
+    """Messages held back until later (retries, delayed publishes)."""
+    consumers: int | None = None
+    """Consumers attached to the queue."""
 
 
 class Received(Protocol):
@@ -168,6 +185,10 @@ class Transport(ABC):
     @abstractmethod
     def queue_sizes(self) -> dict[str, int]:
         """Messages ready in each of this installation's queues, by queue name."""
+
+    def queue_stats(self) -> list[QueueStats]:
+        """Each queue's figures; this default knows only :meth:`queue_sizes`' ready counts."""
+        return [QueueStats(name, ready) for name, ready in sorted(self.queue_sizes().items())]
 
     def seconds_until_due(self) -> float | None:
         """Seconds until the next delayed message is due, when the transport can tell."""

@@ -13,13 +13,20 @@ from typing import Any
 
 import structlog
 from kombu import Connection, Queue
+from sqlalchemy import case, func, select
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from asyncevents.core.clock import naive_utcnow
 from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.messages import ROUTES, Message, Route
 from asyncevents.core.transport import sqlschema
-from asyncevents.core.transport.base import OnDropped, OnReceived, Transport, first_line
+from asyncevents.core.transport.base import (
+    OnDropped,
+    OnReceived,
+    QueueStats,
+    Transport,
+    first_line,
+)
 from asyncevents.core.transport.kombubase import KombuConsumption, KombuTransport
 from asyncevents.core.transport.sqlkombu import DELAY_HEADER, connection
 from asyncevents.errors import TransportError
@@ -112,6 +119,23 @@ class SqlTransport(KombuTransport):
         if earliest is None:
             return None
         return max(0.0, float((earliest - naive_utcnow()).total_seconds()))
+
+    def queue_stats(self) -> list[QueueStats]:
+        """Per queue: rows visible now (ready), leased (in flight), visible later (delayed).
+
+        A leased row whose lease ran out counts as ready: any worker may take it.
+        Consumers are not known to the table (``asyncevents workers`` lists them).
+        """
+        names = [self.topology.queue(route).name for route in ROUTES]
+        c, now = sqlschema.messages.c, naive_utcnow()
+        later = c.visible_at > now
+        query = (select(c.queue, func.sum(case((c.visible_at <= now, 1), else_=0)),
+                        func.sum(case((later & (c.deliveries > 0), 1), else_=0)),
+                        func.sum(case((later & (c.deliveries == 0), 1), else_=0)))
+                 .where(c.queue.in_(names)).group_by(c.queue))
+        rows = sqlschema.run(self._engines().put, lambda conn: conn.execute(query).all())
+        found = {str(q): (int(r or 0), int(f or 0), int(d or 0)) for q, r, f, d in rows}
+        return [QueueStats(name, *found.get(name, (0, 0, 0))) for name in names]
 
 
 @hookimpl(trylast=True)

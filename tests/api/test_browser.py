@@ -4,7 +4,7 @@ A uvicorn server and a worker run in this process; a pytest-httpserver
 receiver refuses the first delivery (HTTP 400, so it is dead at once) and
 accepts the replay. In the browser: log in, search, open the trace, replay
 after the confirmation page, and see the new successful attempt. Each page
-is kept as a screenshot in ``test-artifacts/console/``.
+is kept as a screenshot in ``test-artifacts/console/`` (git-ignored).
 
 Chromium comes from Debian (``scripts/install-browser.sh``); when it is
 missing this test fails, it never skips.
@@ -27,6 +27,8 @@ from pytest_httpserver import HTTPServer
 from asyncevents.api.app import create_app
 from asyncevents.api.tokens import create_token
 from asyncevents.core.app import App
+from asyncevents.core.clock import utcnow
+from asyncevents.core.settings import EventDefinition
 from asyncevents.core.worker import WorkerLimits
 from tests.helpers import Recorder
 
@@ -118,6 +120,9 @@ def test_log_in_search_trace_replay(server: tuple[str, App], browser: Any,
     assert "unknown or revoked token" in page.inner_text("[role=alert]")
     page.fill("#token", secret)
     page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/console/dashboard$"))
+    assert page.locator("#chart-hour").is_visible()
+    page.click("nav >> text=Deliveries")
     page.wait_for_url(re.compile(r".*/console/deliveries$"))
     assert page.locator("#deliveries tbody tr").count() == 2
     shot(page, "02-deliveries")
@@ -159,7 +164,7 @@ def test_log_in_search_trace_replay(server: tuple[str, App], browser: Any,
 
     page.click("nav >> text=Subscriptions")
     page.wait_for_url(re.compile(r".*/console/subscriptions$"))
-    assert page.locator("tbody tr").count() == 2
+    assert page.locator("#mass tbody tr").count() == 2
     page.check(f"input[name=ids][value='{sub.id}']")
     page.click("button[name=action][value=disable]")
     page.wait_for_url(re.compile(r".*message="))
@@ -184,3 +189,115 @@ def test_log_in_search_trace_replay(server: tuple[str, App], browser: Any,
     page.wait_for_url(re.compile(r".*/console/login$"))
     page.goto(f"{base}/console/deliveries")
     assert page.url.endswith("/console/login")
+
+
+def log_in(browser: Any, base: str, secret: str) -> Any:
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.set_default_timeout(15_000)
+    page.goto(f"{base}/console/login")
+    page.fill("#token", secret)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/console/dashboard$"))
+    return page
+
+
+def test_the_console_as_an_admin(server: tuple[str, App], browser: Any,
+                                 httpserver: HTTPServer) -> None:
+    """Dashboard, create and edit a subscription (live filter check), paging, 403."""
+    from playwright.sync_api import expect
+
+    base, app = server
+    recorder = Recorder(httpserver)
+    failing = app.subscribe("customer.*", recorder.route("/down", [400]), token="secret")
+    app.publish("customer.registered", {"id": 7})
+    wait_until(lambda: [d.status for d in app.store.recent_deliveries()] == ["dead"])
+    app.catalog.definitions["legacy.thing"] = EventDefinition(description="old",
+                                                              deprecated=True)
+    _, secret = create_token(app.store, "admin", ["admin"])
+    page = log_in(browser, base, secret)
+    assert page.locator("#chart-hour rect").count() >= 1  # the failed attempt, drawn
+    assert failing.id in page.inner_text("#failing")
+    assert "deliver" in page.inner_text("#queues")
+    shot(page, "10-dashboard")
+
+    page.click("nav >> text=Subscriptions")
+    page.click("#new-subscription")
+    page.wait_for_url(re.compile(r".*/subscriptions/new$"))
+    page.fill("#event_name", "sales.order.created")
+    page.fill("#recipient", "http://10.0.0.1/hook")
+    page.fill("#token", "s3cret-token")
+    page.fill("#filter", "data.total:(")
+    expect(page.locator("#filter-check")).to_contain_text("syntax error")  # by fetch, live
+    expect(page.locator("#filter")).to_have_attribute("aria-invalid", "true")
+    shot(page, "11-filter-live-check")
+    page.fill("#filter", "data.total:[100 TO *]")
+    expect(page.locator("#filter-check")).to_contain_text("valid filter")
+    page.fill("input[name=max_deaths]", "2")
+    page.click("#save")
+    assert "internal address" in page.inner_text("#form-error")
+    assert page.input_value("#token") == ""  # never sent back
+    assert page.input_value("#filter") == "data.total:[100 TO *]"  # kept
+    shot(page, "12-create-refused")
+    page.fill("#recipient", recorder.route("/orders"))
+    page.fill("#token", "s3cret-token")
+    page.click("#save")
+    page.wait_for_url(re.compile(r".*/console/subscriptions/[0-9a-f-]{36}\?message=.*"))
+    assert "subscription created" in page.inner_text("[role=status]")
+    sub_id = page.url.split("/subscriptions/")[1].split("?")[0]
+    sub = app.store.get_subscription(sub_id)
+    assert sub.token == "s3cret-token" and sub.retry_policy == {"max_deaths": 2}
+    assert "s3cret-token" not in page.content()
+
+    app.publish("sales.order.created", {"id": 1, "total": 150})
+    app.publish("sales.order.created", {"id": 2, "total": 5})  # filtered out
+    wait_until(lambda: len(recorder.on("/orders")) == 1)
+    wait_until(lambda: app.store.subscription_health([sub_id])[sub_id].delivered == 1)
+    page.reload()
+    assert "100.0 %" in page.inner_text("#ratio")
+    page.fill("input[name=max_deaths]", "4")
+    page.select_option("select[name=backoff]", "linear")
+    page.click("#save")
+    page.wait_for_url(re.compile(r".*message=subscription\+saved.*"))
+    assert app.store.get_subscription(sub_id).retry_policy == {"max_deaths": 4,
+                                                               "backoff": "linear"}
+    shot(page, "13-subscription")
+
+    for i in range(60):
+        app.store.ensure_deliveries(event_id=f"seeded-{i}", event_name="sales.order.created",
+                                    published_at=utcnow(), payload={"id": i}, targets=[sub])
+    page.click("nav >> text=Deliveries")
+    assert page.inner_text("#count") == "1\u201350 of 62"
+    uuid_cell = page.locator("#deliveries tbody tr td.uuid").first
+    assert uuid_cell.evaluate("e => getComputedStyle(e).whiteSpace") == "nowrap"
+    shot(page, "14-deliveries-page-1")
+    page.locator("a.older").first.click()
+    page.wait_for_url(re.compile(r".*before=.*"))
+    assert page.inner_text("#count") == "51\u201362 of 62"
+    shot(page, "15-deliveries-page-2")
+    page.locator("a.newer").first.click()
+    page.wait_for_url(re.compile(r".*after=.*"))
+    assert page.inner_text("#count") == "1\u201350 of 62"
+    page.locator(f"#deliveries a[href='/console/subscriptions/{sub_id}']").first.click()
+    page.wait_for_url(re.compile(rf".*/console/subscriptions/{sub_id}$"))
+
+    dead = next(d for d in app.store.recent_deliveries(limit=100)
+                if d.subscription_id == failing.id)
+    page.goto(f"{base}/console/subscriptions/{failing.id}")
+    page.click("button[name=action][value=delete]")
+    page.wait_for_url(re.compile(r".*deleted.*"))
+    page.goto(f"{base}/console/deliveries/{dead.id}")
+    assert page.locator("#no-replay").is_visible()
+    assert page.locator("a[href$='/replay']").count() == 0
+    shot(page, "16-trace-deleted-subscription")
+
+    page.click("nav >> text=Events")
+    assert "deprecated" in page.inner_text("tr:has-text('legacy.thing')")
+    shot(page, "17-events")
+
+    _, reader = create_token(app.store, "reader", ["deliveries:read"])
+    other = log_in(browser, base, reader)
+    other.goto(f"{base}/console/subscriptions")
+    assert other.inner_text("main").count("lacks the") == 1
+    assert other.locator(".flash").count() == 0
+    assert other.locator("nav >> text=Deliveries").is_visible()
+    shot(other, "18-forbidden")

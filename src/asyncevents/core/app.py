@@ -13,6 +13,7 @@ from asyncevents.core.deliver import Deliverer
 from asyncevents.core.dispatch import DISPATCH_SINK, Dispatcher, FilterFn
 from asyncevents.core.messages import DeliverMessage, Message, Route, TriggerMessage
 from asyncevents.core.models import Subscription
+from asyncevents.core.outbox import Outbox, Transactional
 from asyncevents.core.plugins import Plugins
 from asyncevents.core.publish import Publisher
 from asyncevents.core.retry import RetryManagement, RetryPolicy
@@ -116,13 +117,36 @@ class App:
         """How subscription filters are evaluated: the search engine's Python evaluator."""
         return lambda query, payload: compile_filter(query)(payload)
 
-    def publish(self, name: str, data: Any, *, delay: float | None = None) -> str:
-        """Publish event ``name`` with ``data`` (a JSON object); return the event id."""
-        return self.publisher.publish(name, data, delay=delay)
+    @cached_property
+    def outbox(self) -> Outbox:
+        """The transactional outbox: ``publish(..., connection=...)`` and the workers' sweep."""
+        return Outbox(self.settings, self.transport, lambda: self.retries)
 
-    def publish_many(self, events: Iterable[tuple[str, Any]]) -> list[str]:
-        """Publish ``(name, data)`` pairs together; all are checked before any is sent."""
-        return self.publisher.publish_many(events)
+    def publish(self, name: str, data: Any, *, delay: float | None = None,
+                connection: Transactional | None = None) -> str:
+        """Publish event ``name`` with ``data`` (a JSON object); return the event id.
+
+        With ``connection`` (the application's SQLAlchemy ``Connection`` or
+        ``Session``) the event is written in that transaction and sent if and
+        only if it commits: the transactional outbox (:mod:`.outbox`).
+        """
+        if connection is None:
+            return self.publisher.publish(name, data, delay=delay)
+        message = self.publisher.message(name, data)
+        self.outbox.write(connection, [message], delay=delay)
+        return message.event_id
+
+    def publish_many(self, events: Iterable[tuple[str, Any]], *,
+                     connection: Transactional | None = None) -> list[str]:
+        """Publish ``(name, data)`` pairs together; all are checked before any is sent.
+
+        ``connection``: as for :meth:`publish`, all in that transaction, in order.
+        """
+        if connection is None:
+            return self.publisher.publish_many(events)
+        messages = [self.publisher.message(name, data) for name, data in events]
+        self.outbox.write(connection, messages)
+        return [message.event_id for message in messages]
 
     def subscribe(self, event_name: str, recipient: str, *, sink: str = "http",
                   token: str, filter: str | None = None,
@@ -188,6 +212,8 @@ class App:
         periodic: list[tuple[float, Callable[[], object]]] = []
         if retention_days is not None:
             periodic.append((3600.0, lambda: self.cleanup(retention_days)))
+        if self.outbox.swept_url is not None:  # what a crash left in the outbox after a commit
+            periodic.append((self.settings.outbox_sweep_seconds, self.outbox.sweep))
         handlers = _handlers(dispatcher.handle, deliverer.handle)
         reason = ("the queue gave up on this message: it was handed out "
                   f"{self.settings.amqp_delivery_limit} times without an ack "
@@ -211,6 +237,8 @@ class App:
 
     def close(self) -> None:
         """Release connections."""
+        if "outbox" in self.__dict__:
+            self.outbox.close()
         if "transport" in self.__dict__:
             self.transport.close()
         if "_pipeline" in self.__dict__:

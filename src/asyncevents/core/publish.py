@@ -48,6 +48,13 @@ class Publisher:
         self.transport = transport
         self.retries = retries
 
+    def message(self, name: str, data: Any) -> TriggerMessage:
+        """Check event ``name`` and its ``data``; the trigger message to send (not sent)."""
+        self.catalog.check_publish(name)
+        payload = check_payload(data, self.settings.max_payload_bytes)
+        self.catalog.check_data(name, payload)
+        return TriggerMessage(str(uuid.uuid4()), name, payload, utcnow())
+
     def publish_many(self, events: Iterable[tuple[str, Any]]) -> list[str]:
         """Publish several events at once; return their ids.
 

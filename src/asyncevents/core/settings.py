@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     amqp_queue_type: Literal["classic", "quorum"] = "classic"
     # Quorum queues: a message handed out this many times without an ack is dead.
     amqp_delivery_limit: int = Field(default=20, ge=1)
+    # The database whose transactional outbox (asyncevents_outbox) workers sweep
+    # for events a crash left after their commit: None means database_url, ""
+    # turns the sweep off. Set it when the application's database is not the store's.
+    outbox_url: str | None = None
+    outbox_sweep_seconds: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"
     log_json: bool = False
 

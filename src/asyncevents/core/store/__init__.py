@@ -17,6 +17,15 @@ from asyncevents.core.store.crypto import (
 )
 from asyncevents.core.store.idempotency import IDEMPOTENCY_PENDING, IdempotencyRecord
 from asyncevents.core.store.metrics import AttemptDurations
+from asyncevents.core.store.outbox import (
+    OUTBOX_TABLE,
+    OutboxRow,
+    add_to_outbox,
+    outbox_engine,
+    parse_database_url,
+    same_database,
+    take_from_outbox,
+)
 from asyncevents.core.store.schedule import Schedule, ScheduledRow
 from asyncevents.core.store.store import Store
 from asyncevents.core.store.tokens import ApiTokenRow
@@ -26,16 +35,23 @@ __all__ = [
     "GENERATE_KEY",
     "IDEMPOTENCY_PENDING",
     "KEY_FILE",
+    "OUTBOX_TABLE",
     "ApiTokenRow",
     "AttemptDurations",
     "IdempotencyRecord",
     "NewAttempt",
+    "OutboxRow",
     "Schedule",
     "ScheduledRow",
     "Store",
     "TokenCipher",
     "WorkerInfo",
+    "add_to_outbox",
     "key_file_for",
     "needs_secret_key",
+    "outbox_engine",
+    "parse_database_url",
+    "same_database",
     "store_cipher",
+    "take_from_outbox",
 ]

@@ -7,13 +7,20 @@ no schedule table and no pump.
 
 from __future__ import annotations
 
+import base64
+import json
+import uuid
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from time import monotonic
 from typing import Any
 
+import sqlalchemy
 import structlog
 from kombu import Connection, Queue
+from kombu.serialization import dumps
 from sqlalchemy import case, func, select
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from asyncevents.core.clock import naive_utcnow
@@ -106,6 +113,52 @@ class SqlTransport(KombuTransport):
             raise TransportError(
                 f"cannot publish to the broker at {self.safe_url()}: {first_line(exc)}"
             ) from None
+
+    @property
+    def database(self) -> URL:
+        """The URL of the database that holds this queue."""
+        return sqlschema.engine_url(self.url.partition("+")[2])
+
+    def enqueue_through(self, conn: sqlalchemy.Connection, messages: Sequence[Message], *,
+                        delay: float = 0.0) -> None:
+        """Insert the messages' rows through ``conn``, in its open transaction.
+
+        For the transactional outbox when the application's database is this
+        queue's (:attr:`database`): the rows are ready when, and only when,
+        the application's transaction commits (on PostgreSQL the NOTIFY is
+        sent at that commit too). Each row holds what kombu would have stored,
+        so a consumer cannot tell it apart. The queue table is created on
+        first use, on SQLite inside ``conn``'s transaction (another
+        connection would wait for this writer).
+        """
+        if not messages:
+            return
+        if conn.dialect.name == "sqlite":
+            sqlschema.metadata.create_all(conn, checkfirst=True)
+        else:
+            self._engines()  # creates the table on a connection of its own
+        now = naive_utcnow()
+        visible = now + timedelta(seconds=delay) if delay > 0 else now
+        rows = [{"queue": self.topology.queue(m.route).name,
+                 "payload": json.dumps(self._envelope(m)), "created_at": visible,
+                 "visible_at": visible, "deliveries": 0} for m in messages]
+        # One statement per row: the ids, hence the consumers' order, follow the list.
+        for row in rows:
+            conn.execute(sqlschema.PUT, row)
+        if conn.dialect.name == "postgresql":
+            for queue in {row["queue"] for row in rows}:
+                conn.execute(sqlschema.NOTIFY, {"q": queue})
+
+    def _envelope(self, message: Message) -> dict[str, Any]:
+        """The kombu message that ``Producer.publish`` would store for ``message``."""
+        content_type, encoding, body = dumps(message.body(), serializer="json")
+        data = body.encode(encoding) if isinstance(body, str) else body
+        return {"body": base64.b64encode(data).decode("ascii"), "content-encoding": encoding,
+                "content-type": content_type, "headers": {},
+                "properties": {"delivery_mode": 2, "priority": 0, "body_encoding": "base64",
+                               "delivery_info": {"exchange": self.topology.exchange.name,
+                                                 "routing_key": message.route},
+                               "delivery_tag": str(uuid.uuid4())}}
 
     def _engines(self) -> sqlschema.QueueEngines:
         return sqlschema.get_engines(self.url.partition("+")[2])

@@ -1,0 +1,248 @@
+"""The transactional outbox: ``publish(..., connection=conn)`` sends if and only if conn commits.
+
+Over the real pieces: the application's database (SQLite, PostgreSQL), the
+transport (RabbitMQ: the ``asyncevents_outbox`` table and its relay; a SQL
+queue in the application's own database: the queue row is the outbox), a
+worker, and a local HTTP receiver.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from pytest_httpserver import HTTPServer
+from sqlalchemy.orm import Session
+
+from asyncevents.core.app import App
+from asyncevents.core.settings import Settings
+from asyncevents.core.store import Store
+from tests.helpers import Recorder, delete_amqp_queues, drain
+
+metadata = sa.MetaData()
+orders = sa.Table("orders", metadata, sa.Column("id", sa.Integer, primary_key=True))
+
+QUEUE_TABLE = "asyncevents_queue_message"
+OUTBOX_TABLE = "asyncevents_outbox"
+
+
+@dataclass
+class Rig:
+    """An application database with an ``orders`` table, an App and a receiver."""
+
+    kind: str
+    """``amqp`` (outbox table, relayed) or ``sqla`` (the queue in the application's database)."""
+    app_url: str
+    engine: sa.Engine
+    settings: Settings
+    app: App
+    recorder: Recorder
+
+    def rows(self, table: str) -> int:
+        """Rows of ``table`` in the application's database (0 when it is not there)."""
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(table):
+                return 0
+            return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+    def waiting(self) -> int:
+        """Events written and not yet handed to a worker's queue by the relay."""
+        return self.rows(QUEUE_TABLE if self.kind == "sqla" else OUTBOX_TABLE)
+
+    def trigger_queue(self) -> int:
+        """Messages waiting in the transport's trigger queue."""
+        name = f"{self.settings.queue_prefix}.trigger"
+        return self.app.transport.queue_sizes().get(name, 0)
+
+    def hit_ids(self) -> list[str]:
+        """The event ids the receiver got, in arrival order."""
+        return [hit.json["id"] for hit in self.recorder.hits]
+
+
+def _database(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> str:
+    if name == "sqlite":
+        return f"sqlite:///{tmp_path / 'app.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture(params=["sqlite-amqp", "postgresql-amqp", "sqlite-sqla", "postgresql-sqla"])
+def rig(request: pytest.FixtureRequest, make_settings: Callable[..., Settings],
+        tmp_path: Path, httpserver: HTTPServer) -> Iterator[Rig]:
+    """Each application database with each way of writing the event."""
+    database, kind = request.param.split("-")
+    app_url = _database(request, tmp_path, database)
+    values: dict[str, Any] = {"outbox_sweep_seconds": 0.2}
+    if kind == "amqp":
+        values["transport_url"] = request.getfixturevalue("amqp_url")
+    else:
+        values["transport_url"] = f"sqla+{app_url}"
+    if database == "postgresql":
+        # The store in the application's database: the default outbox URL is right.
+        values["database_url"] = app_url
+        Store.open(app_url, auto_migrate=True).close()
+    else:
+        # A store of its own: workers are told where the outbox is.
+        values["outbox_url"] = app_url
+    settings = make_settings(**values)
+    engine = sa.create_engine(app_url)
+    metadata.create_all(engine)
+    app = App(settings)
+    recorder = Recorder(httpserver)
+    app.subscribe("*", recorder.route("/hook"), token="t")
+    yield Rig(kind, app_url, engine, settings, app, recorder)
+    app.close()
+    engine.dispose()
+    if kind == "amqp":
+        delete_amqp_queues(settings)
+
+
+def test_a_commit_sends_the_event_once(rig: Rig) -> None:
+    with rig.engine.begin() as conn:
+        conn.execute(orders.insert().values(id=42))
+        event_id = rig.app.publish("sales.order.created", {"id": 42}, connection=conn)
+        # Written in the transaction, not sent: the worker's queue has nothing yet.
+        if rig.kind == "amqp":
+            assert rig.trigger_queue() == 0
+    # Right after the commit: relayed (outbox empty) or visible in the queue table.
+    assert rig.rows(OUTBOX_TABLE) == 0
+    assert rig.trigger_queue() == 1
+    report = drain(rig.app)
+    assert rig.hit_ids() == [event_id]
+    assert rig.recorder.hits[0].json["data"] == {"id": 42}
+    assert report.failed == 0
+    assert rig.waiting() == 0
+
+
+def test_a_rollback_sends_and_keeps_nothing(rig: Rig) -> None:
+    with pytest.raises(RuntimeError, match="changed my mind"), rig.engine.begin() as conn:
+        conn.execute(orders.insert().values(id=7))
+        rig.app.publish("sales.order.created", {"id": 7}, connection=conn)
+        rig.app.publish_many([("sales.order.paid", {"id": 7})], connection=conn)
+        raise RuntimeError("changed my mind")
+    assert rig.rows("orders") == 0
+    assert rig.waiting() == 0
+    assert rig.trigger_queue() == 0
+    report = drain(rig.app, idle=1.0)
+    assert rig.recorder.hits == []
+    assert report.handled == 0
+
+
+def test_a_session_commit_sends_and_its_rollback_does_not(rig: Rig) -> None:
+    with Session(rig.engine) as session, session.begin():
+        session.execute(orders.insert().values(id=1))
+        kept = rig.app.publish("sales.order.created", {"id": 1}, connection=session)
+        with session.begin_nested():  # a SAVEPOINT released is not the commit
+            paid = rig.app.publish("sales.order.paid", {"id": 1}, connection=session)
+        assert rig.rows(OUTBOX_TABLE) == 0  # nothing visible before the commit
+    with Session(rig.engine) as session:
+        session.begin()
+        session.execute(orders.insert().values(id=2))
+        rig.app.publish("sales.order.created", {"id": 2}, connection=session)
+        session.rollback()
+    assert rig.rows(OUTBOX_TABLE) == 0
+    drain(rig.app, concurrency=1)
+    assert rig.hit_ids() == [kept, paid]  # the rolled-back one never comes
+
+
+def test_events_of_one_transaction_keep_their_order(rig: Rig) -> None:
+    with rig.engine.begin() as conn:
+        ids = [rig.app.publish("sales.order.created", {"n": n}, connection=conn)
+               for n in range(4)]
+        ids += rig.app.publish_many([("sales.order.paid", {"n": n}) for n in range(4, 8)],
+                                    connection=conn)
+    assert rig.rows(OUTBOX_TABLE) == 0
+    drain(rig.app, concurrency=1)  # one thread: handled in the queue's order
+    assert rig.hit_ids() == ids
+    assert [h.json["data"]["n"] for h in rig.recorder.hits] == list(range(8))
+
+
+CRASH = textwrap.dedent("""
+    import os, sys
+    import sqlalchemy as sa
+    from asyncevents.core.app import App
+
+    engine = sa.create_engine(sys.argv[1])
+    orders = sa.Table("orders", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
+    app = App()
+    conn = engine.connect()
+    conn.execute(orders.insert().values(id=5))
+    ids = [app.publish("sales.order.created", {"id": 5}, connection=conn)]
+    ids += app.publish_many([("sales.order.paid", {"id": 5})], connection=conn)
+    conn.commit()
+    print(" ".join(ids), flush=True)
+    os._exit(0)  # gone after the commit, before the relay
+""")
+
+
+def _environment(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCEVENTS_")}
+    env.update(ASYNCEVENTS_TRANSPORT_URL=settings.transport_url,
+               ASYNCEVENTS_DATABASE_URL=settings.database_url,
+               ASYNCEVENTS_QUEUE_PREFIX=settings.queue_prefix,
+               ASYNCEVENTS_STRICT_EVENTS="false")
+    if settings.outbox_url is not None:
+        env["ASYNCEVENTS_OUTBOX_URL"] = settings.outbox_url
+    return env
+
+
+def test_a_crash_between_commit_and_relay_is_swept_by_the_worker(rig: Rig,
+                                                                    tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", CRASH, rig.app_url], cwd=tmp_path,
+                          env=_environment(rig.settings), capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    ids = done.stdout.split()
+    assert rig.rows("orders") == 1
+    assert rig.waiting() == 2  # committed, never relayed
+    if rig.kind == "amqp":
+        assert rig.trigger_queue() == 0
+    report = drain(rig.app, concurrency=1)
+    assert rig.hit_ids() == ids  # once each, in order
+    assert rig.waiting() == 0
+    assert report.failed == 0
+
+
+def test_a_broker_down_at_commit_loses_nothing(make_settings: Callable[..., Settings],
+                                               amqp_url: str, tmp_path: Path,
+                                               httpserver: HTTPServer) -> None:
+    app_url = f"sqlite:///{tmp_path / 'app.db'}"
+    settings = make_settings(transport_url=amqp_url, outbox_url=app_url,
+                             outbox_sweep_seconds=0.2)
+    engine = sa.create_engine(app_url)
+    metadata.create_all(engine)
+    # The application publishes while its broker is unreachable (nothing listens there).
+    offline = App(settings.model_copy(update={"transport_url": "amqp://guest:guest@127.0.0.1:1//"}))
+    with engine.begin() as conn:
+        conn.execute(orders.insert().values(id=9))
+        event_id = offline.publish("sales.order.created", {"id": 9}, connection=conn)
+    offline.close()
+    with engine.connect() as conn:  # the commit stands, the event waits in the outbox
+        assert conn.execute(sa.text(f"SELECT event_id FROM {OUTBOX_TABLE}")).scalars().all() == [
+            event_id]
+    app = App(settings)
+    recorder = Recorder(httpserver)
+    app.subscribe("*", recorder.route("/hook"), token="t")
+    try:
+        drain(app)
+        assert [hit.json["id"] for hit in recorder.hits] == [event_id]
+    finally:
+        app.close()
+        engine.dispose()
+        delete_amqp_queues(settings)
+
+
+def test_connection_must_be_a_connection_or_a_session(make_settings: Callable[..., Settings]
+                                                      ) -> None:
+    app = App(make_settings())
+    with pytest.raises(TypeError, match="Connection or Session"):
+        app.publish("sales.order.created", {"id": 1}, connection="sqlite:///x.db")  # type: ignore[arg-type]
+    app.close()

@@ -92,6 +92,20 @@ def _default(param: click.Parameter, ctx: click.Context) -> str:
     return f"`{default}`"
 
 
+def _value_text(param: click.Option, ctx: click.Context) -> str:
+    """What an option takes: its metavar, or a number type with its bounds (``FLOAT ≥ 0``)."""
+    kind = param.type
+    if isinstance(kind, click.IntRange | click.FloatRange):
+        base = "INTEGER" if isinstance(kind, click.IntRange) else "FLOAT"
+        bounds = []
+        if kind.min is not None:
+            bounds.append(f"{'>' if kind.min_open else '≥'} {kind.min}")
+        if kind.max is not None:
+            bounds.append(f"{'<' if kind.max_open else '≤'} {kind.max}")
+        return f"`{base}` " + ", ".join(bounds) if bounds else f"`{base}`"
+    return f"`{param.make_metavar(ctx)}`"
+
+
 def _option_rows(command: click.Command, ctx: click.Context) -> list[str]:
     rows = []
     for param in command.get_params(ctx):
@@ -100,7 +114,7 @@ def _option_rows(command: click.Command, ctx: click.Context) -> list[str]:
         if param.name == "help" or "--help" in param.opts:
             continue  # every command has it
         names = ", ".join(f"`{name}`" for name in [*param.opts, *param.secondary_opts])
-        kind = "flag" if param.is_flag else f"`{param.make_metavar(ctx)}`"
+        kind = "flag" if param.is_flag else _value_text(param, ctx)
         if param.multiple:
             kind += " (repeatable)"
         help_text = param.help or ""
@@ -289,6 +303,14 @@ def _readme_meanings() -> dict[str, str]:
     return meanings
 
 
+def _sentence(text: str) -> str:
+    """``text`` as a sentence: a capital first letter and a full stop."""
+    text = " ".join(text.split())
+    if text and text[0].islower():
+        text = text[0].upper() + text[1:]
+    return text if text.endswith((".", ")")) else text + "."
+
+
 def _env_name(model: type[BaseSettings], name: str, field: FieldInfo) -> str:
     alias = field.validation_alias or field.alias
     if isinstance(alias, str):
@@ -323,9 +345,6 @@ def settings_reference() -> str:
         doc = inspect.cleandoc(model.__doc__ or "")
         if doc:
             out.append(doc.splitlines()[0] + "\n")
-        out.append("| variable | type | default | limits | meaning |\n"
-                   "| --- | --- | --- | --- | --- |")
-        rows = []
         for name, field in model.model_fields.items():
             env = _env_name(model, name, field)
             kind = _type_name(field.annotation)
@@ -333,10 +352,17 @@ def settings_reference() -> str:
                 kind += " (comma-separated)"
             meaning = field.description or comments.get(name) or readme.get(env, "")
             if not meaning and "EventDefinition" in kind:
-                meaning = "the event catalog: see [Event definitions](#event-definitions)"
-            rows.append(f"| `{env}` | {_cell(kind)} | {_cell(_field_default(field))} "
-                        f"| {_cell(_limits(field))} | {_cell(meaning)} |")
-        out.append("\n".join(rows) + "\n")
+                meaning = "The event catalog: see [Event definitions](#event-definitions)."
+            facts = [f"type: {kind}", f"default: {_field_default(field)}"]
+            limits = _limits(field)
+            if limits:
+                facts.append(f"limits: {limits}")
+            if model is Settings:
+                facts.append(f"in `{DEFAULT_CONFIG}`: `{name}`")
+            out.append(f"### `{env}`\n")
+            if meaning:
+                out.append(_sentence(meaning) + "\n")
+            out.append(" · ".join(facts) + "\n")
     out.append("## Event definitions\n")
     out.append(f"Each entry of `[events.\"NAME\"]` in `{DEFAULT_CONFIG}` (the "
                "`events` setting above; a pattern such as `customer.*` covers every "

@@ -27,6 +27,8 @@ class Chart:
     """An SVG chart and what the page prints around it."""
 
     svg: Markup
+    bucket: str
+    """What one bar counts: "minute", "10 minutes"."""
     peak: int
     succeeded: int
     failed: int
@@ -34,8 +36,9 @@ class Chart:
     end: str
 
 
-def outcome_chart(buckets: Sequence[OutcomeBucket], element_id: str, label: str) -> Chart:
-    """The stacked bars of ``buckets``, scaled to the busiest one."""
+def outcome_chart(buckets: Sequence[OutcomeBucket], element_id: str, label: str,
+                  bucket: str = "minute") -> Chart:
+    """The stacked bars of ``buckets`` (each ``bucket`` long), scaled to the busiest one."""
     peak = max((b.succeeded + b.failed for b in buckets), default=0)
     scale = _HEIGHT / peak if peak else 0.0
     width = max(len(buckets), 1)
@@ -53,11 +56,11 @@ def outcome_chart(buckets: Sequence[OutcomeBucket], element_id: str, label: str)
                     f'<rect x="{i}" y="{_HEIGHT - ok_h - failed_h:.3f}" width="0.85" '
                     f'height="{failed_h:.3f}" fill="{_FAILED}"/></g>')
     summary = escape(f"{label}: {ok_total} delivered, {failed_total} failed attempts; "
-                     f"busiest minute {peak}")
+                     f"busiest {bucket} {peak}")
     svg = Markup(
         f'<svg id="{escape(element_id)}" class="chart" viewBox="0 0 {width} {_HEIGHT:.0f}" '
         f'preserveAspectRatio="none" role="img" aria-label="{summary}" '
         f'xmlns="http://www.w3.org/2000/svg">' + "".join(bars) + "</svg>")
     start = f"{buckets[0].start:%H:%M}" if buckets else ""
     end = f"{buckets[-1].start:%H:%M}" if buckets else ""
-    return Chart(svg, peak, ok_total, failed_total, start, end)
+    return Chart(svg, bucket, peak, ok_total, failed_total, start, end)

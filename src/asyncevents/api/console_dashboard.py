@@ -36,9 +36,13 @@ def dashboard(request: Request) -> HTMLResponse:
     app = app_of(request)
     store = app.store
     now = utcnow()
-    until = now.replace(second=0, microsecond=0) + _MINUTE  # the current minute included
+    # The current minute included; the day's ten-minute bars end at the next ten minutes.
+    until = now.replace(second=0, microsecond=0) + _MINUTE
+    until_day = now.replace(minute=now.minute - now.minute % 10, second=0,
+                            microsecond=0) + 10 * _MINUTE
     hour = store.outcomes_per_bucket(until - timedelta(hours=1), until, _MINUTE)
-    day = store.outcomes_per_bucket(until - timedelta(days=1), until, _MINUTE)
+    # Ten-minute bars for the day: 1440 one-minute bars would be thinner than a pixel.
+    day = store.outcomes_per_bucket(until_day - timedelta(days=1), until_day, 10 * _MINUTE)
     statuses = dict.fromkeys(STATUSES, 0)
     for _sink, status, count in store.count_deliveries_by_status():
         statuses[status] = statuses.get(status, 0) + count
@@ -50,7 +54,7 @@ def dashboard(request: Request) -> HTMLResponse:
         queue_error = describe(exc)
     return page(request, "dashboard.html", **ctx,
                 hour=outcome_chart(hour, "chart-hour", "last hour"),
-                day=outcome_chart(day, "chart-day", "last day"),
+                day=outcome_chart(day, "chart-day", "last day", "10 minutes"),
                 statuses=statuses, total=sum(statuses.values()),
                 failing=store.failing_subscriptions(now - timedelta(days=1), limit=10),
                 queues=queues, queue_error=queue_error,

@@ -49,7 +49,9 @@ ROWS: dict[str, tuple[str, str, int, str, str, datetime | str, dict[str, Any]]] 
           "1h", {"customer": {"email": "frank@example.net"}, "total": 100,
                  "items": [{"sku": "CK-123"}, {"sku": "ck-999"}]}),
     "g": ("order.failed", "dead", 1, "(dispatch)", "", "3d",
-          {"weird key": 1, "x": {"y": {"z": "deep"}}, "data": {"x": 1}}),
+          {"weird key": 1, "x": {"y": {"z": "deep"}}, "data": {"x": 1},
+           # numeric keys of an object (PHP's json_encode of a sparse array), arrays in arrays
+           "lines": {"0": {"sku": "OBJ"}, "12": "twelve"}, "matrix": [[1, 2], [3]]}),
 }
 
 SUBSCRIPTIONS = ("sub-1", "sub-2")

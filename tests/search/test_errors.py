@@ -28,10 +28,9 @@ ERRORS: list[tuple[str, str]] = [
     ("created:[2026-13-01 TO now]", "invalid date '2026-13-01' for created at position 8"),
     ("created:now-1y", "invalid date 'now-1y' for created at position 8"),
     ("created:2026-01-*", "wildcards only work on text fields, not created"),
-    ("foo", "term 'foo' at position 0 has no field; write field:value (e.g. event_name:...)"),
-    ("status:dead foo", "term 'foo' at position 12 has no field"),
-    ('"order.created"', "term '\"order.created\"' at position 0 has no field"),
-    ("[1 TO 2]", "range at position 0 has no field"),
+    # a bare term searches event_name, a text field: the same checks as event_name:...
+    ("[1 TO x", "syntax error at the end"),
+    ("order.* AND attempts:x", "attempts needs an integer, not 'x' at position 21"),
     ("status:bogus", "unknown status 'bogus' at position 7; statuses: pending, retrying, "
                      "delivered, dead"),
     ("success:maybe", "success is true or false, not 'maybe' at position 8"),
@@ -66,6 +65,11 @@ def test_error_message(query: str, message: str) -> None:
     "", "*", "status:dead", "data.customer.email:*@example.com", "created:[2026-01-01 TO now]",
     "created:>now-1d/d", "attempts:{1 TO 3}", "event_name:order.* AND NOT success:true",
     "data.items.sku:(ABC OR XYZ)", 'data.x:"a \\"b\\""', "data.total:>=\\-3",
+    # bare terms and ranges search event_name (the Magento module's examples)
+    "*.created", "customer.* AND success: false", '"order.created"', "foo", "status:dead foo",
+    "[a TO b]", ">order", "(order.* OR invoice.*) -*.failed",
+    # positions in payload paths
+    "data.items.0.sku:ABC", "data.matrix.0.1:*", "data.items.01:x",
 ])
 def test_valid_queries(query: str) -> None:
     check_query(query)
@@ -113,7 +117,12 @@ def test_compile_filter(query: str, expected: bool) -> None:
 
 @pytest.mark.parametrize(("query", "message"), [
     ("created:[now-1d TO now]", ""),  # a payload key named "created": allowed, no match
-    ("foo", "term 'foo' at position 0 has no field; write field:value (e.g. data.<path>:...)"),
+    # a filter sees the payload: a bare term (an event name test) is refused, saying why
+    ("*.created", "term '*.created' at position 0 has no field: a subscription filter tests "
+                  "the payload, so write a payload field (e.g. customer.email:...); choose "
+                  "events with the subscription's event pattern (e.g. '*.created')"),
+    ("items.sku:ABC foo", "term 'foo' at position 14 has no field: a subscription filter"),
+    ("[a TO b]", "range at position 0 has no field: a subscription filter"),
     ("a$:1", "invalid field 'a$'"),
     ("items.sku:(", "syntax error"),
 ])

@@ -38,6 +38,10 @@ HOSTILE = [
     "data.x:\"{}\"",
     "data.x:\"'{}'\"",
     "data.x:\"\\u0000\"",
+    # a bare term searches event_name: a value, bound like any other
+    "\"'); DROP TABLE asyncevents_delivery; --\"",
+    "x\\'\\ OR\\ 1=1\\ --",
+    "data.items.0.sku:\"' OR 1=1 --\"",
 ]
 
 REFUSED = [
@@ -57,7 +61,6 @@ REFUSED = [
     "payload:1",
     "id:1",
     "1=1:1",
-    "\"'); DROP TABLE asyncevents_delivery; --\"",
     "*:1",
     "data.x:'",
     'data.x:"a\x00b"',
@@ -93,7 +96,8 @@ DIALECTS: list[Dialect] = [sqlite.dialect(), postgresql.dialect(),  # type: igno
 
 
 @pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: str(d.name))
-@pytest.mark.parametrize("query", [HOSTILE[0], HOSTILE[2], "data.a-b.c_d:x*", "status:dead"])
+@pytest.mark.parametrize("query", [HOSTILE[0], HOSTILE[2], "data.a-b.c_d:x*", "status:dead",
+                                   "\"x' OR '1'='1\"", "data.a-b.0.1.c_d:x*"])
 def test_values_are_bound_parameters(dialect: Dialect, query: str) -> None:
     compiled = select(deliveries.c.id).where(
         compile_where(parse_query(query), dialect.name)

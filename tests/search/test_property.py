@@ -1,10 +1,12 @@
 """Property: the SQL evaluator and the Python evaluator agree, on every database.
 
 Hypothesis generates payloads (nested objects, arrays, arrays of arrays,
-numbers, booleans, nulls, awkward strings) and queries (terms, phrases,
-wildcards, ranges, open ranges, exists, AND/OR/NOT/implicit AND, and a few
-delivery columns), stores the payloads as deliveries, and compares what the
-database returns with what the Python evaluator says about each stored row.
+objects with numeric keys, numbers, booleans, nulls, awkward strings) and
+queries (terms, phrases, wildcards, ranges, open ranges, exists,
+AND/OR/NOT/implicit AND, a few delivery columns, bare terms on the event name,
+paths with array positions), stores the payloads as deliveries, and compares
+what the database returns with what the Python evaluator says about each
+stored row, and with what the same query says as a subscription filter.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from asyncevents.core.store.schema import deliveries
 from .conftest import wipe
 from .seed import delivery_row
 
-KEYS = ["a", "b", "c"]
+# "0" and "1" are keys of objects and positions in arrays; "01" is only ever a key.
+KEYS = ["a", "b", "c", "0", "1", "01"]
 STRINGS = ["", "x", "X", "xy", "x y", "a b", "é", "50%", "a_b", "x*", "2", "-1", "true", " x",
            "x ", "ß", "Z", "\U0001f600", 'q"uote', "back\\slash", "it's"]
 COMMON = ["x", "xy", "X", "2", "a b", "é", ""]
@@ -53,8 +56,10 @@ def phrase(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-PATHS = st.sampled_from(["data.a", "data.a", "data.b", "data.a.a", "data.a.b", "data.b.c"]) | \
-    st.lists(st.sampled_from(KEYS), min_size=1, max_size=3).map(lambda k: "data." + ".".join(k))
+PATHS = st.sampled_from(["data.a", "data.a", "data.b", "data.a.a", "data.a.b", "data.b.c",
+                         "data.a.0", "data.a.1", "data.a.0.a", "data.a.0.0", "data.a.1.0.b",
+                         "data.b.01", "data.a.0.1.0"]) | \
+    st.lists(st.sampled_from(KEYS), min_size=1, max_size=4).map(lambda k: "data." + ".".join(k))
 WORDS = ["x", "X", "xy", "2", "\\-1", "0.5", "1000", "1e3", "true", "false", "é", "a_b", "50%",
          "ß", "1e-7", "2.50", "9007199254740992", "\\-", "\\*"]
 WILDCARDS = ["*", "x*", "*y", "x?", "?", "*b*", "a?b", "50%*", "\\**", "*\\ *", "?*",
@@ -81,6 +86,9 @@ LEAVES = st.one_of(
     st.sampled_from(["status:dead", "success:true", "attempts:[1 TO 3]", "attempts:>2",
                      "event_name:ev.*", "event_name:ev.a", "event_name:EV.*",
                      "status:(pending OR retrying)"]),
+    # bare terms and ranges: the event name
+    st.sampled_from(["ev.a", "ev.*", "*.a", "EV.*", '"ev.a"', "other", "ev.?", "*",
+                     "[ev.a TO ev.b]", "{ev.a TO *]", ">ev", "<=ev.a", "\\*.a"]),
 )
 QUERIES = st.recursive(
     LEAVES,
@@ -123,5 +131,6 @@ def test_sql_and_python_agree(scratch_db: Store, rows: list[Any], queries: list[
         found = {d.id for d in iter_deliveries(scratch_db, query)}
         assert found == expected, (query, [d.payload for d in stored])
         if not any(name in query for name in ("status", "success", "attempts", "event_name")):
-            matches = compile_filter(query)
-            assert {d.id for d in stored if matches(d.payload)} == expected
+            # A filter given the event's name: bare terms test it as search does.
+            matches = compile_filter(query, event_names=True)
+            assert {d.id for d in stored if matches(d.payload, d.event_name)} == expected

@@ -6,6 +6,13 @@ path strings (SQLite, MySQL) only after ``fields`` checked every segment
 against ``[A-Za-z0-9_-]``; they are bound too. PostgreSQL uses ``->`` with the
 key as a bound parameter.
 
+A numeric segment after a key (``items.0``) is a position (see
+:attr:`.ir.JsonPath.steps`): it picks one element of an array, or the key
+``"0"`` of an object, chosen by the value's JSON type at run time (SQLite and
+MySQL paths ``$[0]`` / ``$."0"``, PostgreSQL ``jsonb_extract_path``, which does
+both). Where a step needs the picked value more than once it is held in a
+one-row table first, so the SQL grows linearly with the number of positions.
+
 On PostgreSQL an exact payload term also gets a pre-filter that the GIN
 ``jsonb_path_ops`` index on the payload answers (migration 0004): ``payload @?
 :jsonpath``, a lax SQL/JSON path whose values are JSON-encoded into the path,
@@ -43,7 +50,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from asyncevents.core.search.ir import Equals, Piece
+from asyncevents.core.search.ir import Equals, JsonPath, Piece
 
 __all__ = ["Flavor", "equals_jsonpath", "flavor_for"]
 
@@ -189,18 +196,39 @@ class SQLiteFlavor(Flavor):
     def elements(self, payload: Expr, keys: tuple[str, ...]) -> tuple[FromClause, Any]:
         """Nested ``json_each`` (arrays wrapped with ``json_array`` when not arrays)."""
         src, frm, prev = payload, None, None
-        for key in keys:
+        for key, indexes in JsonPath(keys).steps:
             path = literal(f'$."{key}"', String())
             if prev is not None:
                 is_object = _col(prev, "type") == "object"
                 src = case((is_object, _col(prev, "value")), else_=literal("{}"))
-            child = src.op("->")(path)
-            wrapped = case((func.json_type(src, path) == "array", child),
-                           else_=func.json_array(child))
+            child: Expr = src.op("->")(path)
+            if indexes:
+                frm, child = self._positions(frm, child, indexes)
+                is_array = func.json_type(child) == "array"
+            else:
+                is_array = func.json_type(src, path) == "array"
+            wrapped = case((is_array, child), else_=func.json_array(child))
             prev = func.json_each(wrapped).table_valued("value", "type", joins_implicitly=True)
             frm = _join(frm, prev)
         assert frm is not None
         return frm, prev
+
+    @staticmethod
+    def _positions(frm: FromClause | None, value: Expr,
+                   indexes: tuple[int, ...]) -> tuple[FromClause | None, Expr]:
+        """``value`` (JSON text) at each position: ``$[i]`` of an array, ``$."i"`` of an object."""
+        for n, index in enumerate(indexes):
+            if n:
+                held = func.json_each(func.json_array(value)).table_valued(
+                    "value", "type", joins_implicitly=True)
+                frm = _join(frm, held)
+                value = case((_col(held, "type").in_(("array", "object")), _col(held, "value")),
+                             else_=null())
+            at = case((func.json_type(value) == "array", literal(f"$[{index}]", String())),
+                      (func.json_type(value) == "object", literal(f'$."{index}"', String())),
+                      else_=null())
+            value = value.op("->")(at)
+        return frm, value
 
     def is_string(self, e: Any) -> Expr:
         return _col(e, "type") == "text"
@@ -231,8 +259,13 @@ class PostgresFlavor(Flavor):
     def elements(self, payload: Expr, keys: tuple[str, ...]) -> tuple[FromClause, Any]:
         """Nested ``jsonb_array_elements`` (non-arrays wrapped with ``jsonb_build_array``)."""
         src, frm, prev = payload, None, None
-        for key in keys:
-            child = src.op("->", return_type=JSONB)(cast(literal(key, Text()), Text()))
+        for key, indexes in JsonPath(keys).steps:
+            child: Expr = src.op("->", return_type=JSONB)(cast(literal(key, Text()), Text()))
+            if indexes:
+                # Each path element is an array position or an object key, as the value is.
+                child = func.jsonb_extract_path(
+                    child, *(cast(literal(str(i), Text()), Text()) for i in indexes),
+                    type_=JSONB)
             wrapped = case((func.jsonb_typeof(child) == "array", child),
                            else_=func.jsonb_build_array(child, type_=JSONB))
             prev = func.jsonb_array_elements(wrapped).table_valued(
@@ -270,7 +303,13 @@ class PostgresFlavor(Flavor):
         return expr.collate("C")
 
     def narrow_equals(self, payload: Expr, node: Equals, keys: tuple[str, ...]) -> Expr | None:
-        """``payload @? CAST(:path AS jsonpath)``: the GIN ``jsonb_path_ops`` index answers it."""
+        """``payload @? CAST(:path AS jsonpath)``: the GIN ``jsonb_path_ops`` index answers it.
+
+        None for a path with positions: a lax jsonpath has no step that is an
+        array position and an object key at once, so it could drop a match.
+        """
+        if JsonPath(keys).positional:
+            return None
         path = equals_jsonpath(keys, node.text, node.number, node.boolean)
         if path is None:
             return None
@@ -335,14 +374,37 @@ class MySQLFlavor(Flavor):
     def elements(self, payload: Expr, keys: tuple[str, ...]) -> tuple[FromClause, Any]:
         """Nested ``JSON_TABLE`` (non-arrays wrapped with ``JSON_ARRAY``)."""
         src, frm, prev = payload, None, None
-        for key in keys:
-            child = func.json_extract(src, literal(f'$."{key}"', String()))
+        for key, indexes in JsonPath(keys).steps:
+            child: Expr = func.json_extract(src, literal(f'$."{key}"', String()))
+            if indexes:
+                frm, child = self._positions(frm, child, indexes)
             wrapped = case((func.json_type(child) == "ARRAY", child), else_=func.json_array(child))
             prev = _JsonTable(wrapped).table_valued("j", "v", joins_implicitly=True)
             frm = _join(frm, prev)
             src = _col(prev, "j")
         assert frm is not None
         return frm, prev
+
+    @staticmethod
+    def _positions(frm: FromClause | None, value: Expr,
+                   indexes: tuple[int, ...]) -> tuple[FromClause | None, Expr]:
+        """``value`` at each position in turn: ``$[i]`` of an array, ``$."i"`` of an object.
+
+        The path is chosen by the JSON type (MySQL would read ``$[0]`` of an
+        object as the object itself); ``JSON_EXTRACT`` stays the outer call so
+        that MariaDB still knows the result is JSON.
+        """
+        for n, index in enumerate(indexes):
+            if n:
+                held = _JsonTable(func.json_array(value)).table_valued(
+                    "j", "v", joins_implicitly=True)
+                frm = _join(frm, held)
+                value = _col(held, "j")
+            at = case((func.json_type(value) == "ARRAY", literal(f"$[{index}]", String())),
+                      (func.json_type(value) == "OBJECT", literal(f'$."{index}"', String())),
+                      else_=null())
+            value = func.json_extract(value, at)
+        return frm, value
 
     def is_string(self, e: Any) -> Expr:
         return func.json_type(_col(e, "j")) == "STRING"

@@ -8,6 +8,13 @@ subscription filter sees only ``data``.
 Payload values at a path: start from the payload; at each key keep the values
 of objects that have the key, and replace an array by its elements (one level:
 an array directly inside an array is a value that matches nothing but ``*``).
+Numeric segments after a key are positions (:attr:`.ir.JsonPath.steps`): each
+picks one element of an array (or the key ``"0"`` of an object) before the
+result is searched as above.
+
+A bare term targets the ``event_name`` column. A subscription filter's record
+has it only when the caller passes the event's name (``compile_filter(q,
+event_names=True)``).
 """
 
 from __future__ import annotations
@@ -40,14 +47,33 @@ Record = Mapping[str, Any]
 Predicate = Callable[[Record], bool]
 
 
+_MISSING = object()
+
+
+def _pick(value: Any, index: int) -> Any:
+    """Element ``index`` of an array, key ``"index"`` of an object; ``_MISSING`` otherwise."""
+    if isinstance(value, list):
+        return value[index] if index < len(value) else _MISSING
+    if isinstance(value, dict):
+        return value.get(str(index), _MISSING)
+    return _MISSING
+
+
 def json_values(payload: Any, keys: Iterable[str]) -> list[Any]:
-    """The values found at ``keys`` in ``payload``, arrays searched at every step."""
+    """The values found at ``keys`` in ``payload``, arrays searched at every step.
+
+    A position (``items.0``) picks one element of an array instead of searching it.
+    """
     current = [payload]
-    for key in keys:
+    for key, indexes in JsonPath(tuple(keys)).steps:
         found: list[Any] = []
         for value in current:
             if isinstance(value, dict) and key in value:
                 child = value[key]
+                for index in indexes:
+                    child = _pick(child, index)
+                if child is _MISSING:
+                    continue
                 if isinstance(child, list):
                     found.extend(child)
                 else:

@@ -6,6 +6,7 @@ nothing in the tree is raw query text that still needs interpreting.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -24,7 +25,9 @@ __all__ = [
     "Or",
     "Piece",
     "Range",
+    "Step",
     "Target",
+    "index_of",
 ]
 
 ColumnKind = Literal["text", "int", "datetime"]
@@ -39,9 +42,29 @@ class Column:
     kind: ColumnKind
 
 
+#: A path segment that can be an array position: ``0`` or a number without leading zeros.
+_INDEX = re.compile(r"0|[1-9][0-9]{0,8}")
+
+
+def index_of(key: str) -> int | None:
+    """The array position a path segment names (``"0"`` → 0), or ``None`` for a plain key.
+
+    ``"01"`` and numbers of ten digits or more are only ever object keys.
+    """
+    return int(key) if _INDEX.fullmatch(key) else None
+
+
+#: One step of a payload path: a key, then the array positions that follow it.
+Step = tuple[str, tuple[int, ...]]
+
+
 @dataclass(frozen=True)
 class JsonPath:
-    """A path into the payload. Arrays met at any step are searched element by element."""
+    """A path into the payload. Arrays met at any step are searched element by element.
+
+    A numeric segment after the first (``items.0``) is a position: on an array it
+    picks that element (no searching), on an object it is the key ``"0"``.
+    """
 
     keys: tuple[str, ...]
 
@@ -49,6 +72,26 @@ class JsonPath:
     def name(self) -> str:
         """The field as written in a search query."""
         return "data." + ".".join(self.keys)
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        """The keys grouped as (key, positions after it): ``a.0.1.b`` is ``(a, (0, 1)), (b, ())``.
+
+        The first segment is always a key (the payload is an object).
+        """
+        steps: list[tuple[str, list[int]]] = []
+        for key in self.keys:
+            index = index_of(key)
+            if steps and index is not None:
+                steps[-1][1].append(index)
+            else:
+                steps.append((key, []))
+        return tuple((key, tuple(indexes)) for key, indexes in steps)
+
+    @property
+    def positional(self) -> bool:
+        """Whether any segment after the first is an array position."""
+        return any(indexes for _, indexes in self.steps)
 
 
 Target = Column | JsonPath

@@ -1,8 +1,11 @@
 """Lucene query text to the typed tree in :mod:`.ir`, with one-line errors.
 
 Parsing uses luqum's thread-safe parser. Implicit operators (``a:1 b:2``)
-mean AND. A term needs a field: bare words are refused, except ``*`` alone,
-which matches everything.
+mean AND. A term or range without a field searches ``event_name``, as in the
+Magento module's examples (``*.created``, ``customer.* AND success:false``);
+``*`` alone matches everything. A subscription filter tests a payload, so
+there a bare term is refused unless the caller evaluates it with the event's
+name (``event_names=True``, see :func:`.query.compile_filter`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from luqum.thread import parse as luqum_parse
 
 from asyncevents.core.clock import utcnow
 from asyncevents.core.search import values as v
-from asyncevents.core.search.fields import STATUSES, SUCCESS, Mode, resolve_field
+from asyncevents.core.search.fields import COLUMNS, STATUSES, SUCCESS, Mode, resolve_field
 from asyncevents.core.search.ir import (
     And,
     Column,
@@ -76,10 +79,21 @@ def _syntax_error(exc: ParseError) -> InvalidQuery:
 
 
 class _Converter:
-    def __init__(self, mode: Mode, now: datetime) -> None:
+    def __init__(self, mode: Mode, now: datetime, event_names: bool) -> None:
         self.mode = mode
         self.now = now
+        self.event_names = mode == "search" or event_names
         self.terms = 0
+
+    def bare(self, item: Any, what: str) -> Column:
+        """The field of a term or range written without one: the event name."""
+        if self.event_names:
+            return _EVENT_NAME
+        raise InvalidQuery(
+            f"{what}{_at(item)} has no field: a subscription filter tests the payload, so "
+            "write a payload field (e.g. customer.email:...); choose events with the "
+            "subscription's event pattern (e.g. '*.created')"
+        )
 
     def node(self, item: Any, field: tuple[Field, Any] | None, depth: int) -> Node:
         if depth > MAX_DEPTH:
@@ -112,15 +126,11 @@ class _Converter:
             if field is None:
                 if isinstance(item, tree.Word) and item.value == "*":
                     return MatchAll()
-                hint = "data.<path>:..." if self.mode == "filter" else "event_name:..."
-                raise InvalidQuery(
-                    f"term {v.show(item.value)}{_at(item)} has no field; write field:value "
-                    f"(e.g. {hint})"
-                )
+                return self.term(self.bare(item, f"term {v.show(item.value)}"), item)
             return self.term(field[0], item)
         if isinstance(item, (tree.Range, tree.From, tree.To)):
             if field is None:
-                raise InvalidQuery(f"range{_at(item)} has no field; write field:[a TO b]")
+                return self.range(self.bare(item, "range"), "event_name", item)
             return self.range(field[0], field[1].name, item)
         raise InvalidQuery(f"unsupported query element {v.show(str(item))}{_at(item)}")
 
@@ -212,7 +222,8 @@ class _Converter:
         return Range(target, start, end, True, False)
 
 
-_STATUS = Column("status", "status", "text")
+_STATUS = COLUMNS["status"]
+_EVENT_NAME = COLUMNS["event_name"]
 
 
 def _target(target: Field) -> Column | JsonPath:
@@ -239,10 +250,14 @@ def _bound(item: Any) -> tuple[str, bool] | None:
     raise InvalidQuery(f"invalid range bound {v.show(str(item))}{_at(item)}")
 
 
-def parse_query(q: str | None, mode: Mode = "search", now: datetime | None = None) -> Node:
+def parse_query(q: str | None, mode: Mode = "search", now: datetime | None = None, *,
+                event_names: bool = False) -> Node:
     """The typed tree of query ``q``; an empty query matches everything.
 
-    Raises :class:`InvalidQuery` with a one-line message that points at the problem.
+    A bare term searches ``event_name``; in ``filter`` mode only with
+    ``event_names`` (the evaluator will be given the event's name), and is
+    refused otherwise. Raises :class:`InvalidQuery` with a one-line message that
+    points at the problem.
     """
     if q is None or not q.strip():
         return MatchAll()
@@ -260,4 +275,4 @@ def parse_query(q: str | None, mode: Mode = "search", now: datetime | None = Non
         # luqum turns the number after ~ or ^ into a Decimal while parsing.
         raise InvalidQuery("invalid number after '~' or '^' (fuzzy and boost are not "
                            "supported)") from None
-    return _Converter(mode, now or utcnow()).node(parsed, None, 0)
+    return _Converter(mode, now or utcnow(), event_names).node(parsed, None, 0)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement
 
@@ -23,6 +23,7 @@ from asyncevents.errors import InvalidQuery
 
 __all__ = [
     "MAX_LIMIT",
+    "FilterPredicate",
     "SearchPage",
     "check_query",
     "compile_filter",
@@ -53,21 +54,34 @@ def check_query(q: str) -> None:
     parse_query(q, "search")
 
 
+class FilterPredicate(Protocol):
+    """A compiled subscription filter: does this event's payload match?"""
+
+    def __call__(self, payload: dict[str, Any], event_name: str | None = None) -> bool:
+        """Whether ``payload`` (of the event named ``event_name``) matches the filter."""
+
+
 @lru_cache(maxsize=512)
-def _filter_tree(q: str) -> Node:
-    return parse_query(q, "filter")
+def _filter_tree(q: str, event_names: bool) -> Node:
+    return parse_query(q, "filter", event_names=event_names)
 
 
-def compile_filter(q: str) -> Callable[[dict[str, Any]], bool]:
+def compile_filter(q: str, *, event_names: bool = False) -> FilterPredicate:
     """A predicate over a payload for a subscription filter (a Lucene query).
 
     Fields are payload paths: ``data.customer.email:x`` and ``customer.email:x``
-    mean the same. Raises :class:`InvalidQuery` when ``q`` is not a valid filter.
+    mean the same. A bare term (``*.created``) tests the event's name, so it is
+    accepted only with ``event_names=True``, and the predicate must then be
+    called with the name: ``compile_filter(q, event_names=True)(payload, name)``.
+    Without it a bare term is an :class:`InvalidQuery` that says what to write
+    instead. Raises :class:`InvalidQuery` when ``q`` is not a valid filter.
     """
-    test = predicate(_filter_tree(q))
+    test = predicate(_filter_tree(q, event_names))
 
-    def matches(payload: dict[str, Any]) -> bool:
-        return test({"data": payload})
+    def matches(payload: dict[str, Any], event_name: str | None = None) -> bool:
+        if event_names and event_name is None:
+            raise ValueError("this filter was compiled with event_names=True: pass the name")
+        return test({"data": payload, "event_name": event_name})
 
     return matches
 

@@ -294,3 +294,38 @@ def test_rest_catalog_shows_schema_and_deprecation(
     assert by_name["sales.order.created"]["deprecated"] is False
     assert by_name["sales.order.created"]["schema"] == ORDER_SCHEMA
     assert by_name["sales.order.legacy"]["schema"] is None
+
+
+# --- the README's example -----------------------------------------------------
+
+def readme_block(heading: str) -> str:
+    """The first ``sh`` block under ``heading`` in README.md."""
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = text.split(f"\n{heading}\n", 1)[1]
+    found = re.search(r"^```sh\n(.*?)^```$", section, re.MULTILINE | re.DOTALL)
+    assert found, f"no sh block under {heading!r}"
+    return found.group(1)
+
+
+def run_readme_block(heading: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run that block with bash -e, this interpreter's ``asyncevents`` first on the PATH."""
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCEVENTS_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return subprocess.run(["bash", "-e", "-c", readme_block(heading)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_readme_schema_example_runs_as_written(tmp_path: Path) -> None:
+    result = run_readme_block("### Event schemas", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert ("error: sales.order.created: data.total: -1 is less than the minimum of 0"
+            in result.stderr)
+    assert "deprecated event published" in result.stderr
+    assert result.stdout.startswith("refused\n")
+    # two events published, the refused one not
+    assert sqlite_rows(tmp_path / "asyncevents-queue.db", "asyncevents_queue_message") == 2

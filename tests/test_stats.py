@@ -187,3 +187,11 @@ def test_cli_stats_with_the_broker_down(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot read the queues at amqp://")
     assert "guest:guest" not in result.stderr
+
+
+def test_readme_stats_example_runs_as_written(tmp_path: Path) -> None:
+    from tests.test_schemas import run_readme_block
+
+    result = run_readme_block("### Queue and delivery statistics", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "asyncevents.trigger" in result.stdout and '"queues"' in result.stdout

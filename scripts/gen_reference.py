@@ -445,22 +445,23 @@ def testing_reference() -> str:
 
 
 def plugins_reference() -> str:
-    """A table of the sink distributions in ``plugins/``, from their ``pyproject.toml``."""
-    rows = []
+    """One entry per sink distribution in ``plugins/``, from its ``pyproject.toml``."""
+    entries = []
     for pyproject in sorted((ROOT / "plugins").glob("*/pyproject.toml")):
         with pyproject.open("rb") as handle:
             project = tomllib.load(handle).get("project", {})
         entry_points = project.get("entry-points", {}).get("asyncevents", {})
         folder = pyproject.parent.relative_to(ROOT).as_posix()
         plugins = ", ".join(f"`{name}`" for name in entry_points) or "none"
-        extras = ", ".join(f"`[{name}]`" for name in project.get("optional-dependencies", {})
-                           if name != "test")
-        rows.append(f"| `{project.get('name', folder)}` | {plugins} "
-                    f"| {_cell(project.get('description', ''))} "
-                    f"| `pip install ./{folder}`{' (extras: ' + extras + ')' if extras else ''} "
-                    f"| `{folder}/README.md` |")
-    return ("| distribution | plugin (entry point) | what it is | install | its settings |\n"
-            "| --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
+        extras = [name for name in project.get("optional-dependencies", {}) if name != "test"]
+        install = f"`pip install ./{folder}`"
+        if extras:
+            install += " (extras: " + ", ".join(f"`[{name}]`" for name in extras) + ")"
+        description = " ".join(str(project.get("description", "")).split())
+        entries.append(f"- **`{project.get('name', folder)}`** (plugin {plugins}): "
+                       f"{description} Install: {install}; recipients and settings in "
+                       f"`{folder}/README.md`.")
+    return "\n".join(entries) + "\n"
 
 
 _GENERATORS = {"hooks": hooks_reference, "plugins": plugins_reference,

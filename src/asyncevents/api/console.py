@@ -217,7 +217,7 @@ def _error_page(request: Request, status: int, error: str) -> HTMLResponse:
     ctx: dict[str, Any] = {"user": None}
     if found is not None:
         ctx = {"user": found[0], "csrf": session.csrf_token(found[1])}
-    return page(request, "error.html", status=status, error=error, **ctx)
+    return page(request, "error.html", status=status, error=error, code=status, **ctx)
 
 
 def install_console(api: FastAPI) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from asyncevents.core import deliver
-from asyncevents.core.deliver import SubscriptionLanes
+from asyncevents.core import lanes as deliver
+from asyncevents.core.lanes import SubscriptionLanes
 
 
 class Clock:

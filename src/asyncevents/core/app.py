@@ -11,7 +11,9 @@ from asyncevents.core.catalog import Catalog
 from asyncevents.core.clock import utcnow
 from asyncevents.core.deliver import Deliverer
 from asyncevents.core.dispatch import DISPATCH_SINK, Dispatcher, FilterFn
-from asyncevents.core.messages import DeliverMessage, Message, Route, TriggerMessage
+from asyncevents.core.engine import Engine
+from asyncevents.core.handlers import sync_handler_subscriptions
+from asyncevents.core.messages import ROUTES, DeliverMessage, TriggerMessage
 from asyncevents.core.models import Subscription
 from asyncevents.core.outbox import Outbox, Transactional
 from asyncevents.core.plugins import Plugins
@@ -22,7 +24,7 @@ from asyncevents.core.settings import Settings, load_settings
 from asyncevents.core.store import GENERATE_KEY, Store, needs_secret_key, store_cipher
 from asyncevents.core.subscriptions import SubscriptionRules
 from asyncevents.core.transport import Transport
-from asyncevents.core.worker import Handler, Presence, Worker, WorkerLimits, WorkerReport
+from asyncevents.core.worker import Presence, Worker, WorkerLimits, WorkerReport
 from asyncevents.errors import ConfigError
 
 __all__ = ["App"]
@@ -89,7 +91,7 @@ class App:
         """The transport that ``settings.transport_url`` names (``register_transports``)."""
         transport = self.plugins.transport(self.settings)
         if transport.runs_inline:  # sync://: handled in this process, with this app's handlers
-            transport.bind(lambda: self._pipeline.handlers)
+            transport.bind(lambda: {route: self._pipeline.run_now for route in ROUTES})
         return transport
 
     @cached_property
@@ -186,12 +188,19 @@ class App:
         self.transport.enqueue(DeliverMessage(delivery.id, replay=True))
 
     @cached_property
-    def _pipeline(self) -> _Pipeline:
-        """The dispatcher and the deliverer of an inline transport (``sync://``)."""
+    def _pipeline(self) -> Engine:
+        """The engine of an inline transport (``sync://``), run by ``publish`` itself."""
+        return self._engine(concurrency=4, inline_all=True)
+
+    def _engine(self, concurrency: int, inline_all: bool = False) -> Engine:
         deliverer = Deliverer(self.settings, self.store, self.plugins, self.retries, self.policy)
         dispatcher = Dispatcher(self.catalog, self.store, self.transport, self.retries,
-                                self.policy, self.filter_fn(), deliverer=deliverer)
-        return _Pipeline(dispatcher, deliverer)
+                                self.policy, self.filter_fn())
+        reason = ("the queue gave up on this message: it was handed out "
+                  f"{self.settings.amqp_delivery_limit} times without an ack "
+                  "(a worker may have crashed on it each time)")
+        return Engine(dispatcher, deliverer, concurrency=concurrency, dead_reason=reason,
+                      inline_all=inline_all)
 
     def worker(self, limits: WorkerLimits | None = None,
                retention_days: float | None = None) -> Worker:
@@ -202,28 +211,17 @@ class App:
         """
         self.require_secret_key()
         self.catalog.check_resolvers()  # now, rather than at the first dispatch
+        sync_handler_subscriptions(self)  # @handler functions become python subscriptions
         concurrency = (limits or WorkerLimits()).concurrency
-        if concurrency > 1:
-            self.store.use_group_commit()  # the threads' writes share transactions
-        deliverer = Deliverer(self.settings, self.store, self.plugins, self.retries, self.policy)
-        deliverer.use_slots(concurrency)
-        dispatcher = Dispatcher(self.catalog, self.store, self.transport, self.retries,
-                                self.policy, self.filter_fn(), deliverer=deliverer)
+        engine = self._engine(concurrency)
         periodic: list[tuple[float, Callable[[], object]]] = []
         if retention_days is not None:
             periodic.append((3600.0, lambda: self.cleanup(retention_days)))
         if self.outbox.swept_url is not None:  # what a crash left in the outbox after a commit
             periodic.append((self.settings.outbox_sweep_seconds, self.outbox.sweep))
-        handlers = _handlers(dispatcher.handle, deliverer.handle)
-        reason = ("the queue gave up on this message: it was handed out "
-                  f"{self.settings.amqp_delivery_limit} times without an ack "
-                  "(a worker may have crashed on it each time)")
-        dead = _handlers(lambda m: dispatcher.give_up(m, reason),
-                         lambda m: deliverer.give_up(m, reason))
-        presence = Presence(self.store, list(handlers), concurrency)
-        return Worker(self.transport, self.retries, handlers, limits,
-                      on_exit=deliverer.close, periodic=periodic, presence=presence,
-                      dead_handlers=dead)
+        presence = Presence(self.store, list(ROUTES), concurrency)
+        return Worker(self.transport, self.retries, engine, limits, periodic=periodic,
+                      presence=presence)
 
     def run_worker(self, limits: WorkerLimits | None = None,
                    retention_days: float | None = None) -> WorkerReport:
@@ -242,30 +240,6 @@ class App:
         if "transport" in self.__dict__:
             self.transport.close()
         if "_pipeline" in self.__dict__:
-            self._pipeline.deliverer.close()
+            self._pipeline.close()
         if "store" in self.__dict__:
             self.store.close()
-
-
-class _Pipeline:
-    """A dispatcher and its deliverer, with their route handlers."""
-
-    def __init__(self, dispatcher: Dispatcher, deliverer: Deliverer) -> None:
-        self.dispatcher = dispatcher
-        self.deliverer = deliverer
-        self.handlers = _handlers(dispatcher.handle, deliverer.handle)
-
-
-def _handlers(trigger: Callable[[TriggerMessage], None],
-              deliver: Callable[[DeliverMessage], None]) -> dict[Route, Handler]:
-    """Each route's handler; the transport decoded each message for its route."""
-
-    def on_trigger(message: Message) -> None:
-        assert isinstance(message, TriggerMessage)
-        trigger(message)
-
-    def on_deliver(message: Message) -> None:
-        assert isinstance(message, DeliverMessage)
-        deliver(message)
-
-    return {"trigger": on_trigger, "deliver": on_deliver}

@@ -1,17 +1,26 @@
-"""Deliver: one delivery message in, one attempt recorded, a retry or a final state out."""
+"""Deliver: attempts at deliveries, made concurrently, recorded together.
+
+A batch of deliveries (the first attempts of newly dispatched events, and the
+messages of the delivery queue) is attempted at once on the engine's event
+loop: asynchronous sinks (``deliver_async``) are awaited there, synchronous
+ones (third-party sinks included) run in the engine's sink threads. The
+outcomes are then written in one transaction, retries scheduled, and only
+then does the worker ack the messages: a crash before that sends them again.
+"""
 
 from __future__ import annotations
 
-import math
-import threading
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
 from asyncevents.core.clock import utcnow
+from asyncevents.core.lanes import SubscriptionLanes
 from asyncevents.core.messages import DeliverMessage
 from asyncevents.core.models import Delivery, DeliveryStatus, Subscription
 from asyncevents.core.plugins import Plugins
@@ -21,107 +30,66 @@ from asyncevents.core.sink import DeliveryRequest, DeliveryResult, Sink
 from asyncevents.core.store import NewAttempt, Store
 from asyncevents.errors import PermanentSinkError, RetryableSinkError, UnknownSink
 
-__all__ = ["Deliverer", "SubscriptionLanes"]
+if TYPE_CHECKING:
+    from asyncevents.core.engine import Threads
+
+__all__ = ["Deliverer", "Job", "call_sink", "call_sink_async"]
 
 log = structlog.get_logger("asyncevents.deliver")
 
 _ERROR_LIMIT = 1000
 _T = TypeVar("_T")
-# A subscription whose deliveries take this long (seconds) is slow.
-_SLOW = 1.0
-_DEFER_MAX = 60.0
 
 
-class SubscriptionLanes:
-    """Keeps slow subscriptions from taking every delivery slot of a worker.
+@dataclass(frozen=True)
+class Job:
+    """One delivery to attempt, with the message that asked for it."""
 
-    A subscription is fast once its recent deliveries took under a second
-    and none has been running that long, and slow once one took longer. Slow
-    and new subscriptions together may hold all but a quarter of the slots,
-    and one slow subscription half of them. Past that a delivery is deferred
-    (back in line a moment later, no attempt recorded), so a hanging receiver
-    cannot hold back the others' deliveries. With ``slots`` under 2
-    (unknown, or one thread) nothing is ever deferred.
-
-    Deferred deliveries of one subscription are spread out, about one of its
-    durations apart per free slot, so a long backlog of a hanging receiver
-    comes back roughly when there is room for it instead of churning.
-    """
-
-    def __init__(self, slots: int = 0) -> None:
-        self.slots = slots
-        self._lock = threading.Lock()
-        self._running: dict[str, list[float]] = {}
-        self._typical: dict[str, float] = {}  # moving average of durations, seconds
-        self._deferred: dict[str, list[float]] = {}  # when deferred deliveries come back
-
-    def _slow(self, key: str, now: float) -> bool:
-        running = self._running.get(key)
-        return self._typical.get(key, 0.0) >= _SLOW or bool(
-            running and now - running[0] >= _SLOW)
-
-    def is_slow(self, key: str) -> bool:
-        """True when subscription ``key`` is slow now (see the class docstring)."""
-        with self._lock:
-            return self._slow(key, time.monotonic())
-
-    def _fast(self, key: str, now: float) -> bool:
-        return key in self._typical and not self._slow(key, now)
-
-    def enter(self, key: str) -> float | None:
-        """Start a delivery for subscription ``key``: its start time, or None to defer it."""
-        now = time.monotonic()
-        with self._lock:
-            if self.slots >= 2 and not self._fast(key, now):
-                held = sum(len(r) for k, r in self._running.items() if not self._fast(k, now))
-                full = held >= self.slots - max(1, self.slots // 4)
-                if full or (self._slow(key, now)
-                            and len(self._running.get(key, ())) >= max(1, self.slots // 2)):
-                    return None
-            self._running.setdefault(key, []).append(now)
-            return now
-
-    def leave(self, key: str, started: float) -> None:
-        """A delivery that ``enter`` started is over."""
-        took = time.monotonic() - started
-        with self._lock:
-            running = self._running.get(key, [])
-            if started in running:
-                running.remove(started)
-            if not running:
-                self._running.pop(key, None)
-            before = self._typical.get(key)
-            self._typical[key] = took if before is None else 0.7 * before + 0.3 * took
-
-    def defer_for(self, key: str) -> float:
-        """Seconds to put a deferred delivery of ``key`` back for (and count it as waiting)."""
-        now = time.monotonic()
-        with self._lock:
-            waiting = [t for t in self._deferred.get(key, ()) if t > now]
-            typical = max(self._typical.get(key, 0.5), 0.5)
-            delay = min(_DEFER_MAX, typical * (1 + len(waiting) // max(1, self.slots // 2)))
-            # Whole half-seconds, then whole 5 s: few distinct RabbitMQ delay queues.
-            delay = math.ceil(delay * 2) / 2 if delay < 10 else math.ceil(delay / 5) * 5
-            waiting.append(now + delay)
-            self._deferred[key] = waiting
-        return delay
+    message: DeliverMessage
+    delivery: Delivery
+    subscription: Subscription | None
 
 
-def _call_sink(sink: Sink, request: DeliveryRequest) -> DeliveryResult:
+@dataclass
+class _Done:
+    """An attempt made (or decided without the sink), waiting to be recorded."""
+
+    job: Job
+    result: DeliveryResult
+    started: datetime
+    duration_ms: float
+    request: DeliveryRequest | None = None
+
+
+def _exception_result(exc: BaseException) -> DeliveryResult:
     # Whatever a sink does, the attempt is recorded: its own errors say whether
     # to retry, anything else is a retryable failure.
+    if isinstance(exc, RetryableSinkError):
+        return DeliveryResult.failed(str(exc), retryable=True, retry_after=exc.retry_after)
+    if isinstance(exc, PermanentSinkError):
+        return DeliveryResult.failed(str(exc), retryable=False)
+    return DeliveryResult.failed(f"{type(exc).__name__}: {exc}", retryable=True)
+
+
+def call_sink(sink: Sink, request: DeliveryRequest) -> DeliveryResult:
+    """``sink.deliver(request)``, with what it raises turned into a result."""
     try:
         return sink.deliver(request)
-    except RetryableSinkError as exc:
-        return DeliveryResult.failed(str(exc), retryable=True, retry_after=exc.retry_after)
-    except PermanentSinkError as exc:
-        return DeliveryResult.failed(str(exc), retryable=False)
     except Exception as exc:
-        return DeliveryResult.failed(f"{type(exc).__name__}: {exc}", retryable=True)
+        return _exception_result(exc)
+
+
+async def call_sink_async(sink: Any, request: DeliveryRequest) -> DeliveryResult:
+    """``await sink.deliver_async(request)``, with what it raises turned into a result."""
+    try:
+        result: DeliveryResult = await sink.deliver_async(request)
+    except Exception as exc:
+        return _exception_result(exc)
+    return result
 
 
 class Deliverer:
-    """Calls the subscription's sink and decides what happens next."""
+    """Calls the subscriptions' sinks and decides what happens next."""
 
     def __init__(self, settings: Settings, store: Store, plugins: Plugins,
                  retries: RetryManagement, policy: RetryPolicy) -> None:
@@ -131,35 +99,43 @@ class Deliverer:
         self.retries = retries
         self.policy = policy
         self._sinks: dict[str, Sink] = {}
-        self._lock = threading.Lock()
         #: Seconds an attempt's outcome is held while the store (or, for the
         #: retry, the broker) does not answer, before the message is requeued.
         self.patience = 30.0
         self.lanes = SubscriptionLanes()
+        self._slots: asyncio.Semaphore | None = None
+        self._hooked = bool(plugins.hook.before_delivery.get_hookimpls()
+                            or plugins.hook.after_delivery.get_hookimpls())
 
     def use_slots(self, slots: int) -> None:
         """Tell the deliverer how many deliveries its worker runs at once."""
         self.lanes.slots = slots
+        self._slots = None
 
     def sink(self, name: str) -> Sink:
         """The one instance of sink ``name`` this worker uses."""
-        with self._lock:
-            if name not in self._sinks:
-                self._sinks[name] = self.plugins.build_sink(name, self.settings)
-            return self._sinks[name]
+        sink = self._sinks.get(name)
+        if sink is None:
+            sink = self._sinks[name] = self.plugins.build_sink(name, self.settings)
+        return sink
 
-    def close(self) -> None:
-        """Close every sink."""
-        with self._lock:
-            sinks, self._sinks = list(self._sinks.values()), {}
+    async def aclose(self) -> None:
+        """Close every sink (an asynchronous one's clients in the loop that made them)."""
+        sinks, self._sinks = list(self._sinks.values()), {}
         for sink in sinks:
+            closing = getattr(sink, "aclose", None)
+            if closing is not None:
+                await closing()
             sink.close()
 
-    def handle(self, message: DeliverMessage) -> None:
-        """Make one attempt at one delivery."""
-        # One query for both: this runs for every attempt.
-        delivery, subscription = self.store.delivery_and_subscription(message.delivery_id)
-        self.attempt(message, delivery, subscription)
+    def load(self, messages: Sequence[DeliverMessage]) -> list[Job | None]:
+        """The deliveries of ``messages`` and their subscriptions in one query (None: gone)."""
+        found = self.store.deliveries_and_subscriptions([m.delivery_id for m in messages])
+        jobs: list[Job | None] = []
+        for message in messages:
+            pair = found.get(message.delivery_id)
+            jobs.append(None if pair is None else Job(message, *pair))
+        return jobs
 
     def give_up(self, message: DeliverMessage, reason: str) -> None:
         """Record ``message``'s delivery as dead without an attempt at it (the queue gave up)."""
@@ -172,22 +148,40 @@ class Deliverer:
         log.error("delivery given up by the queue, recorded as dead", delivery_id=delivery.id,
                   event_id=delivery.event_id, error=reason)
 
-    def attempt(self, message: DeliverMessage, delivery: Delivery,
-                subscription: Subscription | None) -> None:
-        """Make one attempt at ``delivery``, already read from the store (or just created)."""
-        bound = log.bind(delivery_id=delivery.id, event_id=delivery.event_id,
-                         subscription_id=delivery.subscription_id)
+    def is_slow(self, subscription_id: str) -> bool:
+        """True when this subscription's recent deliveries took a second or more."""
+        return self.lanes.is_slow(subscription_id)
+
+    async def attempt_many(self, jobs: Sequence[Job], threads: Threads) -> list[bool]:
+        """Attempt every job at once (up to the slots), record them; True where recorded.
+
+        A job already final (a duplicate message) needs nothing and counts as
+        done; one the lanes hold back is scheduled again without an attempt.
+        """
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(max(1, self.lanes.slots))
+        settled = await asyncio.gather(*(self._attempt(job, threads) for job in jobs))
+        done = [d for d in settled if isinstance(d, _Done)]
+        deferred = [(job, delay) for job, delay in
+                    (d for d in settled if isinstance(d, tuple))]
+        if not done and not deferred:
+            return [True] * len(jobs)
+        recorded = await threads.io(self._record_all, done, deferred)
+        by_job = {id(d.job): ok for d, ok in zip(done, recorded, strict=True)}
+        return [by_job.get(id(job), True) for job in jobs]
+
+    async def _attempt(self, job: Job, threads: Threads) -> _Done | tuple[Job, float] | None:
+        delivery, subscription = job.delivery, job.subscription
         if delivery.status in ("delivered", "dead"):
             # A duplicate message (redelivery after a crash): the work is done.
-            bound.info("delivery already final, message dropped", status=delivery.status)
-            return
+            log.info("delivery already final, message dropped", delivery_id=delivery.id,
+                     status=delivery.status)
+            return None
+        started = utcnow()
         if subscription is None:
             # Nothing to deliver to, ever: dead and visible, not requeued forever.
-            self.store.record_attempt(delivery.id, NewAttempt(
-                started_at=utcnow(), duration_ms=0.0, success=False, status_code=None,
-                response="", error="the subscription no longer exists", status="dead"))
-            bound.error("delivery without a subscription recorded as dead")
-            return
+            return _Done(job, DeliveryResult.failed("the subscription no longer exists",
+                                                    retryable=False), started, 0.0)
         request = DeliveryRequest(
             delivery_id=delivery.id, event_id=delivery.event_id,
             event_name=delivery.event_name, subscription_id=subscription.id,
@@ -196,28 +190,25 @@ class Deliverer:
             attempt=delivery.attempts + 1, source=self.settings.event_source,
             metadata=subscription.metadata,
         )
-        started = utcnow()
-        clock = time.perf_counter()
         if not subscription.active:
-            result = DeliveryResult.failed("subscription is disabled or deleted", retryable=False)
-        else:
+            return _Done(job, DeliveryResult.failed("subscription is disabled or deleted",
+                                                    retryable=False), started, 0.0, request)
+        assert self._slots is not None
+        async with self._slots:
             lane = self.lanes.enter(subscription.id)
             if lane is None:
-                delay = self.lanes.defer_for(subscription.id)
-                self.retries.schedule(message, delay)
-                bound.debug("slow subscription at its share of the slots, delivery deferred",
-                            retry_in=delay)
-                return
+                return job, self.lanes.defer_for(subscription.id)
+            started = utcnow()
+            clock = time.perf_counter()
             try:
-                result = self._deliver(subscription.sink, request)
+                result = await self._deliver(subscription.sink, request, threads)
             finally:
                 self.lanes.leave(subscription.id, lane)
-        duration_ms = (time.perf_counter() - clock) * 1000
-        self._record(message, delivery, subscription, request, result, started, duration_ms)
-        if subscription.active:
-            self.plugins.hook.after_delivery(request=request, result=result)
+            duration_ms = (time.perf_counter() - clock) * 1000
+        return _Done(job, result, started, duration_ms, request)
 
-    def _deliver(self, sink_name: str, request: DeliveryRequest) -> DeliveryResult:
+    async def _deliver(self, sink_name: str, request: DeliveryRequest,
+                       threads: Threads) -> DeliveryResult:
         try:
             sink = self.sink(sink_name)
         except UnknownSink as exc:
@@ -229,23 +220,60 @@ class Deliverer:
             return DeliveryResult.failed(
                 f"sink {sink_name!r} could not be started: {type(exc).__name__}: {exc}",
                 retryable=True)
-        self.plugins.hook.before_delivery(request=request)
-        return _call_sink(sink, request)
+        if self._hooked:
+            self.plugins.hook.before_delivery(request=request)
+        if hasattr(sink, "deliver_async"):
+            return await call_sink_async(sink, request)
+        return await threads.sink(call_sink, sink, request)
 
-    def is_slow(self, subscription_id: str) -> bool:
-        """True when this subscription's recent deliveries took a second or more."""
-        return self.lanes.is_slow(subscription_id)
+    def _record_all(self, done: list[_Done], deferred: list[tuple[Job, float]]) -> list[bool]:
+        """Write the attempts in one transaction, then schedule what comes back later."""
+        writes: list[tuple[str, NewAttempt]] = []
+        retries: list[tuple[DeliverMessage, float] | None] = []
+        for item in done:
+            attempt, retry = self._decide(item)
+            writes.append((item.job.delivery.id, attempt))
+            retries.append(retry)
 
-    def _record(self, message: DeliverMessage, delivery: Delivery, subscription: Subscription,
-                request: DeliveryRequest, result: DeliveryResult,
-                started: datetime, duration_ms: float) -> None:
+        def retrying(exc: Exception, wait: float) -> None:
+            log.warning("cannot record the attempts yet, retrying", error=str(exc),
+                        retry_in=wait, attempts=len(writes))
+
+        # The receivers already have these attempts: giving up at the first
+        # error would requeue the messages, send the events again and leave
+        # the first requests without their rows. Past ``patience`` the error
+        # goes up and the messages are requeued after all.
+        numbers = self._hold(lambda: self.store.record_attempts(writes), retrying)
+        recorded = []
+        for item, (_, attempt), retry, number in zip(done, writes, retries, numbers,
+                                                     strict=True):
+            if number is None:
+                log.error("delivery vanished before its attempt was recorded",
+                          delivery_id=item.job.delivery.id)
+                recorded.append(True)  # nothing left to do for that message
+                continue
+            if retry is not None:
+                self._hold(lambda r=retry: self.retries.schedule(*r), retrying)  # type: ignore[misc]
+            self._report(item, attempt, number, retry)
+            recorded.append(True)
+        for job, delay in deferred:
+            self._hold(lambda j=job, d=delay: self.retries.schedule(j.message, d),  # type: ignore[misc]
+                       retrying)
+            log.debug("slow subscription at its share of the slots, delivery deferred",
+                      delivery_id=job.delivery.id, retry_in=delay)
+        return recorded
+
+    def _decide(self, item: _Done) -> tuple[NewAttempt, tuple[DeliverMessage, float] | None]:
+        """The attempt row for one outcome, and the retry it calls for."""
+        job, result = item.job, item.result
+        message, delivery, subscription = job.message, job.delivery, job.subscription
         deaths = message.deaths + (0 if result.success else 1)
-        policy = self.policy.override(subscription.retry_policy)
+        policy = self.policy.override(subscription.retry_policy if subscription else None)
         status: DeliveryStatus
         delay: float | None = None
         if result.success:
             status = "delivered"
-        elif result.retryable and not policy.gives_up(
+        elif result.retryable and subscription is not None and not policy.gives_up(
             deaths, (utcnow() - delivery.created_at).total_seconds()
         ):
             status = "retrying"
@@ -255,41 +283,38 @@ class Deliverer:
         else:
             status = "dead"
         error = result.error
-        bound = log.bind(delivery_id=delivery.id, event_id=delivery.event_id,
-                         subscription_id=subscription.id)
-        if result.disable_subscription:
-            self._hold(bound, lambda: self.store.update_subscription(subscription.id,
-                                                                     active=False))
+        if result.disable_subscription and subscription is not None:
+            self._hold(lambda: self.store.update_subscription(subscription.id, active=False),
+                       None)
             error = f"{error or 'gone'}; subscription {subscription.id} disabled"
-        next_at = utcnow() + timedelta(seconds=delay) if delay is not None else None
         attempt = NewAttempt(
-            started_at=started,
-            duration_ms=duration_ms, success=result.success,
+            started_at=item.started, duration_ms=item.duration_ms, success=result.success,
             status_code=result.status_code, response=result.response,
             error=error[:_ERROR_LIMIT] if error else None, status=status,
-            next_attempt_at=next_at, replay=message.replay and message.deaths == 0,
+            next_attempt_at=utcnow() + timedelta(seconds=delay) if delay is not None else None,
+            replay=message.replay and message.deaths == 0,
         )
-        number = self._hold(bound, lambda: self.store.record_attempt(delivery.id, attempt))
-        if delay is not None:
-            retry = message.with_deaths(deaths)
-            self._hold(bound, lambda: self.retries.schedule(retry, delay))
-        bound.bind(attempt=number).info(
-            "delivery attempted", status=status, status_code=result.status_code,
-            duration_ms=round(duration_ms, 1), retry_in=delay, error=error,
-        )
+        return attempt, (message.with_deaths(deaths), delay) if delay is not None else None
 
-    def _hold(self, bound: structlog.typing.FilteringBoundLogger,
-              work: Callable[[], _T]) -> _T:
-        """Run ``work``, retrying through a short store or broker outage.
+    def _report(self, item: _Done, attempt: NewAttempt, number: int,
+                retry: tuple[DeliverMessage, float] | None) -> None:
+        delivery, subscription = item.job.delivery, item.job.subscription
+        if subscription is None:
+            log.error("delivery without a subscription recorded as dead",
+                      delivery_id=delivery.id, event_id=delivery.event_id)
+            return
+        log.info("delivery attempted", delivery_id=delivery.id, event_id=delivery.event_id,
+                 subscription_id=subscription.id, attempt=number, status=attempt.status,
+                 status_code=attempt.status_code, duration_ms=round(item.duration_ms, 1),
+                 retry_in=retry[1] if retry else None, error=attempt.error)
+        if self._hooked and subscription.active and item.request is not None:
+            self.plugins.hook.after_delivery(request=item.request, result=item.result)
 
-        The receiver already has this attempt: giving up at the first error
-        would requeue the message, send the event again and leave the first
-        request without its attempt row. Past ``patience`` the error goes up
-        and the message is requeued after all.
-        """
+    def _hold(self, work: Callable[[], _T],
+              on_retry: Callable[[Exception, float], None] | None) -> _T:
+        """Run ``work``, retrying through a short store or broker outage."""
         def retrying(exc: Exception, wait: float) -> None:
-            bound.warning("cannot record the attempt yet, retrying", error=str(exc),
-                          retry_in=wait)
+            log.warning("cannot record the attempt yet, retrying", error=str(exc), retry_in=wait)
 
         return through_outage(work, patience=self.patience, first=0.25, longest=4.0,
-                              on_retry=retrying)
+                              on_retry=on_retry or retrying)

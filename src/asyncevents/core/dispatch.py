@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 
 from asyncevents.core.catalog import Catalog, matches
 from asyncevents.core.clock import utcnow
+from asyncevents.core.deliver import Job
+from asyncevents.core.lanes import SubscriptionLanes
 from asyncevents.core.messages import DeliverMessage, TriggerMessage
-from asyncevents.core.models import Delivery, Subscription
+from asyncevents.core.models import Subscription
 from asyncevents.core.retry import RetryManagement, RetryPolicy
-from asyncevents.core.store import NewAttempt, Store
+from asyncevents.core.store import EventTargets, NewAttempt, Store
 from asyncevents.core.transport import Transport
-
-if TYPE_CHECKING:
-    from asyncevents.core.deliver import Deliverer
 
 __all__ = ["DISPATCH_SINK", "SUBSCRIPTIONS_FRESH", "Dispatcher", "FilterFn"]
 
@@ -41,25 +40,22 @@ FilterFn = Callable[[str, dict[str, Any]], bool]
 class Dispatcher:
     """Resolves the payload, finds the subscriptions, creates and sends deliveries.
 
-    With a ``deliverer``, the first attempt of one new delivery per event is
-    made right here, in the thread that dispatched it: no second trip through
-    the broker and no second read of the delivery. The others (fan-out) go
-    to the delivery queue, all in one confirmed batch, so they run in
-    parallel. The trigger message is acked only after that attempt is
-    recorded: a crash in between sends the event again (at least once).
+    The first attempts of new deliveries are made by the engine that asked
+    (see :meth:`handle_many`); the trigger message is acked only after they
+    are recorded: a crash in between sends the event again (at least once).
     """
 
     def __init__(self, catalog: Catalog, store: Store, transport: Transport,
                  retries: RetryManagement, policy: RetryPolicy,
                  filter_fn: FilterFn | None = None,
-                 deliverer: Deliverer | None = None) -> None:
+                 lanes: SubscriptionLanes | None = None) -> None:
         self.catalog = catalog
         self.store = store
         self.transport = transport
         self.retries = retries
         self.policy = policy
         self.filter_fn = filter_fn
-        self.deliverer = deliverer
+        self.lanes = lanes or SubscriptionLanes()
         self._lock = threading.Lock()
         self._active: tuple[tuple[int, str], list[Subscription]] | None = None
         self._checked = 0.0
@@ -99,32 +95,50 @@ class Dispatcher:
             found.append(sub)
         return found
 
-    def handle(self, message: TriggerMessage) -> None:
-        """Dispatch one event. Safe to repeat: deliveries are unique per subscription."""
-        event_id, name = message.event_id, message.name
-        bound = log.bind(event_id=event_id, event_name=name)
-        published_at = message.published_at
-        try:
-            payload = self._resolve(name, message.data)
-        except Exception as exc:
-            self._resolver_failed(message, exc)
-            return
-        targets = {sub.id: sub for sub in self.targets(name, payload)}
-        deliveries = self.store.ensure_deliveries(
-            event_id=event_id, event_name=name, published_at=published_at,
-            payload=payload, targets=list(targets.values()),
-        )
-        # Only pending ones: a redelivered trigger must not resend a delivery
-        # that already ran or waits for its retry.
-        pending = [d for d in deliveries if d.status == "pending"]
-        inline = self._pick_inline(pending)
-        queued = [DeliverMessage(d.id) for d in pending if d is not inline]
+    def handle_many(self, messages: Sequence[TriggerMessage], inline: int) -> list[list[Job]]:
+        """Dispatch a batch of events; for each, the deliveries to attempt right away.
+
+        Safe to repeat: deliveries are unique per (event, subscription), and
+        only pending ones are sent again. All deliveries of the batch are
+        written in one statement; of each event's pending deliveries, up to
+        ``inline`` whose subscriptions are not known to be slow come back to
+        be attempted by the caller (no second trip through the queue), and the
+        others go to the delivery queue, all in one batch.
+        """
+        events: list[EventTargets] = []
+        subs: dict[str, Subscription] = {}
+        for message in messages:
+            try:
+                payload = self._resolve(message.name, message.data)
+            except Exception as exc:
+                self._resolver_failed(message, exc)
+                events.append(EventTargets(message.event_id, message.name,
+                                           message.published_at, {}, ()))
+                continue
+            targets = self.targets(message.name, payload)
+            subs.update((s.id, s) for s in targets)
+            events.append(EventTargets(message.event_id, message.name, message.published_at,
+                                       payload, targets))
+        created = self.store.ensure_deliveries_many(events)
+        queued: list[DeliverMessage] = []
+        jobs: list[list[Job]] = []
+        for message, deliveries in zip(messages, created, strict=True):
+            # Only pending ones: a redelivered trigger must not resend a delivery
+            # that already ran or waits for its retry.
+            pending = [d for d in deliveries if d.status == "pending"]
+            now: list[Job] = []
+            for delivery in pending:
+                if len(now) < inline and not self.lanes.is_slow(delivery.subscription_id):
+                    now.append(Job(DeliverMessage(delivery.id), delivery,
+                                   subs[delivery.subscription_id]))
+                else:
+                    queued.append(DeliverMessage(delivery.id))
+            jobs.append(now)
+            log.info("event dispatched", event_id=message.event_id, event_name=message.name,
+                     deliveries=len(deliveries), sent=len(pending))
         if queued:
             self.transport.enqueue_many(queued)
-        bound.info("event dispatched", deliveries=len(deliveries), sent=len(pending))
-        if inline is not None and self.deliverer is not None:
-            self.deliverer.attempt(DeliverMessage(inline.id), inline,
-                                   targets[inline.subscription_id])
+        return jobs
 
     def give_up(self, message: TriggerMessage, reason: str) -> None:
         """Record an event the queue gave up on as a dead dispatch (searchable, replayable)."""
@@ -137,15 +151,6 @@ class Dispatcher:
         )
         log.error("event given up by the queue, recorded as dead", event_id=message.event_id,
                   event_name=message.name, error=reason)
-
-    def _pick_inline(self, pending: list[Delivery]) -> Delivery | None:
-        """The delivery to attempt in this thread: the first one not known to be slow."""
-        if self.deliverer is None:
-            return None
-        for delivery in pending:
-            if not self.deliverer.is_slow(delivery.subscription_id):
-                return delivery
-        return None
 
     def _resolve(self, name: str, data: dict[str, Any]) -> dict[str, Any]:
         resolver = self.catalog.resolver(name)

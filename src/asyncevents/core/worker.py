@@ -2,11 +2,13 @@
 
 The main thread owns the transport's consuming connection (kombu is not
 thread-safe): it receives messages, already decoded and checked by the
-transport, hands each to its route's handler in a thread pool, and acks it
-once the handler has recorded its outcome. A message whose handler fails is
-returned to the queue, never dropped; only a message that no handler could
-ever take (not JSON, fields missing, a delivery that does not exist) is
-dropped, with an error in the log.
+transport, gathers them into batches (as many as are ready, up to a bound,
+waiting a few milliseconds at most for more) and hands each batch to the
+:class:`~asyncevents.core.engine.Engine`. It settles every message once the
+engine has recorded its outcome. A message whose handling fails is returned
+to the queue, never dropped; only a message that no handler could ever take
+(not JSON, fields missing, a delivery that does not exist) is dropped, with
+an error in the log.
 
 When the broker goes away the worker reconnects by itself, waiting longer
 after each failed try (0.5 s doubling up to 30 s), and logs both the loss and
@@ -23,34 +25,41 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 import structlog
 
-from asyncevents.core.messages import Message, Route
+from asyncevents.core.engine import Engine, Outcome
+from asyncevents.core.messages import ROUTES, Route
 from asyncevents.core.retry import RetryManagement, misconfiguration
 from asyncevents.core.store import Store
 from asyncevents.core.transport import Consumption, Received, Transport, describe
-from asyncevents.errors import AsyncEventsError, ConfigError, NotFound
+from asyncevents.errors import AsyncEventsError, ConfigError
 
-__all__ = ["Handler", "Presence", "Worker", "WorkerLimits", "WorkerReport"]
+__all__ = ["Presence", "Worker", "WorkerLimits", "WorkerReport", "batch_size"]
 
 log = structlog.get_logger("asyncevents.worker")
-
-#: Handles the messages of one route.
-Handler = Callable[[Message], None]
 
 _PUMP_EVERY = 0.2
 # Acks wait for the loop to come round: a short turn keeps them (and the next
 # message, which the prefetch window holds back until then) prompt.
 _DRAIN_TIMEOUT = 0.05
 _BUSY_DRAIN = 0.002
+# A batch waits at most this long (seconds) for more messages to join it.
+_GATHER = 0.003
+# Batches handled at once: one dispatching or recording while another delivers.
+_BATCHES = 2
 _RECONNECT_FIRST = 0.5
 _RECONNECT_MAX = 30.0
+
+
+def batch_size(concurrency: int) -> int:
+    """The most messages one batch takes, for a worker running ``concurrency`` deliveries."""
+    return min(100, max(10, 2 * concurrency))
 
 
 @dataclass(frozen=True)
@@ -138,15 +147,15 @@ def rss_mb() -> float:
 class Worker:
     """Runs the dispatcher and the deliverer over the broker's queues."""
 
-    def __init__(self, transport: Transport, retries: RetryManagement,
-                 handlers: Mapping[Route, Handler], limits: WorkerLimits | None = None,
+    def __init__(self, transport: Transport, retries: RetryManagement, engine: Engine,
+                 limits: WorkerLimits | None = None,
                  on_exit: Callable[[], None] | None = None,
                  periodic: list[tuple[float, Callable[[], object]]] | None = None,
                  presence: Presence | None = None,
-                 dead_handlers: Mapping[Route, Handler] | None = None) -> None:
+                 routes: list[Route] | None = None) -> None:
         self.transport = transport
-        # What to do with a message the transport gave up on (recorded as dead).
-        self.dead_handlers = dict(dead_handlers or {})
+        self.engine = engine
+        self.routes = list(routes or ROUTES)
         self.presence = presence
         self.on_exit = on_exit
         # Housekeeping run from the main loop, the first time after one period.
@@ -155,14 +164,18 @@ class Worker:
         if presence is not None:  # at once, then every few seconds
             self._periodic.append(_Periodic(presence.every, time.monotonic(), self._beat))
         self.retries = retries
-        self.handlers = dict(handlers)
         self.limits = limits or WorkerLimits()
+        self.batch = batch_size(self.limits.concurrency)
         self.report = WorkerReport()
         self._stop = threading.Event()
-        # (message, its handler's future, the connection it came on); settled
-        # by the main thread, which alone touches the consuming connection.
-        self._done: queue.Queue[tuple[Received, Future[bool | None], int]] = queue.Queue()
-        self._futures: set[Future[bool | None]] = set()
+        # Messages received and not yet handed to the engine, since when.
+        self._inbox: list[Received] = []
+        self._inbox_since = 0.0
+        # (batch, its future, the connection it came on); settled by the main
+        # thread, which alone touches the consuming connection.
+        self._done: queue.Queue[tuple[list[Received], Future[list[Outcome]], int]] = \
+            queue.Queue()
+        self._batches = 0
         self._generation = 0
         self._lost_at: float | None = None
         self._in_flight = 0
@@ -188,8 +201,6 @@ class Worker:
         """Consume until a limit, a signal or ``stop()``; return the report."""
         previous = self._install_signals()
         started = time.monotonic()
-        pool = ThreadPoolExecutor(max_workers=max(1, self.limits.concurrency),
-                                  thread_name_prefix="asyncevents-worker")
         log.info("worker started", transport=self.transport.safe_url(),
                  concurrency=self.limits.concurrency)
         errors = self.transport.connection_errors
@@ -197,7 +208,7 @@ class Worker:
         try:
             while not self._stop.is_set():
                 try:
-                    self._consume(pool, started)
+                    self._consume(started)
                 except Exception as exc:
                     wrong = misconfiguration(exc)
                     if wrong is not None:
@@ -215,12 +226,13 @@ class Worker:
                     else:
                         retry_in = min(retry_in * 2, _RECONNECT_MAX)
                     self.report.reconnects += 1
-                    self._cancel_queued()  # the broker hands those out again
+                    self._forget_inbox()  # the broker hands those out again
                     log.warning("broker connection lost, reconnecting", error=describe(exc),
                                 retry_in=retry_in, attempt=self.report.reconnects)
                     self._stop.wait(retry_in)
         finally:
-            pool.shutdown(wait=True)
+            self._wait_for_batches()
+            self.engine.close()
             self._restore_signals(previous)
             if self.presence is not None:
                 self.presence.leave()
@@ -230,38 +242,39 @@ class Worker:
                  failed=self.report.failed, dropped=self.report.dropped)
         return self.report
 
-    def _consume(self, pool: ThreadPoolExecutor, started: float) -> None:
+    def _consume(self, started: float) -> None:
         self._generation += 1
         generation = self._generation
         # One try to connect here: the back-off between tries is run()'s.
         session = self.transport.consume(
-            list(self.handlers), lambda received: self._on_message(pool, received, generation),
-            self._on_dropped,
-            # Twice the threads: while slow deliveries hold their threads, the
-            # next messages wait in the pool instead of one fetch per ack.
-            prefetch=2 * max(1, self.limits.concurrency),
+            self.routes, self._on_message, self._on_dropped,
+            # Room for the batches in the engine and the next one gathering.
+            prefetch=(_BATCHES + 1) * self.batch,
         )
         try:
             while not self._stop.is_set():
-                # While handlers run, come back at once to ack what they
-                # finish: the broker sends nothing more until we do.
+                # While batches run, come back at once to ack what they
+                # finish: the broker sends nothing more than the window.
+                before = self._received
                 session.drain(_BUSY_DRAIN if self._in_flight else _DRAIN_TIMEOUT)
                 session.heartbeat()
                 self._restored()  # only once a full turn worked
+                self._flush(generation, quiet=self._received == before)
                 self._ack_done()
                 self._pump()
                 self._housekeeping()
                 self._check_limits(started)
             session.cancel()
-            self._cancel_queued()
+            # Finish what we hold: the gathered messages too.
+            self._flush(generation, quiet=True, force=True)
             self._finish_in_flight(session)
         finally:
             session.close()
 
-    def _cancel_queued(self) -> None:
-        """Give back the prefetched messages no thread has started on."""
-        for future in list(self._futures):
-            future.cancel()  # its callback runs now: the message is requeued
+    def _forget_inbox(self) -> None:
+        """Drop the gathered messages of a lost connection (the broker has them again)."""
+        self._in_flight -= len(self._inbox)
+        self._inbox = []
 
     def _restored(self) -> None:
         if self._lost_at is not None:
@@ -270,72 +283,84 @@ class Worker:
                         attempts=self.report.reconnects)
             self._lost_at = None
 
-    def _on_message(self, pool: ThreadPoolExecutor, received: Received,
-                    generation: int) -> None:
+    def _on_message(self, received: Received) -> None:
+        if self.limits.limit is not None and self._received >= self.limits.limit:
+            received.requeue()  # past the limit: for another worker
+            return
+        if not self._inbox:
+            self._inbox_since = time.monotonic()
+        self._inbox.append(received)
         self._in_flight += 1
         self._received += 1
         self._last_activity = time.monotonic()
-        future = pool.submit(self._work, received.route, received.message, received.dead)
-        self._futures.add(future)
-        future.add_done_callback(lambda f: self._done.put((received, f, generation)))
         if self.limits.limit is not None and self._received >= self.limits.limit:
             self.stop("message limit reached")
+
+    def _flush(self, generation: int, *, quiet: bool, force: bool = False) -> None:
+        """Hand the gathered messages to the engine when the batch is full or has waited."""
+        while self._inbox:
+            full = len(self._inbox) >= self.batch
+            waited = quiet or time.monotonic() - self._inbox_since >= _GATHER
+            if not (force or ((full or waited) and self._batches < _BATCHES)):
+                return
+            batch, self._inbox = self._inbox[:self.batch], self._inbox[self.batch:]
+            self._inbox_since = time.monotonic()
+            self._batches += 1
+            future = self.engine.submit([(r.message, r.dead) for r in batch])
+            future.add_done_callback(self._on_done(batch, generation))
+
+    def _on_done(self, batch: list[Received],
+                 generation: int) -> Callable[[Future[list[Outcome]]], None]:
+        def done(future: Future[list[Outcome]]) -> None:
+            self._done.put((batch, future, generation))
+        return done
 
     def _on_dropped(self, _problem: str) -> None:
         # The transport dropped a message no handler could take, and logged why.
         self.report.dropped += 1
 
-    def _work(self, route: Route, message: Message, dead: bool = False) -> bool | None:
-        """Run the handler: True when done, False to requeue, None to drop."""
-        bound = log.bind(route=route)
-        try:
-            handlers = self.dead_handlers if dead else self.handlers
-            handlers[route](message)
-        except NotFound as exc:
-            # The delivery (or its subscription) is gone for good: purged, or
-            # the message belongs to another installation sharing the broker.
-            bound.error("malformed message dropped", problem=str(exc))
-            return None
-        except Exception as exc:
-            bound.error("handler failed, message returned to the queue",
-                        error=f"{type(exc).__name__}: {exc}")
-            # A short pause so a database outage does not turn into a hot loop.
-            time.sleep(1.0)
-            return False
-        return True
-
     def _ack_done(self, block: bool = False) -> None:
         while True:
             try:
-                received, future, generation = self._done.get(
+                batch, future, generation = self._done.get(
                     block=block, timeout=0.5 if block else None)
             except queue.Empty:
                 return
             block = False
-            self._futures.discard(future)
-            self._in_flight -= 1
+            self._batches -= 1
+            self._in_flight -= len(batch)
             self._last_activity = time.monotonic()
-            outcome = _outcome(future)
-            if outcome is True:
-                self.report.handled += 1
-            elif outcome is None:
-                self.report.dropped += 1
-            elif not future.cancelled():
-                self.report.failed += 1
+            outcomes = _outcomes(future, len(batch))
+            for outcome in outcomes:
+                if outcome is True:
+                    self.report.handled += 1
+                elif outcome is None:
+                    self.report.dropped += 1
+                else:
+                    self.report.failed += 1
             try:
-                _settle(received, outcome)
+                _settle(batch, outcomes)
             except Exception as exc:
                 if generation == self._generation:
                     raise  # this connection is failing: run() reconnects
                 # It came on a connection that is gone, so the broker has
                 # already put it back in line (a SQL lease runs out).
-                log.info("message from a lost connection left to the broker",
-                         handled=outcome is not False, error=describe(exc))
+                log.info("messages from a lost connection left to the broker",
+                         error=describe(exc))
 
     def _finish_in_flight(self, session: Consumption) -> None:
-        while self._in_flight > 0:
+        while self._batches > 0:
             self._ack_done(block=True)
             session.heartbeat()  # a long delivery keeps its lease while we wait
+
+    def _wait_for_batches(self) -> None:
+        """Let running batches end before the engine closes (their messages stay unacked)."""
+        while self._batches > 0:
+            try:
+                self._done.get(timeout=60)
+            except queue.Empty:
+                return
+            self._batches -= 1
 
     def _pump(self) -> None:
         now = time.monotonic()
@@ -384,17 +409,21 @@ class Worker:
             signal.signal(signum, handler)
 
 
-def _outcome(future: Future[bool | None]) -> bool | None:
-    """True: ack; False: requeue (failed, or never started); None: drop."""
+def _outcomes(future: Future[list[Outcome]], size: int) -> list[Outcome]:
+    """Each message's outcome; all requeued when the batch itself failed."""
     if future.cancelled() or future.exception() is not None:
-        return False
+        if not future.cancelled():
+            log.error("batch failed, messages returned to the queue",
+                      error=describe(future.exception() or Exception()))
+        return [False] * size
     return future.result()
 
 
-def _settle(received: Received, outcome: bool | None) -> None:
-    if outcome is False:
-        received.requeue()
-    elif outcome is None:
-        received.drop()
-    else:
-        received.ack()
+def _settle(batch: list[Received], outcomes: list[Outcome]) -> None:
+    for received, outcome in zip(batch, outcomes, strict=True):
+        if outcome is False:
+            received.requeue()
+        elif outcome is None:
+            received.drop()
+        else:
+            received.ack()

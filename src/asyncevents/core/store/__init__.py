@@ -15,6 +15,7 @@ from asyncevents.core.store.crypto import (
     needs_secret_key,
     store_cipher,
 )
+from asyncevents.core.store.deliveries import EventTargets
 from asyncevents.core.store.idempotency import IDEMPOTENCY_PENDING, IdempotencyRecord
 from asyncevents.core.store.metrics import AttemptDurations
 from asyncevents.core.store.outbox import (
@@ -38,6 +39,7 @@ __all__ = [
     "OUTBOX_TABLE",
     "ApiTokenRow",
     "AttemptDurations",
+    "EventTargets",
     "IdempotencyRecord",
     "NewAttempt",
     "OutboxRow",

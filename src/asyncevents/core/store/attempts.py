@@ -14,6 +14,7 @@ from asyncevents.core.store.base import StoreBase
 from asyncevents.core.store.crypto import TokenCipher
 from asyncevents.core.store.groupcommit import Kind
 from asyncevents.core.store.schema import attempts, deliveries
+from asyncevents.errors import StoreError
 
 __all__ = ["AttemptQueries", "NewAttempt"]
 
@@ -95,6 +96,35 @@ class AttemptQueries(StoreBase):
         if self.group is not None:
             return self.group.write(self._attempt_kind, (delivery_id, attempt))
         return self._record_attempt_one((delivery_id, attempt))
+
+    def record_attempts(self, items: Sequence[tuple[str, NewAttempt]]) -> list[int | None]:
+        """Write many attempts (and their deliveries' new states) in one transaction.
+
+        Returns each attempt's number, in order. When the shared transaction
+        fails for something other than the database being away (a delivery
+        purged meanwhile, say), each is written on its own and one that still
+        fails is ``None``; a database that cannot be reached raises ``StoreError``.
+        """
+        if not items:
+            return []
+        ids = [did for did, _ in items]
+        if len(set(ids)) == len(ids):  # two attempts at one delivery read each other
+            try:
+                with self.begin() as conn:
+                    return list(_record_attempts_many(conn, items))
+            except StoreError:
+                raise
+            except Exception:  # sorted out one by one below
+                pass
+        numbers: list[int | None] = []
+        for item in items:
+            try:
+                numbers.append(self._record_attempt_one(item))
+            except StoreError:
+                raise
+            except Exception:  # that delivery is gone: the caller logs it
+                numbers.append(None)
+        return numbers
 
     def _record_attempt_one(self, item: tuple[str, NewAttempt]) -> int:
         delivery_id, attempt = item

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +21,7 @@ from asyncevents.core.store.schema import attempts, deliveries, subscriptions
 from asyncevents.core.store.subscriptions import subscription_from_row
 from asyncevents.errors import NotFound
 
-__all__ = ["DeliveryQueries", "delivery_from_row"]
+__all__ = ["DeliveryQueries", "EventTargets", "delivery_from_row"]
 
 _SUB_COLUMNS = {c.name: c.label(f"sub_{c.name}") for c in subscriptions.c}
 _SUB_ID = _SUB_COLUMNS["id"]
@@ -31,6 +32,25 @@ _DELIVERY_AND_SUBSCRIPTION = (
         subscriptions, subscriptions.c.id == deliveries.c.subscription_id))
     .where(deliveries.c.id == bindparam("id"))
 )
+
+
+_DELIVERIES_AND_SUBSCRIPTIONS = (
+    select(deliveries, *_SUB_COLUMNS.values())
+    .select_from(deliveries.outerjoin(
+        subscriptions, subscriptions.c.id == deliveries.c.subscription_id))
+    .where(deliveries.c.id.in_(bindparam("ids", expanding=True)))
+)
+
+
+@dataclass(frozen=True)
+class EventTargets:
+    """One event and the subscriptions it goes to (``ensure_deliveries_many``)."""
+
+    event_id: str
+    event_name: str
+    published_at: datetime
+    payload: dict[str, Any]
+    targets: Sequence[Subscription]
 
 
 def delivery_from_row(row: Any) -> Delivery:
@@ -100,6 +120,63 @@ class DeliveryQueries(StoreBase):
             break
         return [existing[sid] for sid in wanted if sid in existing]
 
+    def ensure_deliveries_many(self, events: Sequence[EventTargets]) -> list[list[Delivery]]:
+        """``ensure_deliveries`` for many events: one insert for all of them, as a rule.
+
+        When one of them was dispatched before (a redelivered trigger hits the
+        unique key), each event is sorted out on its own.
+        """
+        now = utcnow()
+        planned: list[list[dict[str, Any]]] = []
+        for event in events:
+            seen: set[str] = set()
+            rows = []
+            for s in event.targets:
+                if s.id in seen:
+                    continue
+                seen.add(s.id)
+                rows.append({
+                    "id": str(uuid.uuid4()), "event_id": event.event_id,
+                    "event_name": event.event_name, "subscription_id": s.id, "sink": s.sink,
+                    "recipient": s.recipient, "status": "pending", "attempts": 0,
+                    "payload": event.payload, "published_at": event.published_at,
+                    "created_at": now, "updated_at": now, "next_attempt_at": None,
+                })
+            planned.append(rows)
+        every = [row for rows in planned for row in rows]
+        if not every:
+            return [[] for _ in events]
+        try:
+            with self.begin() as conn:
+                conn.execute(insert(deliveries), every)
+        except IntegrityError:
+            return [self.ensure_deliveries(
+                event_id=e.event_id, event_name=e.event_name, published_at=e.published_at,
+                payload=e.payload, targets=e.targets) for e in events]
+        return [[delivery_from_row(row) for row in rows] for rows in planned]
+
+    def deliveries_and_subscriptions(
+        self, delivery_ids: Sequence[str],
+    ) -> dict[str, tuple[Delivery, Subscription | None]]:
+        """Deliveries and their subscriptions by uuid, in one query (missing ones left out)."""
+        if not delivery_ids:
+            return {}
+        with self.begin() as conn:
+            rows = conn.execute(_DELIVERIES_AND_SUBSCRIPTIONS,
+                                {"ids": list(dict.fromkeys(delivery_ids))}).all()
+        found: dict[str, tuple[Delivery, Subscription | None]] = {}
+        for row in rows:
+            pair = self._pair(row._mapping)
+            found[pair[0].id] = pair
+        return found
+
+    def _pair(self, values: Any) -> tuple[Delivery, Subscription | None]:
+        delivery = delivery_from_row({c.name: values[c] for c in deliveries.c})
+        if values[_SUB_ID] is None:
+            return delivery, None
+        sub_row = {c.name: values[_SUB_COLUMNS[c.name]] for c in subscriptions.c}
+        return delivery, subscription_from_row(sub_row, self.cipher.decrypt(sub_row["token"]))
+
     def _insert_deliveries_one(self, rows: list[dict[str, Any]]) -> None:
         with self.begin() as conn:
             conn.execute(insert(deliveries), rows)
@@ -111,12 +188,7 @@ class DeliveryQueries(StoreBase):
             row = conn.execute(_DELIVERY_AND_SUBSCRIPTION, {"id": delivery_id}).first()
         if row is None:
             raise NotFound(f"no delivery with uuid {delivery_id!r}")
-        values = row._mapping
-        delivery = delivery_from_row({c.name: values[c] for c in deliveries.c})
-        if values[_SUB_ID] is None:
-            return delivery, None
-        sub_row = {c.name: values[_SUB_COLUMNS[c.name]] for c in subscriptions.c}
-        return delivery, subscription_from_row(sub_row, self.cipher.decrypt(sub_row["token"]))
+        return self._pair(row._mapping)
 
     def _deliveries_of(self, event_id: str, subscription_ids: list[str]) -> dict[str, Delivery]:
         query = select(deliveries).where(

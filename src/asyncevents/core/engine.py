@@ -1,0 +1,240 @@
+"""The engine: batches of messages through dispatch and delivery on one event loop.
+
+The worker's main thread receives messages and hands them over in batches
+(:meth:`Engine.submit`). A batch is handled on the engine's event loop, in a
+thread of its own: its events are dispatched together (one read of the cached
+subscriptions, one insert of all their deliveries, one publish of the fan-out
+copies), the deliveries of the batch are read in one query, every first
+attempt runs concurrently (asynchronous sinks on the loop, synchronous ones in
+a thread pool), and all attempts are written in one transaction. The store
+and the broker are synchronous clients: their calls run in a few I/O threads,
+so the loop keeps delivering for the other batches meanwhile.
+
+Each message's outcome (ack, requeue, drop) comes back to the worker, which
+settles it only then: a crash anywhere before sends it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+import structlog
+
+from asyncevents.core.deliver import Deliverer, Job
+from asyncevents.core.dispatch import Dispatcher
+from asyncevents.core.messages import DeliverMessage, Message, TriggerMessage
+from asyncevents.core.transport import describe
+from asyncevents.errors import NotFound
+
+__all__ = ["Engine", "Item", "Outcome", "Threads"]
+
+log = structlog.get_logger("asyncevents.worker")
+
+#: What becomes of a message: True ack, False requeue, None drop (never to be done).
+Outcome = bool | None
+#: A message to handle, and whether the transport gave up on it (record it as dead).
+Item = tuple[Message, bool]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+# A handler that failed waits this long before its message is requeued, so a
+# database outage does not turn into a hot loop.
+_FAILED_PAUSE = 1.0
+_IO_THREADS = 4
+
+
+class Threads:
+    """The engine's thread pools: blocking I/O (store, broker) and synchronous sinks."""
+
+    def __init__(self, sink_threads: int) -> None:
+        self._io = ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="asyncevents-io")
+        self._sinks = ThreadPoolExecutor(max(1, sink_threads),
+                                         thread_name_prefix="asyncevents-sink")
+
+    async def io(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """Run a store or broker call in an I/O thread."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._io, lambda: fn(*args, **kwargs))
+
+    async def sink(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """Run a synchronous sink's call in a sink thread."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._sinks, lambda: fn(*args, **kwargs))
+
+    def shutdown(self) -> None:
+        """Wait for the running calls and stop the threads."""
+        self._io.shutdown(wait=True)
+        self._sinks.shutdown(wait=True)
+
+
+class Engine:
+    """Handles batches of messages for a worker (or, for ``sync://``, for the publisher)."""
+
+    def __init__(self, dispatcher: Dispatcher, deliverer: Deliverer, *, concurrency: int,
+                 dead_reason: str = "", inline_all: bool = False) -> None:
+        self.dispatcher = dispatcher
+        self.deliverer = deliverer
+        self.concurrency = max(1, concurrency)
+        deliverer.use_slots(self.concurrency)
+        dispatcher.lanes = deliverer.lanes
+        self.dead_reason = dead_reason
+        # How many of an event's deliveries its dispatch attempts itself; the
+        # rest go through the delivery queue (to this worker's next batches
+        # and to the other workers). Inline transports take them all.
+        self.inline = 1_000_000 if inline_all else self.concurrency
+        self.threads = Threads(self.concurrency)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def _started(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def run() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                self._thread = threading.Thread(target=run, name="asyncevents-engine",
+                                                daemon=True)
+                self._thread.start()
+                ready.wait()
+                self._loop = loop
+            return self._loop
+
+    def submit(self, items: Sequence[Item]) -> Future[list[Outcome]]:
+        """Start handling a batch; the future gives each message's outcome, in order."""
+        return asyncio.run_coroutine_threadsafe(self.run(items), self._started())
+
+    def run_now(self, message: Message) -> None:
+        """Handle one message before returning (``sync://``); its handler's error is raised."""
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("sync:// cannot publish from the engine's own loop")
+        loop = self._started()
+        asyncio.run_coroutine_threadsafe(self.run([(message, False)], strict=True),
+                                         loop).result()
+
+    def close(self) -> None:
+        """Close the sinks, stop the loop and the threads."""
+        with self._lock:
+            loop, thread, self._loop = self._loop, self._thread, None
+        if loop is not None and thread is not None:
+            asyncio.run_coroutine_threadsafe(self.deliverer.aclose(), loop).result(timeout=30)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=30)
+            loop.close()
+        else:
+            asyncio.run(self.deliverer.aclose())
+        self.threads.shutdown()
+
+    async def run(self, items: Sequence[Item], strict: bool = False) -> list[Outcome]:
+        """Handle a batch: dispatch, attempts, records; each message's outcome.
+
+        With ``strict``, a handler's error is raised instead of becoming a requeue.
+        """
+        outcomes: list[Outcome] = [True] * len(items)
+        jobs: list[tuple[int, Job]] = []
+        triggers = [(i, m) for i, (m, dead) in enumerate(items)
+                    if not dead and isinstance(m, TriggerMessage)]
+        delivers = [(i, m) for i, (m, dead) in enumerate(items)
+                    if not dead and isinstance(m, DeliverMessage)]
+        for i, (message, dead) in enumerate(items):
+            if dead:
+                outcomes[i] = await self._guarded(self._give_up, message, strict=strict)
+        if triggers:
+            await self._dispatch(triggers, outcomes, jobs, strict)
+        if delivers:
+            await self._load(delivers, outcomes, jobs, strict)
+        if jobs:
+            try:
+                recorded = await self.deliverer.attempt_many([j for _, j in jobs],
+                                                             self.threads)
+            except Exception as exc:
+                if strict:
+                    raise
+                log.error("handler failed, messages returned to the queue",
+                          error=describe(exc), messages=len({i for i, _ in jobs}))
+                await asyncio.sleep(_FAILED_PAUSE)
+                recorded = [False] * len(jobs)
+            for (i, _), ok in zip(jobs, recorded, strict=True):
+                if not ok and outcomes[i] is True:
+                    outcomes[i] = False
+        return outcomes
+
+    async def _dispatch(self, triggers: list[tuple[int, TriggerMessage]],
+                        outcomes: list[Outcome], jobs: list[tuple[int, Job]],
+                        strict: bool) -> None:
+        messages = [m for _, m in triggers]
+        try:
+            found = await self.threads.io(self.dispatcher.handle_many, messages, self.inline)
+        except Exception as exc:
+            if strict:
+                raise
+            if len(triggers) == 1:
+                self._failed(exc)
+                await asyncio.sleep(_FAILED_PAUSE)
+                outcomes[triggers[0][0]] = False
+                return
+            # One bad message must not fail the others: each on its own.
+            for pair in triggers:
+                await self._dispatch([pair], outcomes, jobs, strict)
+            return
+        for (i, _), now in zip(triggers, found, strict=True):
+            jobs.extend((i, job) for job in now)
+
+    async def _load(self, delivers: list[tuple[int, DeliverMessage]], outcomes: list[Outcome],
+                    jobs: list[tuple[int, Job]], strict: bool) -> None:
+        try:
+            found = await self.threads.io(self.deliverer.load, [m for _, m in delivers])
+        except Exception as exc:
+            if strict:
+                raise
+            self._failed(exc)
+            await asyncio.sleep(_FAILED_PAUSE)
+            for i, _ in delivers:
+                outcomes[i] = False
+            return
+        for (i, message), job in zip(delivers, found, strict=True):
+            if job is None:
+                # The delivery is gone for good: purged, or the message belongs
+                # to another installation sharing the broker.
+                if strict:
+                    raise NotFound(f"no delivery with uuid {message.delivery_id!r}")
+                log.error("malformed message dropped", route="deliver",
+                          problem=f"no delivery with uuid {message.delivery_id!r}")
+                outcomes[i] = None
+            else:
+                jobs.append((i, job))
+
+    async def _guarded(self, work: Callable[[Message], None], message: Message,
+                       strict: bool) -> Outcome:
+        try:
+            await self.threads.io(work, message)
+        except NotFound as exc:
+            if strict:
+                raise
+            log.error("malformed message dropped", route=message.route, problem=str(exc))
+            return None
+        except Exception as exc:
+            if strict:
+                raise
+            self._failed(exc)
+            await asyncio.sleep(_FAILED_PAUSE)
+            return False
+        return True
+
+    def _give_up(self, message: Message) -> None:
+        if isinstance(message, TriggerMessage):
+            self.dispatcher.give_up(message, self.dead_reason)
+        elif isinstance(message, DeliverMessage):
+            self.deliverer.give_up(message, self.dead_reason)
+
+    def _failed(self, exc: BaseException) -> None:
+        log.error("handler failed, message returned to the queue", error=describe(exc))

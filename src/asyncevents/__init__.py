@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from asyncevents.core.app import App
+from asyncevents.core.handlers import Event, handler
 from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.settings import EventDefinition, Settings, load_settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult, Sink, cloudevent
@@ -36,6 +37,7 @@ __all__ = [
     "ConfigWarning",
     "DeliveryRequest",
     "DeliveryResult",
+    "Event",
     "EventDefinition",
     "InvalidPayload",
     "InvalidQuery",
@@ -53,6 +55,7 @@ __all__ = [
     "UnknownSink",
     "UnverifiedRecipient",
     "cloudevent",
+    "handler",
     "hookimpl",
     "load_settings",
     "publish",

@@ -35,6 +35,12 @@ def register_transports(register: Callable[[str, type[Transport]], None]) -> Non
     """Register transports by URL scheme: ``register("amqp", AmqpTransport)``."""
 
 
+@hookspec
+def register_handlers(register: Callable[[Any], None]) -> None:
+    """Register Python handlers: ``register(on_order)`` for a function decorated with
+    ``@asyncevents.handler``, or ``register(module)`` for every handler declared in it."""
+
+
 @hookspec(firstresult=True)
 def retry_management(
     settings: Settings, transport: Transport, store: Store

@@ -47,6 +47,7 @@ _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?$"
 )
 DEFAULT_CONFIG = "asyncevents.toml"
+_MODULE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
 class EventDefinition(BaseModel):
@@ -105,6 +106,8 @@ class Settings(BaseSettings):
     allowed_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
     secret_key: SecretStr | None = None
     disable_plugins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Modules whose @handler functions become python subscriptions when a worker starts.
+    handler_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     http_connect_timeout: float = Field(default=5.0, gt=0)
     http_timeout: float = Field(default=30.0, gt=0)
@@ -129,7 +132,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
-    @field_validator("allowed_networks", "disable_plugins", mode="before")
+    @field_validator("allowed_networks", "disable_plugins", "handler_modules", mode="before")
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
@@ -157,6 +160,14 @@ class Settings(BaseSettings):
         return {name: d.model_copy(update={"schema_file": str(base / d.schema_file)})
                 if d.schema_file and not Path(d.schema_file).is_absolute() else d
                 for name, d in value.items()}
+
+    @field_validator("handler_modules")
+    @classmethod
+    def _modules(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not _MODULE.match(entry):
+                raise ValueError(f"{entry!r} is not a module name such as 'myshop.handlers'")
+        return value
 
     @classmethod
     def settings_customise_sources(

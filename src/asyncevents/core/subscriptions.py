@@ -6,7 +6,8 @@ asyncevents' own errors with ``field`` set to the input at fault:
 
 ==================  ============================================================
 ``event_name``      ``UnknownEvent``: empty, malformed, or unknown in strict mode
-``sink``            ``UnknownSink``: no installed sink has this name
+``sink``            ``UnknownSink``: no installed sink has this name; ``ConfigError``
+                    for ``python``, whose subscriptions come from ``@handler`` only
 ``recipient``       ``InvalidRecipient``: the sink refuses it (the SSRF guard for
                     http); ``ConfigError`` when emptied by an update
 ``token``           ``ConfigError``: empty, only whitespace, or a ``whsec_`` token
@@ -33,6 +34,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from asyncevents.core.catalog import Catalog
+from asyncevents.core.handlers import PYTHON_SINK
 from asyncevents.core.models import Subscription
 from asyncevents.core.plugins import Plugins
 from asyncevents.core.retry import RetryPolicy
@@ -111,6 +113,12 @@ class SubscriptionRules:
                      filter: str | None = None,
                      retry_policy: dict[str, Any] | None = None) -> None:
         """Raise the first error a new subscription with these fields would meet."""
+        if sink == PYTHON_SINK:
+            # Its recipient is an import path the worker would call: never taken from input.
+            raise ConfigError("python subscriptions are made from code, not created here: "
+                              "decorate a function with @asyncevents.handler(EVENT) in a module "
+                              "listed in handler_modules (asyncevents.toml); a worker creates "
+                              "its subscription when it starts", field="sink")
         self.check_token(token)
         self.check_filter(filter)
         self.check_retry_policy(retry_policy)
@@ -128,6 +136,13 @@ class SubscriptionRules:
         if unknown:
             raise ConfigError(f"{unknown[0]} cannot be changed; a subscription's changeable "
                               f"fields are: {', '.join(CHANGEABLE)}", field=unknown[0])
+        if current.sink == PYTHON_SINK:
+            for name in ("recipient", "filter", "retry_policy"):
+                if name in changes:
+                    # The code is the source of truth: a worker start would undo the change.
+                    raise ConfigError(f"a python subscription's {name} comes from its "
+                                      "@asyncevents.handler in the code: change it there",
+                                      field=name)
         values: dict[str, Any] = {}
         if "active" in changes:
             if changes["active"] is None:

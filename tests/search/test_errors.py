@@ -28,6 +28,12 @@ ERRORS: list[tuple[str, str]] = [
     ("created:[2026-13-01 TO now]", "invalid date '2026-13-01' for created at position 8"),
     ("created:now-1y", "invalid date 'now-1y' for created at position 8"),
     ("created:2026-01-*", "wildcards only work on text fields, not created"),
+    # operators are capitals: a bare "and" would quietly search for an event named "and"
+    ("order.* and status:dead", "'and' at position 8 is not an operator: write AND, OR, NOT "
+                                "in capitals (quote the word to search event names for it)"),
+    ("customer.* && success:false", "'&&' at position 11 is not an operator"),
+    ("a.* || b.*", "'||' at position 4 is not an operator"),
+    ("NOT a.* or b.*", "'or' at position 8 is not an operator"),
     # a bare term searches event_name, a text field: the same checks as event_name:...
     ("[1 TO x", "syntax error at the end"),
     ("order.* AND attempts:x", "attempts needs an integer, not 'x' at position 21"),
@@ -67,7 +73,7 @@ def test_error_message(query: str, message: str) -> None:
     "data.items.sku:(ABC OR XYZ)", 'data.x:"a \\"b\\""', "data.total:>=\\-3",
     # bare terms and ranges search event_name (the Magento module's examples)
     "*.created", "customer.* AND success: false", '"order.created"', "foo", "status:dead foo",
-    "[a TO b]", ">order", "(order.* OR invoice.*) -*.failed",
+    "[a TO b]", ">order", "(order.* OR invoice.*) -*.failed", '"and"', "event_name:and",
     # positions in payload paths
     "data.items.0.sku:ABC", "data.matrix.0.1:*", "data.items.01:x",
 ])

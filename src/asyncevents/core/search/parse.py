@@ -52,6 +52,9 @@ _UNSUPPORTED = {
 
 Field = Column | JsonPath | str
 
+#: Bare words that look like operators but are not ones to luqum.
+_NOT_OPERATORS = frozenset({"and", "or", "not", "&&", "||", "!"})
+
 
 def _at(item: Any) -> str:
     pos = getattr(item, "pos", None)
@@ -126,6 +129,13 @@ class _Converter:
             if field is None:
                 if isinstance(item, tree.Word) and item.value == "*":
                     return MatchAll()
+                if isinstance(item, tree.Word) and item.value.lower() in _NOT_OPERATORS:
+                    # Lucene's && || and lower-case operators would otherwise quietly
+                    # search for an event named "and".
+                    raise InvalidQuery(
+                        f"{v.show(item.value)}{_at(item)} is not an operator: write AND, OR, "
+                        "NOT in capitals (quote the word to search event names for it)"
+                    )
                 return self.term(self.bare(item, f"term {v.show(item.value)}"), item)
             return self.term(field[0], item)
         if isinstance(item, (tree.Range, tree.From, tree.To)):

@@ -195,3 +195,28 @@ def test_readme_stats_example_runs_as_written(tmp_path: Path) -> None:
     result = run_readme_block("### Queue and delivery statistics", tmp_path)
     assert result.returncode == 0, result.stderr
     assert "asyncevents.trigger" in result.stdout and '"queues"' in result.stdout
+
+
+def test_redis_counts_ready_and_the_schedule_as_delayed(make_settings: Callable[..., Any]
+                                                        ) -> None:
+    from asyncevents.cli.stats import collect
+    from tests.conftest import require
+
+    require("127.0.0.1", 6379, "Redis")
+    app = App(make_settings(transport_url="redis://127.0.0.1:6379/0"))
+    try:
+        app.transport.check()
+        app.publish_many([("sales.order.created", {"n": n}) for n in range(2)])
+        app.publish("sales.order.created", {"n": 9}, delay=600)  # the database schedule
+        found = {q["name"]: q for q in collect(app)["queues"]}
+        trigger = found[f"{app.settings.queue_prefix}.trigger"]
+        assert (trigger["ready"], trigger["delayed"], trigger["in_flight"]) == (2, 1, None)
+        assert found[f"{app.settings.queue_prefix}.deliver"]["delayed"] == 0
+    finally:
+        conn = app.transport.connect()
+        with conn.channel() as channel:
+            for queue in app.transport.topology.queues:
+                channel.queue_delete(queue.name)
+            channel.exchange_delete(app.settings.queue_prefix)
+        conn.release()
+        app.close()

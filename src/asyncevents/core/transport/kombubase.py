@@ -26,6 +26,7 @@ from asyncevents.core.settings import Settings
 from asyncevents.core.transport.base import (
     OnDropped,
     OnReceived,
+    QueueStats,
     Transport,
     describe,
     first_line,
@@ -209,6 +210,17 @@ class KombuTransport(Transport):
         finally:
             conn.release()
         return sizes
+
+    def queue_stats(self) -> list[QueueStats]:
+        """Every queue's ready messages (0 for one never used, which Redis does not keep).
+
+        kombu's memory and Redis transports tell nothing more: what is in
+        flight is known only to each consumer, and delayed messages wait in
+        the database schedule (``asyncevents stats`` counts them there).
+        """
+        sizes = self.queue_sizes()
+        return [QueueStats(queue.name, sizes.get(queue.name, 0))
+                for queue in self.topology.queues]
 
     def _producer(self) -> Producer:
         producer: Producer | None = getattr(self._local, "producer", None)

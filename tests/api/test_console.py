@@ -117,11 +117,18 @@ def test_mass_actions_need_csrf_and_scope(api: Api) -> None:
     ("deliveries:replay", "/console/deliveries/{d}/replay", True),
     ("subscriptions:read", "/console/events", True),
     ("subscriptions:read", "/console/deliveries", False),
+    ("deliveries:read", "/console/dashboard", True),
+    ("subscriptions:read", "/console/dashboard", False),
+    ("subscriptions:read", "/console/subscriptions/{s}", True),
+    ("deliveries:read", "/console/subscriptions/{s}", False),
+    ("subscriptions:read", "/console/subscriptions/new", False),
+    ("subscriptions:write", "/console/subscriptions/new", True),
 ])
 def test_pages_check_scopes(api: Api, scope: str, page: str, allowed: bool) -> None:
-    delivery = api.delivery(api.subscription())
+    sub = api.subscription()
+    delivery = api.delivery(sub)
     login(api, scope)
-    response = api.client.get(page.format(d=delivery.id))
+    response = api.client.get(page.format(d=delivery.id, s=sub.id))
     assert response.status_code == (200 if allowed else 403)
     if not allowed:
         assert "lacks the" in response.text

@@ -128,6 +128,18 @@ def test_edit_refusals_leave_the_data_untouched(api: Api, change: dict[str, str]
     assert api.app.store.get_subscription(sub.id) == before
 
 
+def test_enable_and_disable_from_the_subscription_page(api: Api) -> None:
+    sub = api.subscription()
+    login(api)
+    token = csrf(api, f"/console/subscriptions/{sub.id}")
+    done = api.client.post(f"/console/subscriptions/action?only={sub.id}&to=page",
+                           data={"action": "disable", "csrf": token}, follow_redirects=False)
+    assert done.headers["location"].startswith(f"/console/subscriptions/{sub.id}?message=")
+    assert api.app.store.get_subscription(sub.id).active is False
+    page = api.client.get(done.headers["location"]).text
+    assert "1 subscription disabled" in page and 'value="enable"' in page
+
+
 def test_forms_need_csrf_and_the_write_scope(api: Api) -> None:
     sub = api.subscription()
     login(api, "subscriptions:read")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -112,8 +113,9 @@ def _sinks(request: Request) -> list[str]:
 
 def _form_page(request: Request, form: SubscriptionForm, *, sub: Subscription | None = None,
                status: int = 200, error: str = "", error_field: str = "",
-               message: str = "", deleted: bool = False) -> HTMLResponse:
-    ctx = user(request, "subscriptions:read")
+               message: str = "", deleted: bool = False,
+               scope: str = "subscriptions:read") -> HTMLResponse:
+    ctx = user(request, scope)
     health = None
     if sub is not None:
         health = app_of(request).store.subscription_health([sub.id])[sub.id]
@@ -163,15 +165,15 @@ def subscriptions_action(
     verb = {"enable": "enabled", "disable": "disabled", "delete": "deleted"}[action]
     noun = "subscription" if done == 1 else "subscriptions"
     if only and action != "delete" and request.query_params.get("to") == "page":
-        return back(f"/console/subscriptions/{only}", message=f"{done} {noun} {verb}")
+        return back(f"/console/subscriptions/{quote(only, safe='')}",
+                    message=f"{done} {noun} {verb}")
     return back("/console/subscriptions", message=f"{done} {noun} {verb}")
 
 
 @router.get("/subscriptions/new")
 def new_form(request: Request) -> HTMLResponse:
     """The form for a new subscription."""
-    user(request, "subscriptions:write")
-    return _form_page(request, SubscriptionForm())
+    return _form_page(request, SubscriptionForm(), scope="subscriptions:write")
 
 
 @router.post("/subscriptions/new")
@@ -192,7 +194,7 @@ def create(request: Request, form: Annotated[SubscriptionForm, Form()]) -> Respo
     except (Problem, AsyncEventsError) as exc:
         error, field = _refusal(exc)
         return _form_page(request, form.model_copy(update={"token": ""}), status=422,
-                          error=error, error_field=field)
+                          error=error, error_field=field, scope="subscriptions:write")
     return back(f"/console/subscriptions/{saved.subscription.id}",
                 message="; ".join(["subscription created", *saved.warnings]))
 
@@ -253,7 +255,7 @@ def edit(request: Request, subscription_id: _ID,
         shown = form.model_copy(update={"token": "", "event_name": current.event_name,
                                         "sink": current.sink})
         return _form_page(request, shown, sub=current, status=422, error=error,
-                          error_field=field)
+                          error_field=field, scope="subscriptions:write")
     done = "subscription saved" if changes else "nothing changed"
     return back(f"/console/subscriptions/{subscription_id}",
                 message="; ".join([done, *saved.warnings]))

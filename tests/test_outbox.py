@@ -8,10 +8,15 @@ worker, and a local HTTP receiver.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,11 +75,12 @@ class Rig:
 def _database(request: pytest.FixtureRequest, tmp_path: Path, name: str) -> str:
     if name == "sqlite":
         return f"sqlite:///{tmp_path / 'app.db'}"
-    url: str = request.getfixturevalue("pg_url")
+    url: str = request.getfixturevalue("pg_url" if name == "postgresql" else "mysql_url")
     return url
 
 
-@pytest.fixture(params=["sqlite-amqp", "postgresql-amqp", "sqlite-sqla", "postgresql-sqla"])
+@pytest.fixture(params=["sqlite-amqp", "postgresql-amqp", "mysql-amqp",
+                        "sqlite-sqla", "postgresql-sqla", "mysql-sqla"])
 def rig(request: pytest.FixtureRequest, make_settings: Callable[..., Settings],
         tmp_path: Path, httpserver: HTTPServer) -> Iterator[Rig]:
     """Each application database with each way of writing the event."""
@@ -85,7 +91,7 @@ def rig(request: pytest.FixtureRequest, make_settings: Callable[..., Settings],
         values["transport_url"] = request.getfixturevalue("amqp_url")
     else:
         values["transport_url"] = f"sqla+{app_url}"
-    if database == "postgresql":
+    if database != "sqlite":
         # The store in the application's database: the default outbox URL is right.
         values["database_url"] = app_url
         Store.open(app_url, auto_migrate=True).close()
@@ -246,3 +252,56 @@ def test_connection_must_be_a_connection_or_a_session(make_settings: Callable[..
     with pytest.raises(TypeError, match="Connection or Session"):
         app.publish("sales.order.created", {"id": 1}, connection="sqlite:///x.db")  # type: ignore[arg-type]
     app.close()
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+README_PORT = 8766  # the receiver's port in that section
+
+
+def readme_block() -> str:
+    """The first ``sh`` block of the README's "Transactional outbox" section."""
+    section = README.read_text(encoding="utf-8").split("\n## Transactional outbox\n", 1)[1]
+    found = re.search(r"^```sh\n(.*?)^```$", section, re.MULTILINE | re.DOTALL)
+    assert found, "no sh block under '## Transactional outbox'"
+    return found.group(1)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
+    script = tmp_path / "outbox.sh"
+    script.write_text(readme_block(), encoding="utf-8")
+    work = tmp_path / "fresh"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCEVENTS_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    deadline = time.monotonic() + 60
+    while True:  # another test's receiver may still hold the port
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", README_PORT)) != 0:
+                break
+        assert time.monotonic() < deadline, f"port {README_PORT} stays taken"
+        time.sleep(0.5)
+    # Its own session, so the receiver it starts in the background goes whatever happens.
+    shell = subprocess.Popen(["bash", "-e", "-o", "pipefail", str(script)], cwd=work, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        out, err = shell.communicate(timeout=240)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(shell.pid, signal.SIGKILL)
+    assert shell.returncode == 0, f"stdout:\n{out}\nstderr:\n{err}"
+    assert "Traceback" not in err and "do not sweep" not in out + err, err
+    assert "rolled back" in out
+    received = [line for line in out.splitlines() if line.startswith("receiver: sales.")]
+    assert len(received) == 1, out  # order 42 only, once
+    assert received[0].endswith("signature valid, answered 200"), out
+    engine = sa.create_engine(f"sqlite:///{work / 'shop.db'}")
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT id FROM orders")).scalars().all() == [42]
+            assert conn.execute(sa.text(f"SELECT count(*) FROM {OUTBOX_TABLE}")).scalar() == 0
+    finally:
+        engine.dispose()

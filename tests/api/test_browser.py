@@ -192,7 +192,8 @@ def test_log_in_search_trace_replay(server: tuple[str, App], browser: Any,
 
 
 def log_in(browser: Any, base: str, secret: str) -> Any:
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    # Wide enough for the deliveries grid, whose uuids do not wrap, to fit the screenshots.
+    page = browser.new_page(viewport={"width": 1600, "height": 900})
     page.set_default_timeout(15_000)
     page.goto(f"{base}/console/login")
     page.fill("#token", secret)

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,7 +30,13 @@ from sqlalchemy.orm import Session
 
 from asyncevents.core.app import App
 from asyncevents.core.settings import Settings
-from asyncevents.core.store import Store
+from asyncevents.core.store import (
+    OutboxRow,
+    Store,
+    add_to_outbox,
+    outbox_engine,
+    take_from_outbox,
+)
 from tests.helpers import Recorder, delete_amqp_queues, drain
 
 metadata = sa.MetaData()
@@ -169,6 +176,65 @@ def test_events_of_one_transaction_keep_their_order(rig: Rig) -> None:
     drain(rig.app, concurrency=1)  # one thread: handled in the queue's order
     assert rig.hit_ids() == ids
     assert [h.json["data"]["n"] for h in rig.recorder.hits] == list(range(8))
+
+
+def test_a_delayed_event_waits_for_the_commit_and_its_delay(rig: Rig) -> None:
+    with rig.engine.begin() as conn:
+        conn.execute(orders.insert().values(id=3))
+        event_id = rig.app.publish("sales.order.created", {"id": 3}, delay=0.5,
+                                   connection=conn)
+    assert rig.rows(OUTBOX_TABLE) == 0  # handed to the transport's delays at the commit
+    assert rig.trigger_queue() == 0  # but not ready yet
+    drain(rig.app)
+    assert rig.hit_ids() == [event_id]
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql", "mysql"])
+def test_the_relay_and_a_sweep_never_send_the_same_row(database: str,
+                                                        request: pytest.FixtureRequest,
+                                                        tmp_path: Path) -> None:
+    engine = outbox_engine(_database(request, tmp_path, database))
+    with engine.begin() as conn:
+        add_to_outbox(conn, [(f"e{n}", {"n": n}, None) for n in range(3)])
+    sent: list[list[str]] = []
+    swept: list[int] = []
+    sweeper: list[threading.Thread] = []
+
+    def sweep() -> None:
+        swept.append(take_from_outbox(engine, lambda rows: sent.append(
+            [row.event_id for row in rows])))
+
+    def relay(rows: list[OutboxRow]) -> None:
+        sent.append([row.event_id for row in rows])
+        # A sweep while the relay holds its rows, before it deleted them.
+        sweeper.append(threading.Thread(target=sweep))
+        sweeper[0].start()
+        if database != "sqlite":
+            sweeper[0].join()  # SKIP LOCKED: it answers at once, having taken nothing
+        # SQLite: it waits for this transaction (one writer), then finds nothing.
+
+    assert take_from_outbox(engine, relay, event_ids=["e0", "e1", "e2"]) == 3
+    sweeper[0].join()
+    assert swept == [0]
+    assert sent == [["e0", "e1", "e2"]]
+    assert take_from_outbox(engine, lambda rows: sent.append([])) == 0  # all deleted
+    engine.dispose()
+
+
+def test_rows_stay_when_the_transport_refuses_them(tmp_path: Path) -> None:
+    engine = outbox_engine(f"sqlite:///{tmp_path / 'app.db'}")
+    with engine.begin() as conn:
+        add_to_outbox(conn, [("e1", {"n": 1}, None), ("e2", {"n": 2}, None)])
+
+    def refuse(rows: list[OutboxRow]) -> None:
+        raise ConnectionError("broker away")
+
+    with pytest.raises(ConnectionError):
+        take_from_outbox(engine, refuse)
+    taken: list[str] = []
+    assert take_from_outbox(engine, lambda rows: taken.extend(r.event_id for r in rows)) == 2
+    assert taken == ["e1", "e2"]  # still there, still in order
+    engine.dispose()
 
 
 CRASH = textwrap.dedent("""

@@ -116,6 +116,12 @@ PAYLOAD = {
     ("NOT missing:*", True),
     ("*", True),
     ("", True),
+    # positions: one element of an array, in filters as in search
+    ("items.0.sku:ABC", True),
+    ("items.1.sku:ABC", False),
+    ("data.items.1.price:20", True),
+    ("tags.1:b", True),
+    ("items.2:*", False),
 ])
 def test_compile_filter(query: str, expected: bool) -> None:
     assert compile_filter(query)(PAYLOAD) is expected
@@ -138,6 +144,23 @@ def test_filter_errors(query: str, message: str) -> None:
         return
     with pytest.raises(InvalidQuery, match=re.escape(message)):
         compile_filter(query)
+
+
+@pytest.mark.parametrize(("query", "name", "expected"), [
+    ("*.created", "customer.created", True),
+    ("*.created", "customer.updated", False),
+    ("customer.* AND status:open", "customer.updated", True),  # status: the payload's
+    ("customer.* AND NOT items.0.sku:ABC", "customer.updated", False),
+    ('"customer.created" OR customer.age:>40', "sales.order.created", True),
+])
+def test_a_filter_given_the_event_name_reads_bare_terms(query: str, name: str,
+                                                        expected: bool) -> None:
+    assert compile_filter(query, event_names=True)(PAYLOAD, name) is expected
+
+
+def test_a_filter_compiled_for_event_names_needs_the_name() -> None:
+    with pytest.raises(ValueError, match="pass the name"):
+        compile_filter("*.created", event_names=True)(PAYLOAD)
 
 
 def test_filter_is_thread_safe() -> None:

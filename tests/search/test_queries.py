@@ -181,6 +181,8 @@ CASES: list[tuple[str, str]] = [
     ("data.matrix.0.1:2", "g"),
     ("data.matrix.0:[2 TO 5]", "g"),
     ("data.matrix.0.0.0:*", ""),
+    ("data.nested.0.0.0.0.0.0.0:*", ""),  # the most positions a path holds: still one query
+    ("data.items.0.sku:ABC OR data.items.1.sku:ABC OR data.customer.1.email:*", "ae"),
     # ... while on an object it is a key; "01" is always a key
     ("data.lines.0.sku:OBJ", "g"),
     ('data.lines.12:"twelve"', "g"),

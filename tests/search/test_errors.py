@@ -47,6 +47,13 @@ ERRORS: list[tuple[str, str]] = [
     ("data.:1", "field 'data.' at position 0 needs a path"),
     ("data:1", "field 'data' at position 0 needs a path"),
     ("data.a.b.c.d.e.f.g.h.i:1", "too deep: at most 8 path segments"),
+    # positions are written with dots, counted from 0
+    ("data.items.-1.sku:x", "invalid field 'data.items.-1.sku' at position 0: positions count "
+                            "from 0 at the start (data.items.0); negative positions are not "
+                            "supported"),
+    ("data.items[0].sku:ABC", "syntax error at position 12: unexpected ']'; array positions "
+                              "are written with dots: data.items.0.sku, not data.items[0].sku"),
+    ("data.items[*].sku:ABC", "array positions are written with dots"),
     ("status:/dea.*/", "regular expressions are not supported (at position 7)"),
     ("status:dead~", "fuzzy search ('~') is not supported"),
     ('data.x:"a b"~2', "proximity search ('~') is not supported"),

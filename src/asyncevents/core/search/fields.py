@@ -35,6 +35,8 @@ FIELD_LIST = ("uuid, event_name, subscription_id, status, success, created, sink
 MAX_PATH_DEPTH = 8
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: ``items.-1`` would read as the key "-1" and quietly match no array: refused.
+_NEGATIVE = re.compile(r"-[0-9]+")
 
 
 def _path(name: str, keys: list[str], pos: int | None) -> JsonPath:
@@ -46,6 +48,11 @@ def _path(name: str, keys: list[str], pos: int | None) -> JsonPath:
             f"field {show(name)}{where} is too deep: at most {MAX_PATH_DEPTH} path segments"
         )
     for key in keys:
+        if _NEGATIVE.fullmatch(key):
+            raise InvalidQuery(
+                f"invalid field {show(name)}{where}: positions count from 0 at the start "
+                "(data.items.0); negative positions are not supported"
+            )
         if not _SEGMENT.fullmatch(key):
             raise InvalidQuery(
                 f"invalid field {show(name)}{where}: path segments are 1-64 letters, digits, "

@@ -52,6 +52,9 @@ _UNSUPPORTED = {
 
 Field = Column | JsonPath | str
 
+#: ``items[0]``: a position written as in JavaScript or JSONPath (a syntax error to Lucene).
+_BRACKETS = re.compile(r"[A-Za-z0-9_]\[[0-9*]*\]")
+
 #: Bare words that look like operators but are not ones to luqum.
 _NOT_OPERATORS = frozenset({"and", "or", "not", "&&", "||", "!"})
 
@@ -278,7 +281,11 @@ def parse_query(q: str | None, mode: Mode = "search", now: datetime | None = Non
     try:
         parsed = luqum_parse(q)
     except ParseError as exc:
-        raise _syntax_error(exc) from None
+        error = _syntax_error(exc)
+        if _BRACKETS.search(q):
+            error = InvalidQuery(f"{error}; array positions are written with dots: "
+                                 "data.items.0.sku, not data.items[0].sku")
+        raise error from None
     except RecursionError:
         raise InvalidQuery("query nested too deeply") from None
     except decimal.InvalidOperation:

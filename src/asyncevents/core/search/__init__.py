@@ -6,6 +6,7 @@ compiled to parameterised SQL for SQLite, PostgreSQL and MySQL/MariaDB
 """
 
 from asyncevents.core.search.query import (
+    FilterPredicate,
     SearchPage,
     check_query,
     compile_filter,
@@ -15,6 +16,7 @@ from asyncevents.core.search.query import (
 )
 
 __all__ = [
+    "FilterPredicate",
     "SearchPage",
     "check_query",
     "compile_filter",

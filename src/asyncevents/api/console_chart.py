@@ -10,12 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 from markupsafe import Markup, escape
 
-from asyncevents.core.store.dashboard import OutcomeBucket
+__all__ = ["Bucket", "Chart", "outcome_chart"]
 
-__all__ = ["Chart", "outcome_chart"]
+
+class Bucket(Protocol):
+    """One bar: the store's ``OutcomeBucket`` (``Store.outcomes_per_bucket``)."""
+
+    @property
+    def start(self) -> datetime:
+        """When the bucket starts."""
+
+    @property
+    def succeeded(self) -> int:
+        """Successful attempts in it."""
+
+    @property
+    def failed(self) -> int:
+        """Failed attempts in it."""
 
 _HEIGHT = 100.0
 _OK = "#43a047"
@@ -36,7 +52,7 @@ class Chart:
     end: str
 
 
-def outcome_chart(buckets: Sequence[OutcomeBucket], element_id: str, label: str,
+def outcome_chart(buckets: Sequence[Bucket], element_id: str, label: str,
                   bucket: str = "minute") -> Chart:
     """The stacked bars of ``buckets`` (each ``bucket`` long), scaled to the busiest one."""
     peak = max((b.succeeded + b.failed for b in buckets), default=0)

@@ -279,3 +279,35 @@ def test_catalog_marks_deprecated_events(api: Api) -> None:
     assert row is not None and 'class="badge">deprecated' in row.group(0)
     fine = re.search(r"<tr>\s*<td class=\"mono\">new\.thing.*?</tr>", page, re.S)
     assert fine is not None and "deprecated" not in fine.group(0)
+
+
+def test_no_token_in_any_console_page_or_log(api: Api,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import uuid
+
+    marker = f"LEAKCHECK{uuid.uuid4().hex}"
+    login(api)
+    token = csrf(api, "/console/subscriptions/new")
+    pages = [
+        api.client.post("/console/subscriptions/new", data={
+            **GOOD, "csrf": token, "token": f"tok-{marker}"}),
+        api.client.post("/console/subscriptions/new", data={  # refused: not base64
+            **GOOD, "csrf": token, "token": f"whsec_{marker}!!"}),
+        api.client.post("/console/subscriptions/new", data={  # refused: the recipient
+            **GOOD, "csrf": token, "token": f"tok-{marker}", "recipient": "http://10.0.0.1/"}),
+    ]
+    (sub,) = api.app.store.list_subscriptions()
+    pages += [
+        api.client.post(f"/console/subscriptions/{sub.id}", data={
+            **GOOD, "csrf": token, "token": f"tok2-{marker}"}),
+        api.client.post(f"/console/subscriptions/{sub.id}", data={
+            **GOOD, "csrf": token, "token": f"tok3-{marker}", "filter": "data.a:("}),
+        api.client.get("/console/subscriptions"),
+        api.client.get(f"/console/subscriptions/{sub.id}"),
+        api.client.get("/console/dashboard"),
+    ]
+    assert [p.status_code for p in pages] == [200, 422, 422, 200, 422, 200, 200, 200]
+    assert api.app.store.get_subscription(sub.id).token == f"tok2-{marker}"
+    logs = capsys.readouterr()
+    for text in [*(p.text for p in pages), logs.out, logs.err]:
+        assert marker not in text, text[:2000]

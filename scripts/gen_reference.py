@@ -491,6 +491,11 @@ def section(heading: str, text: str) -> str:
     return "\n".join(body).strip("\n")
 
 
+def site_links(markdown: str) -> str:
+    """Links from a root-level file into ``docs/``, made relative to the site (``x.md``)."""
+    return re.sub(r"\]\(docs/", "](", markdown)
+
+
 def readme_section(heading: str) -> str:
     """The body of the README section titled ``heading``."""
     return section(heading, README.read_text(encoding="utf-8"))
@@ -502,7 +507,7 @@ def expand(markdown: str) -> str:
     def include(match: re.Match[str]) -> str:
         path = INCLUDABLE[match.group("source")]
         try:
-            return section(match.group("heading"), path.read_text(encoding="utf-8"))
+            return site_links(section(match.group("heading"), path.read_text(encoding="utf-8")))
         except ValueError:
             raise ValueError(f"{path.name} has no section titled "
                              f"{match.group('heading')!r}") from None

@@ -150,3 +150,5 @@ def test_an_include_of_a_missing_section_is_an_error() -> None:
     with pytest.raises(ValueError, match="no section titled 'No such heading'"):
         generator.expand("<!-- readme: No such heading -->\n")
     assert "make run" in generator.expand("<!-- readme: Try it in one command -->\n")
+    # The README links into docs/; on the site those pages are siblings.
+    assert generator.site_links("see [it](docs/query-language.md)") == "see [it](query-language.md)"

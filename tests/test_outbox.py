@@ -37,6 +37,7 @@ from asyncevents.core.store import (
     outbox_engine,
     take_from_outbox,
 )
+from asyncevents.core.worker import WorkerLimits
 from tests.helpers import Recorder, delete_amqp_queues, drain
 
 metadata = sa.MetaData()
@@ -237,6 +238,46 @@ def test_rows_stay_when_the_transport_refuses_them(tmp_path: Path) -> None:
     engine.dispose()
 
 
+def _queued(app: App) -> int:
+    return sum(app.transport.queue_sizes().values())
+
+
+def test_a_connection_relays_when_its_next_transaction_begins(
+        make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+    app_url = f"sqlite:///{tmp_path / 'app.db'}"
+    app = App(make_settings(outbox_url=app_url))  # a SQL queue in another database
+    engine = sa.create_engine(app_url)
+    metadata.create_all(engine)
+    with engine.connect() as conn:
+        conn.execute(orders.insert().values(id=1))
+        app.publish("sales.order.created", {"id": 1}, connection=conn)
+        conn.commit()
+        conn.execute(sa.select(orders.c.id)).all()  # the next transaction: relayed first
+        assert _queued(app) == 1
+    assert _queued(app) == 1  # and not twice at its return to the pool
+    app.close()
+    engine.dispose()
+
+
+def test_a_pool_with_no_connection_to_spare_still_relays(
+        make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+    app_url = f"sqlite:///{tmp_path / 'app.db'}"
+    app = App(make_settings(outbox_url=app_url))
+    # One connection, no overflow: the relay must wait for the application's own.
+    engine = sa.create_engine(app_url, pool_size=1, max_overflow=0, pool_timeout=5)
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(orders.insert().values(id=1))
+        ids = app.publish_many([("sales.order.created", {"id": 1}),
+                                ("sales.order.paid", {"id": 1})], connection=conn)
+    app.outbox.close()  # waits for the relay's thread
+    with engine.connect() as conn:
+        assert conn.execute(sa.text(f"SELECT count(*) FROM {OUTBOX_TABLE}")).scalar() == 0
+    assert _queued(app) == len(ids)
+    app.close()
+    engine.dispose()
+
+
 CRASH = textwrap.dedent("""
     import os, sys
     import sqlalchemy as sa
@@ -266,21 +307,44 @@ def _environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def test_a_crash_between_commit_and_relay_is_swept_by_the_worker(rig: Rig,
-                                                                    tmp_path: Path) -> None:
+def _crash(rig: Rig, tmp_path: Path) -> list[str]:
+    """Run CRASH: it commits two events and dies before relaying them; their ids."""
     done = subprocess.run([sys.executable, "-c", CRASH, rig.app_url], cwd=tmp_path,
                           env=_environment(rig.settings), capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr
-    ids = done.stdout.split()
+    return done.stdout.split()
+
+
+def test_a_crash_between_commit_and_relay_is_swept_by_the_next_worker(rig: Rig,
+                                                                         tmp_path: Path) -> None:
+    ids = _crash(rig, tmp_path)
     assert rig.rows("orders") == 1
     assert rig.waiting() == 2  # committed, never relayed
     if rig.kind == "amqp":
         assert rig.trigger_queue() == 0
+    # Its periodic sweep would come too late for this idle limit: the one at start does it.
+    rig.app.settings = rig.settings.model_copy(update={"outbox_sweep_seconds": 3600.0})
     report = drain(rig.app, concurrency=1)
     assert rig.hit_ids() == ids  # once each, in order
     assert rig.waiting() == 0
     assert report.failed == 0
+
+
+def test_a_running_worker_sweeps_what_a_crash_left(rig: Rig, tmp_path: Path) -> None:
+    worker = rig.app.worker(WorkerLimits(concurrency=1, time_limit=120))
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        ids = _crash(rig, tmp_path)  # while the worker runs: its periodic sweep finds them
+        deadline = time.monotonic() + 60
+        while len(rig.recorder.hits) < len(ids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        worker.stop()
+        thread.join()
+    assert rig.hit_ids() == ids
+    assert rig.waiting() == 0
 
 
 def test_a_broker_down_at_commit_loses_nothing(make_settings: Callable[..., Settings],

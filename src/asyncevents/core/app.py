@@ -218,6 +218,7 @@ class App:
         if retention_days is not None:
             periodic.append((3600.0, lambda: self.cleanup(retention_days)))
         if self.outbox.swept_url is not None:  # what a crash left in the outbox after a commit
+            self.outbox.sweep_or_log()  # now: a worker with a short --max-idle-time sweeps too
             periodic.append((self.settings.outbox_sweep_seconds, self.outbox.sweep))
         presence = Presence(self.store, list(ROUTES), concurrency)
         return Worker(self.transport, self.retries, engine, limits, periodic=periodic,

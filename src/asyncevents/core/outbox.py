@@ -23,7 +23,10 @@ event. A Core ``Connection`` has no event after its commit (``commit`` fires
 before it), so the relay runs when the connection next begins a transaction
 or goes back to the pool, whichever comes first: at the end of
 ``with engine.begin() as conn:``. A relay is harmless at any time: it sends
-only rows it finds committed, so a commit that failed sends nothing.
+only rows it finds committed, so a commit that failed sends nothing. The
+relay borrows a second connection from the application's pool; a pool with
+none to spare gets the relay on a thread, which takes the application's
+connection as soon as it is back (:meth:`Outbox.close` waits for it).
 
 Rows are deleted only after the transport accepted them, in the transaction
 that locked them: at least once, in order, never lost. A relayed event may
@@ -49,6 +52,7 @@ import structlog
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.pool import QueuePool
 
 from asyncevents.core.clock import naive_utcnow
 from asyncevents.core.messages import MalformedMessage, TriggerMessage, decode
@@ -93,6 +97,7 @@ class Outbox:
         self._sweep_engine: Engine | None = None
         self._lock = threading.Lock()
         self._warned: set[str] = set()
+        self._relays: list[threading.Thread] = []
 
     @property
     def swept_url(self) -> str | None:
@@ -139,6 +144,18 @@ class Outbox:
                         events=len(event_ids), error=first_line(exc))
             return 0
 
+    def relay_soon(self, engine: Engine, event_ids: Sequence[str]) -> None:
+        """:meth:`relay` on a thread of its own (:meth:`close` waits for it).
+
+        For a pool with no connection to spare until the application's is back.
+        """
+        thread = threading.Thread(target=self.relay, args=(engine, list(event_ids)),
+                                  name="asyncevents-outbox-relay")
+        with self._lock:
+            self._relays = [t for t in self._relays if t.is_alive()]
+            self._relays.append(thread)
+        thread.start()
+
     def sweep(self) -> int:
         """Send the oldest rows of the swept outbox (``ASYNCEVENTS_OUTBOX_URL``); return how many.
 
@@ -158,8 +175,21 @@ class Outbox:
             log.info("outbox sweep sent events left after their commit", events=sent)
         return sent
 
+    def sweep_or_log(self) -> int:
+        """:meth:`sweep`, a failure logged rather than raised (a worker's sweep at start)."""
+        try:
+            return self.sweep()
+        except Exception as exc:
+            log.warning("outbox sweep failed; the worker tries again",
+                        every=self.settings.outbox_sweep_seconds, error=first_line(exc))
+            return 0
+
     def close(self) -> None:
-        """Release the sweep's connections."""
+        """Wait for relays under way, then release the sweep's connections."""
+        with self._lock:
+            relays, self._relays = self._relays, []
+        for thread in relays:
+            thread.join()
         with self._lock:
             engine, self._sweep_engine = self._sweep_engine, None
         if engine is not None:
@@ -234,13 +264,36 @@ def _connection_of(target: Transactional) -> tuple[Connection, Session | None]:
                     f"not {type(target).__name__}")
 
 
-def _relay(pending: list[_Pending]) -> None:
-    """Relay each outbox's events (in publish order) through its engine."""
+def _spare_connection(engine: Engine) -> bool:
+    """True when the application's pool lends the relay a connection without waiting."""
+    pool = engine.pool
+    if isinstance(pool, QueuePool):
+        return pool.checkedin() > 0 or pool.checkedout() < pool.size()
+    return True  # a new connection each time, or the same one (SQLite in memory)
+
+
+def _relay(pending: list[_Pending], *, releasing: bool) -> bool:
+    """Relay each outbox's events (in publish order) through its engine.
+
+    The relay borrows a connection from the application's pool. When the
+    pool has none to spare: with ``releasing`` (the application's connection
+    is being released) on a thread, which gets it the moment it is back;
+    otherwise not now, and False is returned.
+    """
     groups: dict[tuple[int, int], list[_Pending]] = {}
     for item in pending:
         groups.setdefault((id(item.outbox), id(item.engine)), []).append(item)
+    if not releasing and not all(_spare_connection(items[0].engine)
+                                 for items in groups.values()):
+        return False
     for items in groups.values():
-        items[0].outbox.relay(items[0].engine, [item.event_id for item in items])
+        outbox, engine = items[0].outbox, items[0].engine
+        event_ids = [item.event_id for item in items]
+        if _spare_connection(engine):
+            outbox.relay(engine, event_ids)
+        else:
+            outbox.relay_soon(engine, event_ids)
+    return True
 
 
 # --- a Session: relayed from its after_commit event -------------------------------------
@@ -258,7 +311,7 @@ def _after_commit(session: Session) -> None:
         return  # a SAVEPOINT released: the transaction is still open
     pending: list[_Pending] = session.info.pop(_KEY, [])
     if pending:
-        _relay(pending)
+        _relay(pending, releasing=True)
 
 
 def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
@@ -305,12 +358,11 @@ def _on_rollback(conn: Connection) -> None:
 
 def _on_begin(conn: Connection) -> None:
     state: _ConnectionState | None = conn.info.get(_KEY)
-    if state is not None and state.committed:
-        pending, state.committed = state.committed, []
-        _relay(pending)
+    if state is not None and state.committed and _relay(state.committed, releasing=False):
+        state.committed = []  # else they wait for the connection's return to the pool
 
 
 def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
     state: _ConnectionState | None = record.info.pop(_KEY, None)
     if state is not None and state.committed:
-        _relay(state.committed)
+        _relay(state.committed, releasing=True)

@@ -297,11 +297,17 @@ def _changes(spec: HandlerSpec, sub: Subscription) -> dict[str, Any]:
 
 
 def _python_subscriptions(app: App) -> dict[str, list[Subscription]]:
+    # Pages, oldest first, without their tokens: python subscriptions have none,
+    # and a worker must not stop here over another subscription's token.
     found: dict[str, list[Subscription]] = {}
-    for sub in app.store.list_subscriptions():  # oldest first
-        if sub.sink == PYTHON_SINK:
+    after: tuple[datetime, str] | None = None
+    while True:
+        page = app.store.subscriptions_page(limit=500, after=after, sink=PYTHON_SINK)
+        for sub in page:
             found.setdefault(sub.recipient, []).append(sub)
-    return found
+        if len(page) < 500:
+            return found
+        after = (page[-1].created_at, page[-1].id)
 
 
 def sync_handler_subscriptions(app: App) -> HandlerSync:

@@ -278,6 +278,29 @@ def test_a_pool_with_no_connection_to_spare_still_relays(
     engine.dispose()
 
 
+def test_a_connection_lost_mid_transaction_rolls_back_cleanly(
+        make_settings: Callable[..., Settings], pg_url: str) -> None:
+    app = App(make_settings(outbox_url=pg_url))
+    engine = sa.create_engine(pg_url)
+    metadata.create_all(engine)
+    with engine.connect() as conn:
+        conn.execute(orders.insert().values(id=1))
+        app.publish("sales.order.created", {"id": 1}, connection=conn)
+        pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        with engine.connect() as other:  # the server drops the application's connection
+            other.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        with pytest.raises(sa.exc.OperationalError):
+            conn.execute(sa.text("SELECT 1"))
+        assert conn.invalidated
+        conn.rollback()  # the outbox's events on this connection stay out of the way
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM orders")).scalar_one() == 0
+        assert conn.execute(sa.text(f"SELECT count(*) FROM {OUTBOX_TABLE}")).scalar_one() == 0
+    assert _queued(app) == 0
+    app.close()
+    engine.dispose()
+
+
 CRASH = textwrap.dedent("""
     import os, sys
     import sqlalchemy as sa

@@ -342,22 +342,32 @@ def _follow_connection(conn: Connection, pending: list[_Pending]) -> None:
     state.open.extend(pending)
 
 
+def _state(conn: Connection) -> _ConnectionState | None:
+    # These events fire for every connection of the engine. An invalidated one
+    # would try to reconnect to answer conn.info: its transaction, and the
+    # rows in it, are lost anyway.
+    if conn.closed or conn.invalidated:
+        return None
+    found: _ConnectionState | None = conn.info.get(_KEY)
+    return found
+
+
 def _on_commit(conn: Connection) -> None:
     # Fired *before* the DBAPI commit: only note what this commit covers.
-    state: _ConnectionState | None = conn.info.get(_KEY)
+    state = _state(conn)
     if state is not None and state.open:
         state.committed.extend(state.open)
         state.open.clear()
 
 
 def _on_rollback(conn: Connection) -> None:
-    state: _ConnectionState | None = conn.info.get(_KEY)
+    state = _state(conn)
     if state is not None:
         state.open.clear()
 
 
 def _on_begin(conn: Connection) -> None:
-    state: _ConnectionState | None = conn.info.get(_KEY)
+    state = _state(conn)
     if state is not None and state.committed and _relay(state.committed, releasing=False):
         state.committed = []  # else they wait for the connection's return to the pool
 

@@ -240,7 +240,9 @@ def _registered(plugins: Plugins) -> list[HandlerSpec]:
             return
         spec = handler_of(target)
         if spec is None:
-            raise ConfigError(f"register_handlers: {target!r} is not decorated with "
+            name = ":".join(str(getattr(target, attr, "?")) for attr in ("__module__",
+                                                                         "__qualname__"))
+            raise ConfigError(f"register_handlers: {name} is not decorated with "
                               "@asyncevents.handler (register a @handler function or a module)")
         found.append(spec)
 
@@ -251,8 +253,8 @@ def _registered(plugins: Plugins) -> list[HandlerSpec]:
 def declared_handlers(settings: Settings, plugins: Plugins) -> list[HandlerSpec]:
     """Every handler that ``handler_modules`` and the ``register_handlers`` hooks declare.
 
-    Raises ``ConfigError`` when a module does not import, or when two
-    declarations of one function disagree.
+    Raises ``ConfigError`` when a module does not import, or when a hook
+    registers something that is neither a ``@handler`` function nor a module.
     """
     found: dict[str, HandlerSpec] = {}
     sources: Iterable[HandlerSpec] = [

@@ -38,7 +38,7 @@ from asyncevents.core.store import (
     take_from_outbox,
 )
 from asyncevents.core.worker import WorkerLimits
-from tests.helpers import Recorder, delete_amqp_queues, drain
+from tests.helpers import Recorder, delete_amqp_queues, drain, run_cli
 
 metadata = sa.MetaData()
 orders = sa.Table("orders", metadata, sa.Column("id", sa.Integer, primary_key=True))
@@ -397,6 +397,16 @@ def test_a_broker_down_at_commit_loses_nothing(make_settings: Callable[..., Sett
         app.close()
         engine.dispose()
         delete_amqp_queues(settings)
+
+
+@pytest.mark.parametrize("url", ["nonsense", "postgresql+nodriver://u@127.0.0.1/db"])
+def test_a_bad_outbox_url_stops_the_worker_with_one_line(url: str, tmp_path: Path) -> None:
+    done = run_cli("worker", "--max-idle-time", "1", cwd=tmp_path,
+                   env={"ASYNCEVENTS_OUTBOX_URL": url})
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("error:") and "ASYNCEVENTS_OUTBOX_URL" in line, line
 
 
 def test_connection_must_be_a_connection_or_a_session(make_settings: Callable[..., Settings]

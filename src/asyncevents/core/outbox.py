@@ -176,7 +176,12 @@ class Outbox:
         return sent
 
     def sweep_or_log(self) -> int:
-        """:meth:`sweep`, a failure logged rather than raised (a worker's sweep at start)."""
+        """:meth:`sweep`, a failure logged rather than raised (a worker's sweep at start).
+
+        A malformed ``ASYNCEVENTS_OUTBOX_URL`` is still a ``ConfigError``: no
+        later sweep could work.
+        """
+        self._engine()
         try:
             return self.sweep()
         except Exception as exc:

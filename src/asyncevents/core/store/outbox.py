@@ -258,7 +258,10 @@ def outbox_engine(url: str) -> Engine:
     It leaves that database's settings alone (no WAL switch on an
     application's SQLite file); a SQLite writer waits up to 30 s for another.
     """
-    parsed = parse_database_url(url)
+    try:
+        parsed = parse_database_url(url)
+    except ConfigError as exc:
+        raise ConfigError(f"ASYNCEVENTS_OUTBOX_URL: {exc}") from None
     options: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
         options["connect_args"] = {"timeout": 30.0, "check_same_thread": False}

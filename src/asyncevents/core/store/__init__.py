@@ -3,7 +3,9 @@
 One facade, :class:`Store`, whose queries live in a module per concept:
 ``subscriptions``, ``deliveries``, ``attempts``, ``search``, ``tokens`` (API
 tokens), ``idempotency`` (publish keys), ``metrics`` and ``workers`` (live
-workers); ``schedule`` holds the retry schedule. Callers import from this package only.
+workers); ``schedule`` holds the retry schedule; ``outbox`` the transactional
+outbox, a table in the application's own database. Callers import from this
+package only.
 """
 
 from asyncevents.core.store.attempts import NewAttempt

@@ -205,6 +205,10 @@ def test_rest_lists_and_disables_but_never_creates_python_subscriptions(
     assert created.status_code == 422
     problem = created.json()
     assert problem["field"] == "sink" and "@asyncevents.handler" in problem["detail"]
+    magento = client.post("/V1/async_event", headers=auth, json={"asyncEvent": {
+        "event_name": "x.*", "recipient_url": "os:system", "verification_token": TOKEN,
+        "metadata": "python"}})  # Magento's notifier field is the sink
+    assert magento.status_code == 422 and "made from code" in magento.json()["detail"]
     assert app.store.list_subscriptions() == []
 
     sync_handler_subscriptions(app)  # what a worker does when it starts

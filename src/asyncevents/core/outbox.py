@@ -111,7 +111,7 @@ class Outbox:
               delay: float | None = None) -> None:
         """Write ``messages`` in ``target``'s transaction; they are sent once it commits.
 
-        ``delay``: seconds after the commit (at most) before they are sent.
+        ``delay``: not sent before that many seconds from now (nor before the commit).
         """
         if delay is not None and delay < 0:
             raise InvalidPayload(f"delay must be zero or more seconds, not {delay}")

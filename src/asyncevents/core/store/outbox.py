@@ -186,9 +186,10 @@ def _claim(conn: Connection, event_ids: Sequence[str] | None, limit: int) -> lis
             found += [_row(r) for r in conn.execute(delete(_outbox).where(where)
                                                     .returning(*columns))]
         return sorted(found, key=lambda row: row.id)
-    for where in wheres:
-        query = select(*columns).where(where) if event_ids is not None else (
-            select(*columns).order_by(_c.id).limit(limit))
+    # PostgreSQL, MariaDB/MySQL: lock the rows; another taker skips them.
+    queries = ([select(*columns).order_by(_c.id).limit(limit)] if event_ids is None
+               else [select(*columns).where(where) for where in wheres])
+    for query in queries:
         found += [_row(r) for r in conn.execute(query.with_for_update(skip_locked=True))]
     return sorted(found, key=lambda row: row.id)
 

@@ -3,12 +3,9 @@
 Never used for the headline figures (only by the ``whatif`` scenario). Each
 patch is switched on by an environment variable:
 
-- ``BENCH_DRAIN_TIMEOUT=0.002``: the worker's ``drain_events`` timeout. The
-  main loop acks finished messages only between two drains, and with a full
-  prefetch window no new message arrives to end a drain early, so every
-  window of messages waits for that timeout before its acks go out.
-- ``BENCH_PREFETCH_MULT=4``: prefetch ``concurrency * N`` messages instead of
-  ``concurrency``.
+- ``BENCH_DRAIN_TIMEOUT=0.002``: the worker's idle ``drain_events`` timeout.
+- ``BENCH_BATCH=50``: the most messages in one of the engine's batches
+  (``batch_size``; the prefetch window follows it).
 - ``BENCH_POOL_SIZE=12``: SQLAlchemy ``pool_size`` (and ``max_overflow``) for
   the store's engine and the SQL transport's engines (default 5 + 10 overflow;
   an overflow connection is closed when it is returned, so more threads than
@@ -33,15 +30,10 @@ def _patch() -> None:
     if drain:
         worker._DRAIN_TIMEOUT = float(drain)
 
-    mult = int(os.environ.get("BENCH_PREFETCH_MULT", "1"))
-    if mult > 1:
-        original_consumer = getattr(worker, "Consumer")  # noqa: B009
-
-        def consumer(*args: Any, **kwargs: Any) -> Any:
-            kwargs["prefetch_count"] = kwargs.get("prefetch_count", 1) * mult
-            return original_consumer(*args, **kwargs)
-
-        setattr(worker, "Consumer", consumer)  # noqa: B010
+    batch = os.environ.get("BENCH_BATCH")
+    if batch:
+        size = int(batch)
+        setattr(worker, "batch_size", lambda _concurrency: size)  # noqa: B010
 
     pool = os.environ.get("BENCH_POOL_SIZE")
     no_ping = os.environ.get("BENCH_NO_PRE_PING") == "1"

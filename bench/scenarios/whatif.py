@@ -16,10 +16,8 @@ NAME = "whatif"
 
 VARIANTS: list[tuple[str, dict[str, str]]] = [
     ("as shipped", {}),
-    ("drain timeout 2 ms", {"BENCH_DRAIN_TIMEOUT": "0.002"}),
-    ("+ prefetch 4x concurrency", {"BENCH_DRAIN_TIMEOUT": "0.002", "BENCH_PREFETCH_MULT": "4"}),
-    ("+ pools sized 12, no pre-ping", {"BENCH_DRAIN_TIMEOUT": "0.002",
-                                       "BENCH_PREFETCH_MULT": "4", "BENCH_POOL_SIZE": "12",
+    ("batches of 50", {"BENCH_BATCH": "50"}),
+    ("+ pools sized 12, no pre-ping", {"BENCH_BATCH": "50", "BENCH_POOL_SIZE": "12",
                                        "BENCH_NO_PRE_PING": "1"}),
 ]
 

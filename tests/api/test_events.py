@@ -26,9 +26,9 @@ def test_catalog(make_api: Callable[..., Api]) -> None:
     assert body["strict"] is True
     assert body["events"] == [
         {"name": "customer.*", "description": "Customer lifecycle", "resolver": None,
-         "pattern": True},
+         "pattern": True, "deprecated": False, "schema": None},
         {"name": "sales.order.created", "description": "An order was placed",
-         "resolver": None, "pattern": False},
+         "resolver": None, "pattern": False, "deprecated": False, "schema": None},
     ]
 
 

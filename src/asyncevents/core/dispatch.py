@@ -33,8 +33,8 @@ DISPATCH_SINK = "(dispatch)"
 #: dispatched from then on).
 SUBSCRIPTIONS_FRESH = 0.25
 
-#: Evaluates a subscription's filter (a Lucene query) on a payload.
-FilterFn = Callable[[str, dict[str, Any]], bool]
+#: Evaluates a subscription's filter (a Lucene query) on a payload and the event's name.
+FilterFn = Callable[[str, dict[str, Any], str], bool]
 
 
 class Dispatcher:
@@ -89,7 +89,7 @@ class Dispatcher:
             if not matches(sub.event_name, name):
                 continue
             if sub.filter and self.filter_fn is not None and not self.filter_fn(
-                sub.filter, payload
+                sub.filter, payload, name
             ):
                 continue
             found.append(sub)

@@ -184,7 +184,7 @@ class SubscriptionRules:
         """A filter, when given, must be a valid Lucene query (checked now, not at dispatch)."""
         if query:
             with _field("filter", InvalidQuery):
-                compile_filter(query)
+                compile_filter(query, event_names=True)
 
     def check_retry_policy(self, policy: dict[str, Any] | None) -> None:
         """Retry policy overrides, when given, must be known and valid."""

@@ -8,19 +8,22 @@ receiver can drop duplicates), ``webhook-timestamp`` and
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import functools
+import ipaddress
 import json
 import ssl
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import aiohttp
 import httpx
 
 from asyncevents.core.clock import utcnow
@@ -28,7 +31,8 @@ from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult, SinkFactory, cloudevent, sign
 from asyncevents.errors import InvalidRecipient
-from asyncevents.sinks.addresses import AllowList, UnresolvableHost, check_host
+from asyncevents.sinks.addresses import AllowList, IPAddress, UnresolvableHost, check_host
+from asyncevents.sinks.aio import new_session, read_excerpt
 from asyncevents.sinks.pinning import PinnedTransport, checked_addresses, pinned
 
 __all__ = ["CONTENT_TYPE", "USER_AGENT", "HttpSink", "register_sinks", "retry_after_seconds"]
@@ -99,6 +103,12 @@ class HttpSink:
         )
         self._timeout = httpx.Timeout(settings.http_timeout,
                                       connect=settings.http_connect_timeout).as_dict()
+        # The asynchronous client, made in the event loop that first uses it.
+        self._ssl_context = ssl_context
+        self._session: aiohttp.ClientSession | None = None
+        self._aio_timeout = aiohttp.ClientTimeout(
+            total=None, connect=settings.http_connect_timeout,
+            sock_read=settings.http_timeout)
 
     def validate_recipient(self, recipient: str) -> None:
         """Raise ``InvalidRecipient`` unless ``recipient`` is an http(s) URL we may call.
@@ -110,27 +120,37 @@ class HttpSink:
 
     def deliver(self, request: DeliveryRequest) -> DeliveryResult:
         """POST the event to ``request.recipient`` and classify the answer."""
-        result = self._deliver(request)
-        if request.token and result.error and request.token in result.error:
-            return replace(result, error=result.error.replace(request.token, "***"))
-        return result
+        return _scrubbed(request, self._deliver(request))
+
+    async def deliver_async(self, request: DeliveryRequest) -> DeliveryResult:
+        """The same as :meth:`deliver`, on the running event loop (the worker's engine)."""
+        return _scrubbed(request, await self._deliver_async(request))
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pools."""
         self._transport.close()
+        self._session = None
 
-    def _deliver(self, request: DeliveryRequest) -> DeliveryResult:
+    async def aclose(self) -> None:
+        """Close the asynchronous client (in the event loop that uses it)."""
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+    def _prepare(self, request: DeliveryRequest,
+                 addresses: tuple[IPAddress, ...] | None = None) -> _Post | DeliveryResult:
+        """The checked addresses, body and headers of one attempt, or why there is none."""
         # Checked again on every attempt: DNS may now answer differently than
         # at subscribe time (rebinding). The connection then goes to exactly
         # the addresses checked here, never to a second lookup's answer.
         try:
             url, host = _parsed(request.recipient)
-            addresses = checked_addresses(host, self._allowed)
+            if addresses is None:
+                addresses = checked_addresses(host, self._allowed)
         except UnresolvableHost as exc:
             return DeliveryResult.failed(str(exc))
         except InvalidRecipient as exc:
             return DeliveryResult.failed(f"recipient address refused: {exc}", retryable=False)
-
         body = json.dumps(cloudevent(request), separators=(",", ":")).encode("utf-8")
         timestamp = int(time.time())
         try:
@@ -146,11 +166,17 @@ class HttpSink:
             "webhook-timestamp": str(timestamp),
             "webhook-signature": signature,
         }
-        post = httpx.Request("POST", url, content=body, headers=headers,
+        return _Post(url, host, addresses, body, headers)
+
+    def _deliver(self, request: DeliveryRequest) -> DeliveryResult:
+        post = self._prepare(request)
+        if isinstance(post, DeliveryResult):
+            return post
+        sent = httpx.Request("POST", post.url, content=post.body, headers=post.headers,
                              extensions={"timeout": self._timeout})
         try:
-            with pinned(host, addresses):
-                response = self._transport.handle_request(post)
+            with pinned(post.host, post.addresses):
+                response = self._transport.handle_request(sent)
                 try:
                     excerpt = self._excerpt(response)
                 finally:
@@ -159,7 +185,36 @@ class HttpSink:
             return DeliveryResult.failed(f"timed out ({type(exc).__name__})")
         except httpx.HTTPError as exc:
             return DeliveryResult.failed(f"request failed: {type(exc).__name__}: {exc}")
-        return self._classify(response, excerpt)
+        return self._classify(response.status_code, response.reason_phrase,
+                              response.headers.get("retry-after"), excerpt)
+
+    async def _deliver_async(self, request: DeliveryRequest) -> DeliveryResult:
+        addresses: tuple[IPAddress, ...] | None = None
+        try:
+            _, host = _parsed(request.recipient)
+            if not _is_literal(host):  # a name: its DNS lookup blocks, so not on the loop
+                addresses = await asyncio.to_thread(checked_addresses, host, self._allowed)
+        except UnresolvableHost as exc:
+            return DeliveryResult.failed(str(exc))
+        except InvalidRecipient as exc:
+            return DeliveryResult.failed(f"recipient address refused: {exc}", retryable=False)
+        post = self._prepare(request, addresses)
+        if isinstance(post, DeliveryResult):
+            return post
+        if self._session is None:
+            self._session = new_session(self._ssl_context, _MAX_CONNECTIONS)
+        try:
+            with pinned(post.host, post.addresses):
+                async with self._session.post(
+                        str(post.url), data=post.body, headers=post.headers,
+                        allow_redirects=False, timeout=self._aio_timeout) as response:
+                    excerpt = await self._excerpt_async(response)
+                    return self._classify(response.status, response.reason or "",
+                                          response.headers.get("retry-after"), excerpt)
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            return DeliveryResult.failed(f"timed out ({type(exc).__name__})")
+        except (aiohttp.ClientError, OSError) as exc:
+            return DeliveryResult.failed(f"request failed: {type(exc).__name__}: {exc}")
 
     def _excerpt(self, response: httpx.Response) -> str:
         """At most ``response_excerpt_bytes`` of the body, without reading the rest."""
@@ -185,30 +240,74 @@ class HttpSink:
             pass  # the status already arrived; a body cut short does not change it
         except zlib.error:
             return f"[{encoding}-encoded response body could not be decoded]"
-        # An incremental decoder drops a character cut in half at the limit
-        # instead of showing a replacement character for it.
-        return codecs.getincrementaldecoder("utf-8")("replace").decode(data[:limit])
+        return _text(data[:limit])
 
-    def _classify(self, response: httpx.Response, excerpt: str) -> DeliveryResult:
-        status = response.status_code
+    async def _excerpt_async(self, response: aiohttp.ClientResponse) -> str:
+        """:meth:`_excerpt` for the asynchronous client."""
+        limit = self._excerpt_bytes
+        if limit <= 0:
+            return ""
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if _inflater(encoding) is None and encoding != "identity":
+            return f"[{encoding}-encoded response body not shown]"
+        try:
+            data = await read_excerpt(response, limit, self._read_budget,
+                                      None if encoding == "identity"
+                                      else functools.partial(_inflater, encoding))
+        except zlib.error:
+            return f"[{encoding}-encoded response body could not be decoded]"
+        return _text(data)
+
+    def _classify(self, status: int, phrase: str, retry_after: str | None,
+                  excerpt: str) -> DeliveryResult:
         if 200 <= status < 300:
             return DeliveryResult.ok(status, excerpt)
-        reason = f"HTTP {status} {response.reason_phrase}".rstrip()
+        reason = f"HTTP {status} {phrase}".rstrip()
         if status == 410:
             return DeliveryResult.failed(
                 f"{reason}: the receiver asked to stop; disabling the subscription",
                 retryable=False, status_code=status, response=excerpt, disable_subscription=True,
             )
         if status in _RETRYABLE_STATUSES or status >= 500:
-            wait = retry_after_seconds(
-                response.headers.get("retry-after"), cap=self._max_retry_after
-            )
+            wait = retry_after_seconds(retry_after, cap=self._max_retry_after)
             return DeliveryResult.failed(
                 reason, retry_after=wait, status_code=status, response=excerpt
             )
         if 300 <= status < 400:
             reason += " (redirects are not followed; subscribe the final URL)"
         return DeliveryResult.failed(reason, retryable=False, status_code=status, response=excerpt)
+
+
+@dataclass(frozen=True)
+class _Post:
+    """One attempt's request, ready to send."""
+
+    url: httpx.URL
+    host: str
+    addresses: tuple[IPAddress, ...]
+    body: bytes
+    headers: dict[str, str]
+
+
+def _scrubbed(request: DeliveryRequest, result: DeliveryResult) -> DeliveryResult:
+    """The result without the token in its error, should a library have echoed it."""
+    if request.token and result.error and request.token in result.error:
+        return replace(result, error=result.error.replace(request.token, "***"))
+    return result
+
+
+def _text(data: bytes) -> str:
+    # An incremental decoder drops a character cut in half at the limit
+    # instead of showing a replacement character for it.
+    return codecs.getincrementaldecoder("utf-8")("replace").decode(data)
+
+
+def _is_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _inflater(encoding: str) -> zlib._Decompress | None:

@@ -34,7 +34,8 @@ import httpx
 from asyncevents.errors import InvalidRecipient
 from asyncevents.sinks.addresses import AllowList, IPAddress, is_public, resolve
 
-__all__ = ["PinnedTransport", "PinningBackend", "checked_addresses", "pinned"]
+__all__ = ["PinnedTransport", "PinningBackend", "checked_addresses", "pinned",
+           "pinned_addresses"]
 
 # Per thread (each worker thread has its own context): host -> addresses.
 _PINS: ContextVar[Mapping[str, tuple[IPAddress, ...]] | None] = ContextVar(
@@ -75,6 +76,11 @@ def pinned(host: str, addresses: Sequence[IPAddress]) -> Iterator[None]:
         _PINS.reset(token)
 
 
+def pinned_addresses(host: str) -> tuple[IPAddress, ...] | None:
+    """The addresses pinned for ``host`` in this context (None: not pinned)."""
+    return (_PINS.get() or {}).get(_key(host))
+
+
 class PinningBackend(httpcore.NetworkBackend):
     """An httpcore network backend that connects to the pinned addresses of a host."""
 
@@ -90,7 +96,7 @@ class PinningBackend(httpcore.NetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
         """Connect to the first pinned address of ``host`` that answers."""
-        addresses = (_PINS.get() or {}).get(_key(host))
+        addresses = pinned_addresses(host)
         if not addresses:
             raise httpcore.ConnectError(
                 f"no checked address for {host!r}: refusing to resolve it again")

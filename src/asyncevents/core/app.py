@@ -117,7 +117,8 @@ class App:
 
     def filter_fn(self) -> FilterFn:
         """How subscription filters are evaluated: the search engine's Python evaluator."""
-        return lambda query, payload: compile_filter(query)(payload)
+        return lambda query, payload, name: compile_filter(query, event_names=True)(payload,
+                                                                                   name)
 
     @cached_property
     def outbox(self) -> Outbox:

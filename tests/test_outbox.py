@@ -304,16 +304,24 @@ def test_a_connection_lost_mid_transaction_rolls_back_cleanly(
 CRASH = textwrap.dedent("""
     import os, sys
     import sqlalchemy as sa
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
     from asyncevents.core.app import App
 
     engine = sa.create_engine(sys.argv[1])
     orders = sa.Table("orders", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True))
     app = App()
-    conn = engine.connect()
-    conn.execute(orders.insert().values(id=5))
-    ids = [app.publish("sales.order.created", {"id": 5}, connection=conn)]
-    ids += app.publish_many([("sales.order.paid", {"id": 5})], connection=conn)
-    conn.commit()
+    if sys.argv[2] == "session":
+        target = Session(engine)
+        # The application's own after_commit hook, before the relay's: it dies there.
+        event.listen(target, "after_commit", lambda s: (print(" ".join(ids), flush=True),
+                                                        os._exit(0)))
+    else:
+        target = engine.connect()
+    target.execute(orders.insert().values(id=5))
+    ids = [app.publish("sales.order.created", {"id": 5}, connection=target)]
+    ids += app.publish_many([("sales.order.paid", {"id": 5})], connection=target)
+    target.commit()
     print(" ".join(ids), flush=True)
     os._exit(0)  # gone after the commit, before the relay
 """)
@@ -330,18 +338,19 @@ def _environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _crash(rig: Rig, tmp_path: Path) -> list[str]:
+def _crash(rig: Rig, tmp_path: Path, through: str = "connection") -> list[str]:
     """Run CRASH: it commits two events and dies before relaying them; their ids."""
-    done = subprocess.run([sys.executable, "-c", CRASH, rig.app_url], cwd=tmp_path,
+    done = subprocess.run([sys.executable, "-c", CRASH, rig.app_url, through], cwd=tmp_path,
                           env=_environment(rig.settings), capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
 
 
-def test_a_crash_between_commit_and_relay_is_swept_by_the_next_worker(rig: Rig,
-                                                                         tmp_path: Path) -> None:
-    ids = _crash(rig, tmp_path)
+@pytest.mark.parametrize("through", ["connection", "session"])
+def test_a_crash_between_commit_and_relay_is_swept_by_the_next_worker(
+        rig: Rig, tmp_path: Path, through: str) -> None:
+    ids = _crash(rig, tmp_path, through)
     assert rig.rows("orders") == 1
     assert rig.waiting() == 2  # committed, never relayed
     if rig.kind == "amqp":

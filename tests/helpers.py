@@ -107,3 +107,40 @@ def inline_plugins() -> Plugins:
     for module in (amqp, sql, kombubase, sync):
         plugins.register(module, name=module.__name__)
     return plugins
+
+
+class AsyncClientOnly:
+    """Makes ``HttpSink.deliver`` go through ``deliver_async`` (the worker's client).
+
+    Tests written against the synchronous ``deliver`` then check the asynchronous
+    client the same way: each call runs ``deliver_async`` on one event loop kept
+    in a thread for the test, as the worker's engine does.
+    """
+
+    def __init__(self, monkeypatch: Any) -> None:
+        import asyncio
+
+        from asyncevents.sinks.http import HttpSink
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.sinks: list[Any] = []
+        loop, sinks = self.loop, self.sinks
+
+        def deliver(sink: Any, request: Any) -> Any:
+            if sink not in sinks:
+                sinks.append(sink)
+            return asyncio.run_coroutine_threadsafe(sink.deliver_async(request), loop).result()
+
+        monkeypatch.setattr(HttpSink, "deliver", deliver)
+
+    def close(self) -> None:
+        """Close the sinks' asynchronous clients and the loop."""
+        import asyncio
+
+        for sink in self.sinks:
+            asyncio.run_coroutine_threadsafe(sink.aclose(), self.loop).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()

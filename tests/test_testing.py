@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -120,6 +121,39 @@ def test_a_close_that_fails_twice_is_caught() -> None:
 
     with pytest.raises(RuntimeError, match="already closed"):
         contract(Fragile).check_closes_cleanly()
+
+
+class AsyncDictSink(DictSink):
+    """DictSink with the asynchronous entry point the worker's engine awaits."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.loops: set[int] = set()
+
+    async def deliver_async(self, request: DeliveryRequest) -> DeliveryResult:
+        self.loops.add(id(asyncio.get_running_loop()))
+        await asyncio.sleep(0)
+        return self.deliver(request)
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+def test_an_async_sink_is_checked_both_ways() -> None:
+    check_sink_contract(AsyncDictSink, Settings(), good_recipient="orders",
+                        bad_recipients=["a b"], received=received, failures=FAILURES)
+
+
+def test_a_broken_deliver_async_is_caught_even_when_deliver_works() -> None:
+    class HalfDone(AsyncDictSink):
+        async def deliver_async(self, request: DeliveryRequest) -> DeliveryResult:
+            raise RuntimeError("not implemented yet")
+
+    with pytest.raises(AssertionError, match="deliver_async: delivery failed: RuntimeError"):
+        contract(HalfDone).check_delivers()
+    wrong = [FailureCase("gone", retryable=False, recipient="gone")]
+    with pytest.raises(AssertionError, match=r"gone \(deliver_async\): retryable=True"):
+        contract(HalfDone, failures=wrong).check_failures()
 
 
 def test_attempt_maps_exceptions_as_the_worker_does() -> None:

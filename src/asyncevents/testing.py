@@ -13,7 +13,9 @@ on::
             failures=[FailureCase("queue was deleted", retryable=False, recipient="gone")],
         ).check_all()
 
-Each ``check_*`` method can also be called on its own (one test each).
+Each ``check_*`` method can also be called on its own (one test each). A sink
+that also has ``async def deliver_async(request)`` (the worker awaits it on its
+event loop instead of calling ``deliver`` in a thread) is checked both ways.
 Failures raise ``AssertionError`` with a message saying what broke; the kit
 works under pytest or any other runner and does not need pytest itself.
 
@@ -25,6 +27,7 @@ answers scripted results, and ``sink_plugin()`` wraps a sink so that
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -33,10 +36,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from asyncevents.core.deliver import call_sink, call_sink_async
 from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult, Sink, SinkFactory
-from asyncevents.errors import InvalidRecipient, PermanentSinkError, RetryableSinkError
+from asyncevents.errors import InvalidRecipient
 
 __all__ = [
     "TEST_TOKEN",
@@ -70,14 +74,53 @@ def make_request(**overrides: Any) -> DeliveryRequest:
 
 def attempt(sink: Sink, request: DeliveryRequest) -> DeliveryResult:
     """Call ``sink.deliver`` and turn what it raises into a result, as the worker does."""
-    try:
-        return sink.deliver(request)
-    except RetryableSinkError as exc:
-        return DeliveryResult.failed(str(exc), retryable=True, retry_after=exc.retry_after)
-    except PermanentSinkError as exc:
-        return DeliveryResult.failed(str(exc), retryable=False)
-    except Exception as exc:
-        return DeliveryResult.failed(f"{type(exc).__name__}: {exc}", retryable=True)
+    return call_sink(sink, request)
+
+
+class _Kind:
+    """One way the worker calls a sink: ``deliver`` in a thread, or ``deliver_async``.
+
+    The asynchronous kind runs every call on one event loop in a thread of its
+    own, as the worker's engine does, and closes the sink's asynchronous
+    clients (``aclose``) in that loop.
+    """
+
+    def __init__(self, sink: Sink, asynchronous: bool) -> None:
+        self.sink = sink
+        self.name = "deliver_async" if asynchronous else "deliver"
+        self._loop: asyncio.AbstractEventLoop | None = None
+        if asynchronous:
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+            self._thread.start()
+
+    def attempt(self, request: DeliveryRequest) -> DeliveryResult:
+        if self._loop is None:
+            return call_sink(self.sink, request)
+        return asyncio.run_coroutine_threadsafe(call_sink_async(self.sink, request),
+                                                self._loop).result()
+
+    def close(self) -> None:
+        if self._loop is not None:
+            closing = getattr(self.sink, "aclose", None)
+            if closing is not None:
+                asyncio.run_coroutine_threadsafe(closing(), self._loop).result()
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop.close()
+            self._loop = None
+        self.sink.close()
+
+
+def _kinds(sink_of: Callable[[], Sink]) -> list[Callable[[], _Kind]]:
+    """How the worker may call the sinks ``sink_of`` builds: both ways when it has both."""
+    probe = sink_of()
+    asynchronous = hasattr(probe, "deliver_async")
+    probe.close()
+    kinds = [lambda: _Kind(sink_of(), False)]
+    if asynchronous:
+        kinds.append(lambda: _Kind(sink_of(), True))
+    return kinds
 
 
 @dataclass(frozen=True)
@@ -158,59 +201,73 @@ class SinkContract:
             sink.close()
 
     def check_delivers(self) -> None:
-        """One delivery to the good recipient succeeds (and arrives, if ``received`` is set)."""
-        sink = self.build()
-        try:
-            request = make_request(recipient=self.good_recipient)
-            result = attempt(sink, request)
-            _expect(result.success, f"delivery failed: {result.error}")
-            if self.received is not None:
-                self.received(request)
-        finally:
-            sink.close()
+        """One delivery to the good recipient succeeds (and arrives, if ``received`` is set).
+
+        Like every delivery check, through ``deliver`` and, when the sink has
+        it, through ``deliver_async`` too.
+        """
+        for kind_of in _kinds(self.build):
+            kind = kind_of()
+            try:
+                request = make_request(recipient=self.good_recipient)
+                result = kind.attempt(request)
+                _expect(result.success, f"{kind.name}: delivery failed: {result.error}")
+                if self.received is not None:
+                    self.received(request)
+            finally:
+                kind.close()
 
     def check_concurrent_delivery(self) -> None:
-        """One sink instance delivers from ``concurrency`` threads at once, each on its own."""
-        sink = self.build()
-        try:
-            requests = [make_request(recipient=self.good_recipient, event_name=f"contract.e{i}")
-                        for i in range(self.concurrency)]
-            with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-                results = list(pool.map(lambda r: attempt(sink, r), requests))
-            failed = [r.error for r in results if not r.success]
-            _expect(not failed, f"{len(failed)} of {len(results)} concurrent deliveries "
-                                f"failed: {failed[:3]}")
-            if self.received is not None:
-                for request in requests:
-                    self.received(request)
-        finally:
-            sink.close()
+        """One sink instance delivers ``concurrency`` requests at once, each on its own.
+
+        ``deliver`` from as many threads; ``deliver_async`` as many coroutines
+        on one event loop (started from as many threads).
+        """
+        for kind_of in _kinds(self.build):
+            kind = kind_of()
+            try:
+                requests = [make_request(recipient=self.good_recipient,
+                                         event_name=f"contract.e{i}")
+                            for i in range(self.concurrency)]
+                with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+                    results = list(pool.map(kind.attempt, requests))
+                failed = [r.error for r in results if not r.success]
+                _expect(not failed, f"{kind.name}: {len(failed)} of {len(results)} concurrent "
+                                    f"deliveries failed: {failed[:3]}")
+                if self.received is not None:
+                    for request in requests:
+                        self.received(request)
+            finally:
+                kind.close()
 
     def check_failures(self) -> None:
         """Each ``FailureCase`` fails, retryable or not as stated, with an error that hides
         the subscription's token."""
         for case in self.failures:
-            sink = case.sink() if case.sink is not None else self.build()
-            try:
-                request = make_request(recipient=case.recipient, **case.request)
-                result = attempt(sink, request)
-            finally:
-                sink.close()
-            _expect(not result.success, f"{case.description}: the delivery succeeded")
-            _expect(result.retryable == case.retryable,
-                    f"{case.description}: retryable={result.retryable}, expected "
-                    f"{case.retryable} (error: {result.error})")
-            _expect(bool(result.error), f"{case.description}: a failure must carry an error")
-            _expect(request.token not in f"{result.error} {result.response}",
-                    f"{case.description}: the subscription's token leaked into the result")
+            for kind_of in _kinds(case.sink if case.sink is not None else self.build):
+                kind = kind_of()
+                try:
+                    request = make_request(recipient=case.recipient, **case.request)
+                    result = kind.attempt(request)
+                finally:
+                    kind.close()
+                what = case.description + (" (deliver_async)" if kind.name != "deliver" else "")
+                _expect(not result.success, f"{what}: the delivery succeeded")
+                _expect(result.retryable == case.retryable,
+                        f"{what}: retryable={result.retryable}, expected "
+                        f"{case.retryable} (error: {result.error})")
+                _expect(bool(result.error), f"{what}: a failure must carry an error")
+                _expect(request.token not in f"{result.error} {result.response}",
+                        f"{what}: the subscription's token leaked into the result")
 
     def check_closes_cleanly(self) -> None:
         """``close()`` works after use, and a second ``close()`` does no harm."""
-        sink = self.build()
-        sink.validate_recipient(self.good_recipient)
-        attempt(sink, make_request(recipient=self.good_recipient))
-        sink.close()
-        sink.close()
+        for kind_of in _kinds(self.build):
+            kind = kind_of()
+            kind.sink.validate_recipient(self.good_recipient)
+            kind.attempt(make_request(recipient=self.good_recipient))
+            kind.close()
+            kind.sink.close()
 
 
 def check_sink_contract(factory: SinkFactory, settings: Settings, *, good_recipient: str,

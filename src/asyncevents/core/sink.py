@@ -11,6 +11,12 @@ A sink is a small class, registered by a plugin's ``register_sinks`` hook::
 The worker builds one instance per sink name with ``SinkClass(settings)`` and
 reuses it for every delivery, from several threads at once.
 
+A sink may also be asynchronous: with ``async def deliver_async(request)``
+the worker's engine awaits it on its event loop (many deliveries in flight
+without a thread each) instead of calling ``deliver`` in a thread, and calls
+``async def aclose()``, when there is one, in that loop before ``close()``.
+``deliver`` stays: it is what synchronous callers (and the testing kit) use.
+
 And what sinks that sign share: Standard Webhooks signatures
 (https://www.standardwebhooks.com/), ``webhook-signature: v1,<base64
 HMAC-SHA256 of "{id}.{timestamp}.{body}">``.

@@ -127,9 +127,8 @@ class HttpSink:
         return _scrubbed(request, await self._deliver_async(request))
 
     def close(self) -> None:
-        """Close the connection pools."""
+        """Close the synchronous client's connection pool (``aclose`` closes the other)."""
         self._transport.close()
-        self._session = None
 
     async def aclose(self) -> None:
         """Close the asynchronous client (in the event loop that uses it)."""
@@ -214,7 +213,11 @@ class HttpSink:
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             return DeliveryResult.failed(f"timed out ({type(exc).__name__})")
         except (aiohttp.ClientError, OSError) as exc:
-            return DeliveryResult.failed(f"request failed: {type(exc).__name__}: {exc}")
+            # Named as the synchronous client names them: one error text whichever
+            # client made the attempt, for searches and alerts on it.
+            kind = ("ConnectError" if isinstance(exc, aiohttp.ClientConnectorError)
+                    else type(exc).__name__)
+            return DeliveryResult.failed(f"request failed: {kind}: {exc}")
 
     def _excerpt(self, response: httpx.Response) -> str:
         """At most ``response_excerpt_bytes`` of the body, without reading the rest."""

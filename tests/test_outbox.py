@@ -196,13 +196,13 @@ def test_the_relay_and_a_sweep_never_send_the_same_row(database: str,
                                                         tmp_path: Path) -> None:
     engine = outbox_engine(_database(request, tmp_path, database))
     with engine.begin() as conn:
-        add_to_outbox(conn, [(f"e{n}", {"n": n}, None) for n in range(3)])
+        add_to_outbox(conn, "shop", [(f"e{n}", {"n": n}, None) for n in range(3)])
     sent: list[list[str]] = []
     swept: list[int] = []
     sweeper: list[threading.Thread] = []
 
     def sweep() -> None:
-        swept.append(take_from_outbox(engine, lambda rows: sent.append(
+        swept.append(take_from_outbox(engine, "shop", lambda rows: sent.append(
             [row.event_id for row in rows])))
 
     def relay(rows: list[OutboxRow]) -> None:
@@ -214,27 +214,34 @@ def test_the_relay_and_a_sweep_never_send_the_same_row(database: str,
             sweeper[0].join()  # SKIP LOCKED: it answers at once, having taken nothing
         # SQLite: it waits for this transaction (one writer), then finds nothing.
 
-    assert take_from_outbox(engine, relay, event_ids=["e0", "e1", "e2"]) == 3
+    assert take_from_outbox(engine, "shop", relay, event_ids=["e0", "e1", "e2"]) == 3
     sweeper[0].join()
     assert swept == [0]
     assert sent == [["e0", "e1", "e2"]]
-    assert take_from_outbox(engine, lambda rows: sent.append([])) == 0  # all deleted
+    assert take_from_outbox(engine, "shop", lambda rows: sent.append([])) == 0  # all deleted
     engine.dispose()
 
 
 def test_rows_stay_when_the_transport_refuses_them(tmp_path: Path) -> None:
     engine = outbox_engine(f"sqlite:///{tmp_path / 'app.db'}")
     with engine.begin() as conn:
-        add_to_outbox(conn, [("e1", {"n": 1}, None), ("e2", {"n": 2}, None)])
+        add_to_outbox(conn, "shop", [("e1", {"n": 1}, None), ("e2", {"n": 2}, None)])
+        add_to_outbox(conn, "other", [("o1", {"n": 3}, None)])  # another installation's
 
     def refuse(rows: list[OutboxRow]) -> None:
         raise ConnectionError("broker away")
 
     with pytest.raises(ConnectionError):
-        take_from_outbox(engine, refuse)
+        take_from_outbox(engine, "shop", refuse)
     taken: list[str] = []
-    assert take_from_outbox(engine, lambda rows: taken.extend(r.event_id for r in rows)) == 2
-    assert taken == ["e1", "e2"]  # still there, still in order
+
+    def take(rows: list[OutboxRow]) -> None:
+        taken.extend(row.event_id for row in rows)
+
+    assert take_from_outbox(engine, "shop", take) == 2
+    assert taken == ["e1", "e2"]  # still there, still in order; not the other's
+    assert take_from_outbox(engine, "other", take) == 1
+    assert taken == ["e1", "e2", "o1"]
     engine.dispose()
 
 

@@ -124,7 +124,8 @@ class Outbox:
             transport.enqueue_through(conn, messages, delay=delay or 0.0)
             return
         due = naive_utcnow() + timedelta(seconds=delay) if delay else None
-        add_to_outbox(conn, [(m.event_id, m.body(), due) for m in messages])
+        add_to_outbox(conn, self.settings.queue_prefix,
+                      [(m.event_id, m.body(), due) for m in messages])
         self._warn_unswept(conn.engine.url)
         pending = [_Pending(self, conn.engine, m.event_id) for m in messages]
         if session is not None:
@@ -138,7 +139,8 @@ class Outbox:
         Never raises: the rows of a relay that failed stay for the sweep.
         """
         try:
-            return take_from_outbox(engine, self._send, event_ids=event_ids)
+            return take_from_outbox(engine, self.settings.queue_prefix, self._send,
+                                    event_ids=event_ids)
         except Exception as exc:
             log.warning("outbox relay failed; a worker's sweep will send the events",
                         events=len(event_ids), error=first_line(exc))
@@ -167,7 +169,8 @@ class Outbox:
             return 0
         sent = 0
         for _ in range(_SWEEP_BATCHES):
-            taken = take_from_outbox(engine, self._send, limit=_SWEEP_BATCH)
+            taken = take_from_outbox(engine, self.settings.queue_prefix, self._send,
+                                     limit=_SWEEP_BATCH)
             sent += taken
             if taken < _SWEEP_BATCH:
                 break

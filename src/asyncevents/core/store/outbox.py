@@ -79,6 +79,8 @@ _outbox = Table(
     Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
            autoincrement=True),
     Column("event_id", String(36), nullable=False),
+    # The installation (queue prefix) it is for: several may share a database.
+    Column("installation", String(200), nullable=False),
     # The trigger message's JSON body, as it travels on the queue.
     Column("message", Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"),
            nullable=False),
@@ -86,6 +88,7 @@ _outbox = Table(
     # A delayed publish: not sent before this time (naive UTC); NULL: at once.
     Column("due_at", _TIME, nullable=True),
     Index(f"ix_{OUTBOX_TABLE}_event_id", "event_id"),
+    Index(f"ix_{OUTBOX_TABLE}_installation", "installation", "id"),
     # Ids are the order of the events: never reuse one.
     sqlite_autoincrement=True,
     mysql_charset="utf8mb4",
@@ -150,11 +153,15 @@ def ensure_outbox_table(conn: Connection) -> None:
             _metadata.create_all(own, checkfirst=True)
 
 
-def add_to_outbox(conn: Connection, rows: Iterable[tuple[str, dict[str, Any], datetime | None]]
-                  ) -> None:
-    """Insert ``(event id, message body, due_at)`` rows, in order, in ``conn``'s transaction."""
+def add_to_outbox(conn: Connection, installation: str,
+                  rows: Iterable[tuple[str, dict[str, Any], datetime | None]]) -> None:
+    """Insert ``(event id, message body, due_at)`` rows, in order, in ``conn``'s transaction.
+
+    ``installation``: the queue prefix of the installation they are for.
+    """
     now = naive_utcnow()
-    values = [{"event_id": event_id, "message": json.dumps(body, separators=(",", ":")),
+    values = [{"event_id": event_id, "installation": installation,
+               "message": json.dumps(body, separators=(",", ":")),
                "created_at": now, "due_at": due_at} for event_id, body, due_at in rows]
     if not values:
         return
@@ -169,14 +176,17 @@ def _row(found: Any) -> OutboxRow:
     return OutboxRow(found.id, found.event_id, json.loads(found.message), found.due_at)
 
 
-def _claim(conn: Connection, event_ids: Sequence[str] | None, limit: int) -> list[OutboxRow]:
+def _claim(conn: Connection, installation: str, event_ids: Sequence[str] | None,
+           limit: int) -> list[OutboxRow]:
     """The rows to send, locked or already deleted in this transaction, oldest first."""
     columns = (_c.id, _c.event_id, _c.message, _c.due_at)
+    mine = _c.installation == installation
+    oldest = select(_c.id).where(mine).order_by(_c.id).limit(limit)
     wheres: list[Any]
     if event_ids is None:
-        wheres = [_c.id.in_(select(_c.id).order_by(_c.id).limit(limit).scalar_subquery())]
+        wheres = [_c.id.in_(oldest.scalar_subquery())]
     else:
-        wheres = [_c.event_id.in_(list(event_ids[i:i + _CHUNK]))
+        wheres = [mine & _c.event_id.in_(list(event_ids[i:i + _CHUNK]))
                   for i in range(0, len(event_ids), _CHUNK)]
     found: list[OutboxRow] = []
     if conn.dialect.name == "sqlite":
@@ -187,16 +197,17 @@ def _claim(conn: Connection, event_ids: Sequence[str] | None, limit: int) -> lis
                                                     .returning(*columns))]
         return sorted(found, key=lambda row: row.id)
     # PostgreSQL, MariaDB/MySQL: lock the rows; another taker skips them.
-    queries = ([select(*columns).order_by(_c.id).limit(limit)] if event_ids is None
-               else [select(*columns).where(where) for where in wheres])
+    queries = ([select(*columns).where(mine).order_by(_c.id).limit(limit)]
+               if event_ids is None else [select(*columns).where(where) for where in wheres])
     for query in queries:
         found += [_row(r) for r in conn.execute(query.with_for_update(skip_locked=True))]
     return sorted(found, key=lambda row: row.id)
 
 
-def take_from_outbox(engine: Engine, send: Callable[[list[OutboxRow]], None], *,
+def take_from_outbox(engine: Engine, installation: str,
+                     send: Callable[[list[OutboxRow]], None], *,
                      event_ids: Sequence[str] | None = None, limit: int = 100) -> int:
-    """Send rows of the outbox with ``send``, then delete them; return how many.
+    """Send rows of ``installation``'s outbox with ``send``, then delete them; return how many.
 
     ``event_ids``: those events' rows (the after-commit relay); otherwise the
     ``limit`` oldest rows (the sweep). Rows another taker holds are skipped.
@@ -206,7 +217,7 @@ def take_from_outbox(engine: Engine, send: Callable[[list[OutboxRow]], None], *,
     with engine.begin() as conn:
         if event_ids is None and not outbox_table_exists(conn):
             return 0
-        rows = _claim(conn, event_ids, limit)
+        rows = _claim(conn, installation, event_ids, limit)
         if not rows:
             return 0
         send(rows)

@@ -222,8 +222,11 @@ def test_the_relay_and_a_sweep_never_send_the_same_row(database: str,
     engine.dispose()
 
 
-def test_rows_stay_when_the_transport_refuses_them(tmp_path: Path) -> None:
-    engine = outbox_engine(f"sqlite:///{tmp_path / 'app.db'}")
+@pytest.mark.parametrize("options", [{}, {"isolation_level": "AUTOCOMMIT"}])
+def test_rows_stay_when_the_transport_refuses_them(options: dict[str, Any],
+                                                   tmp_path: Path) -> None:
+    # The relay takes from the application's engine, whatever its isolation level.
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'app.db'}", **options)
     with engine.begin() as conn:
         add_to_outbox(conn, "shop", [("e1", {"n": 1}, None), ("e2", {"n": 2}, None)])
         add_to_outbox(conn, "other", [("o1", {"n": 3}, None)])  # another installation's

@@ -11,8 +11,10 @@ are sent, and deleted only after the transport accepted them; a failure
 rolls the transaction back and the rows stay (at least once, never lost).
 Two takers never hold the same row: PostgreSQL and MariaDB/MySQL lock rows
 with ``SELECT ... FOR UPDATE SKIP LOCKED``, so the after-commit relay and a
-sweep each send their own; SQLite has one writer, and a take starts with its
-``DELETE ... RETURNING``, so the second taker waits and then finds nothing.
+sweep each send their own; SQLite has one writer, and a take starts with a
+write (``UPDATE ... RETURNING`` that changes nothing), so the second taker
+waits and then finds nothing. On an engine in ``AUTOCOMMIT`` mode nothing is
+locked: two takers may both send a row (at least once still holds).
 
 The table is created on first use (:func:`ensure_table`). Every function
 here takes the application's ``Connection`` (a write in its transaction) or
@@ -47,6 +49,7 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    update,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, make_url
@@ -190,11 +193,14 @@ def _claim(conn: Connection, installation: str, event_ids: Sequence[str] | None,
                   for i in range(0, len(event_ids), _CHUNK)]
     found: list[OutboxRow] = []
     if conn.dialect.name == "sqlite":
-        # A write first: it takes SQLite's one write lock, so a second taker
-        # waits for this transaction and then finds the rows gone.
+        # A write first (one that changes nothing): it takes SQLite's one write
+        # lock, so a second taker waits for this transaction, then finds the
+        # rows gone. Deleting them here instead would lose them if the
+        # application's engine autocommits and the transport then refused them.
         for where in wheres:
-            found += [_row(r) for r in conn.execute(delete(_outbox).where(where)
-                                                    .returning(*columns))]
+            touch = (update(_outbox).where(where).values(installation=_c.installation)
+                     .returning(*columns))
+            found += [_row(r) for r in conn.execute(touch)]
         return sorted(found, key=lambda row: row.id)
     # PostgreSQL, MariaDB/MySQL: lock the rows; another taker skips them.
     queries = ([select(*columns).where(mine).order_by(_c.id).limit(limit)]
@@ -221,11 +227,10 @@ def take_from_outbox(engine: Engine, installation: str,
         if not rows:
             return 0
         send(rows)
-        if conn.dialect.name != "sqlite":  # SQLite deleted them in _claim
-            ids = [row.id for row in rows]
-            for i in range(0, len(ids), _CHUNK):
-                conn.execute(delete(_outbox).where(_c.id.in_(bindparam("ids", expanding=True))),
-                             {"ids": ids[i:i + _CHUNK]})
+        ids = [row.id for row in rows]
+        by_id = delete(_outbox).where(_c.id.in_(bindparam("ids", expanding=True)))
+        for i in range(0, len(ids), _CHUNK):
+            conn.execute(by_id, {"ids": ids[i:i + _CHUNK]})
     return len(rows)
 
 

@@ -16,9 +16,13 @@ write (``UPDATE ... RETURNING`` that changes nothing), so the second taker
 waits and then finds nothing. On an engine in ``AUTOCOMMIT`` mode nothing is
 locked: two takers may both send a row (at least once still holds).
 
-The table is created on first use (:func:`ensure_table`). Every function
-here takes the application's ``Connection`` (a write in its transaction) or
-its ``Engine`` (a transaction of our own, never the application's).
+Each row names its installation (the queue prefix): several may share one
+database, and each takes only its own rows.
+
+The table is created on first use (:func:`ensure_outbox_table`). Every
+function here takes the application's ``Connection`` (a write in its
+transaction) or its ``Engine`` (a transaction of our own, never the
+application's).
 """
 
 from __future__ import annotations

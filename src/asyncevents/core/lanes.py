@@ -16,10 +16,11 @@ _DEFER_MAX = 60.0
 class SubscriptionLanes:
     """Keeps slow subscriptions from taking every delivery slot of a worker.
 
-    A subscription is fast once its recent deliveries took under a second
-    and none has been running that long, and slow once one took longer. Slow
-    and new subscriptions together may hold all but a quarter of the slots,
-    and one slow subscription half of them. Past that a delivery is deferred
+    A subscription is fast while its recent deliveries took under a second
+    and none has been running that long (a new one too: a burst of its
+    deliveries after a restart goes out at once), and slow once one took
+    longer. Slow subscriptions together may hold all but a quarter of the
+    slots, and one slow subscription half of them. Past that a delivery is deferred
     (back in line a moment later, no attempt recorded), so a hanging receiver
     cannot hold back the others' deliveries. With ``slots`` under 2
     (unknown, or one thread) nothing is ever deferred.
@@ -47,7 +48,7 @@ class SubscriptionLanes:
             return self._slow(key, time.monotonic())
 
     def _fast(self, key: str, now: float) -> bool:
-        return key in self._typical and not self._slow(key, now)
+        return not self._slow(key, now)
 
     def enter(self, key: str) -> float | None:
         """Start a delivery for subscription ``key``: its start time, or None to defer it."""

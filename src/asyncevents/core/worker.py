@@ -59,7 +59,7 @@ _RECONNECT_MAX = 30.0
 
 def batch_size(concurrency: int) -> int:
     """The most messages one batch takes, for a worker running ``concurrency`` deliveries."""
-    return min(100, max(10, 2 * concurrency))
+    return min(200, max(50, 2 * concurrency))
 
 
 @dataclass(frozen=True)
@@ -182,6 +182,7 @@ class Worker:
         self._received = 0
         self._last_activity = time.monotonic()
         self._last_pump = 0.0
+        self._session: Consumption | None = None
 
     def stop(self, reason: str = "stopped") -> None:
         """Ask the worker to finish what it holds and return."""
@@ -251,6 +252,7 @@ class Worker:
             # Room for the batches in the engine and the next one gathering.
             prefetch=(_BATCHES + 1) * self.batch,
         )
+        self._session = session
         try:
             while not self._stop.is_set():
                 # While batches run, come back at once to ack what they
@@ -339,7 +341,7 @@ class Worker:
                 else:
                     self.report.failed += 1
             try:
-                _settle(batch, outcomes)
+                _settle(self._session, batch, outcomes)
             except Exception as exc:
                 if generation == self._generation:
                     raise  # this connection is failing: run() reconnects
@@ -419,11 +421,18 @@ def _outcomes(future: Future[list[Outcome]], size: int) -> list[Outcome]:
     return future.result()
 
 
-def _settle(batch: list[Received], outcomes: list[Outcome]) -> None:
+def _settle(session: Consumption | None, batch: list[Received],
+            outcomes: list[Outcome]) -> None:
+    done = []
     for received, outcome in zip(batch, outcomes, strict=True):
         if outcome is False:
             received.requeue()
         elif outcome is None:
             received.drop()
         else:
+            done.append(received)
+    if session is not None:
+        session.ack_many(done)  # one statement for the batch on a SQL queue
+    else:
+        for received in done:
             received.ack()

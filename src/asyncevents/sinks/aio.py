@@ -13,7 +13,6 @@ inflated only up to the excerpt.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import ssl
 import time
@@ -66,10 +65,11 @@ async def read_excerpt(response: aiohttp.ClientResponse, limit: int, budget: flo
     deadline = time.monotonic() + budget
     try:
         while len(data) < limit:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            if time.monotonic() > deadline:
                 break
-            chunk = await asyncio.wait_for(response.content.readany(), left)
+            # Each read is bounded by the session's read timeout; the budget
+            # by this check between reads (as the synchronous client does).
+            chunk = await response.content.readany()
             if not chunk:
                 break
             if inflate is not None:

@@ -106,6 +106,7 @@ class HttpSink:
         # The asynchronous client, made in the event loop that first uses it.
         self._ssl_context = ssl_context
         self._session: aiohttp.ClientSession | None = None
+        self._literals: dict[str, tuple[IPAddress, ...]] = {}  # IP-literal hosts, checked
         self._aio_timeout = aiohttp.ClientTimeout(
             total=None, connect=settings.http_connect_timeout,
             sock_read=settings.http_timeout)
@@ -191,7 +192,11 @@ class HttpSink:
         addresses: tuple[IPAddress, ...] | None = None
         try:
             _, host = _parsed(request.recipient)
-            if not _is_literal(host):  # a name: its DNS lookup blocks, so not on the loop
+            if _is_literal(host):  # no lookup: the same answer every time
+                addresses = self._literals.get(host)
+                if addresses is None:
+                    addresses = self._literals[host] = checked_addresses(host, self._allowed)
+            else:  # a name: its DNS lookup blocks, so not on the loop
                 addresses = await asyncio.to_thread(checked_addresses, host, self._allowed)
         except UnresolvableHost as exc:
             return DeliveryResult.failed(str(exc))
@@ -305,6 +310,7 @@ def _text(data: bytes) -> str:
     return codecs.getincrementaldecoder("utf-8")("replace").decode(data)
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_literal(host: str) -> bool:
     try:
         ipaddress.ip_address(host.strip("[]"))

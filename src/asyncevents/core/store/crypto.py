@@ -29,6 +29,8 @@ __all__ = ["GENERATE_KEY", "KEY_FILE", "TokenCipher", "key_file_for", "load_or_c
            "needs_secret_key", "store_cipher"]
 
 _PREFIX = "enc:v1:"
+# Decrypted tokens kept in memory (one per subscription in use, as a rule).
+_DECRYPTED_KEPT = 10_000
 KEY_FILE = "asyncevents.key"
 """The key file's name, in the directory of the SQLite database."""
 GENERATE_KEY = ('python -c "from cryptography.fernet import Fernet; '
@@ -56,6 +58,7 @@ class TokenCipher:
 
     def __init__(self, secret: str | None, *, source: str = "ASYNCEVENTS_SECRET_KEY") -> None:
         self._fernet = _fernet(secret) if secret else None
+        self._decrypted: dict[str, str] = {}
         self.source = source
 
     @property
@@ -75,14 +78,23 @@ class TokenCipher:
             return stored
         if self._fernet is None:
             raise ConfigError("verification tokens are encrypted; set ASYNCEVENTS_SECRET_KEY")
+        # Every attempt reads its subscription's token: the few tokens of an
+        # installation are decrypted once each, not once per delivery.
+        known = self._decrypted.get(stored)
+        if known is not None:
+            return known
         try:
-            return self._fernet.decrypt(stored[len(_PREFIX):].encode()).decode()
+            token = self._fernet.decrypt(stored[len(_PREFIX):].encode()).decode()
         except InvalidToken:
             raise ConfigError(
                 f"cannot decrypt a verification token: {self.source} is not the key it was "
                 "encrypted with (set ASYNCEVENTS_SECRET_KEY to that key, or re-encrypt with "
                 "'asyncevents rotate-key --old-key ...')"
             ) from None
+        if len(self._decrypted) >= _DECRYPTED_KEPT:
+            self._decrypted.clear()
+        self._decrypted[stored] = token
+        return token
 
     @staticmethod
     def is_encrypted(stored: str) -> bool:

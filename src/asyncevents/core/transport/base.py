@@ -112,6 +112,9 @@ class Consumption(Protocol):
     def drain(self, timeout: float) -> None:
         """Hand what arrives within ``timeout`` seconds to the callback."""
 
+    def ack_many(self, received: Sequence[Received]) -> None:
+        """Acknowledge several messages of this consumption at once (one statement on SQL)."""
+
     def heartbeat(self) -> None:
         """Keep the connection alive (called every turn of the loop)."""
 

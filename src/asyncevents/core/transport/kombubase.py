@@ -27,6 +27,7 @@ from asyncevents.core.transport.base import (
     OnDropped,
     OnReceived,
     QueueStats,
+    Received,
     Transport,
     describe,
     first_line,
@@ -116,6 +117,11 @@ class KombuConsumption:
             pass
         except socket.timeout:  # noqa: UP041 - kombu raises either
             pass
+
+    def ack_many(self, received: Sequence[Received]) -> None:
+        """Acknowledge each (a transport with a cheaper way overrides this)."""
+        for one in received:
+            one.ack()
 
     def heartbeat(self) -> None:
         """py-amqp sends heartbeats only when asked; idle workers would be cut off."""

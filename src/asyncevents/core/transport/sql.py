@@ -31,10 +31,11 @@ from asyncevents.core.transport.base import (
     OnDropped,
     OnReceived,
     QueueStats,
+    Received,
     Transport,
     first_line,
 )
-from asyncevents.core.transport.kombubase import KombuConsumption, KombuTransport
+from asyncevents.core.transport.kombubase import KombuConsumption, KombuReceived, KombuTransport
 from asyncevents.core.transport.sqlkombu import DELAY_HEADER, connection
 from asyncevents.errors import TransportError
 
@@ -51,6 +52,15 @@ class SqlConsumption(KombuConsumption):
         super().__init__(conn, queues, on_received, on_dropped, prefetch)
         self._every = lease_seconds / 3
         self._next = monotonic() + self._every
+
+    def ack_many(self, received: Sequence[Received]) -> None:
+        """Delete the rows of every message at once: one statement for a batch."""
+        raws = [r.raw for r in received if isinstance(r, KombuReceived)]
+        if raws:
+            raws[0].channel.ack_many(raws)
+        for one in received:
+            if not isinstance(one, KombuReceived):
+                one.ack()
 
     def heartbeat(self) -> None:
         """Renew the held leases once a third of the lease has passed since the last time."""

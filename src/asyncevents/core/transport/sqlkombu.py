@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import timedelta
 from queue import Empty
@@ -213,6 +213,19 @@ class SqlChannel(virtual.Channel):  # type: ignore[misc]
             params = {"rid": lease[0], "n": lease[1]}
             schema.run(self._engines.settle, lambda conn: conn.execute(schema.SETTLE, params))
             self._leases.pop(delivery_tag, None)
+
+    def ack_many(self, messages: Sequence[Any]) -> None:
+        """Acknowledge kombu ``messages`` of this channel: their rows go in one statement."""
+        params = []
+        for message in messages:
+            lease = self._leases.get(message.delivery_tag)
+            if lease is not None:
+                params.append({"rid": lease[0], "n": lease[1]})
+        if params:
+            schema.run(self._engines.settle, lambda conn: conn.execute(schema.SETTLE, params))
+        for message in messages:
+            self._leases.pop(message.delivery_tag, None)
+            message.ack()  # the row is gone: only the channel's own bookkeeping is left
 
     def basic_ack(self, delivery_tag: str, multiple: bool = False) -> None:
         """Acknowledge: delete the message's row."""

@@ -17,7 +17,13 @@ from collections.abc import Callable, Sequence
 from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.messages import Message, Route
 from asyncevents.core.settings import Settings
-from asyncevents.core.transport.base import Handlers, OnDropped, OnReceived, Transport
+from asyncevents.core.transport.base import (
+    Handlers,
+    OnDropped,
+    OnReceived,
+    Received,
+    Transport,
+)
 from asyncevents.errors import TransportError
 
 __all__ = ["SyncTransport", "register_transports"]
@@ -27,6 +33,9 @@ class _Idle:
 
     def drain(self, timeout: float) -> None:
         time.sleep(timeout)
+
+    def ack_many(self, received: Sequence[Received]) -> None:
+        pass
 
     def heartbeat(self) -> None:
         pass

@@ -6,19 +6,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from asyncevents.core.clock import utcnow
 from asyncevents.core.models import Attempt, DeliveryStatus
 from asyncevents.core.store.base import StoreBase
-from asyncevents.core.store.crypto import TokenCipher
-from asyncevents.core.store.groupcommit import Kind
 from asyncevents.core.store.schema import attempts, deliveries
 from asyncevents.errors import StoreError
 
 __all__ = ["AttemptQueries", "NewAttempt"]
 
-# Many attempts in one transaction (group commit): the number of each is read
+# Many attempts in one transaction (a batch): the number of each is read
 # from its delivery's counter, just incremented in the same transaction.
 _COUNT_ATTEMPT = update(deliveries).where(deliveries.c.id == bindparam("b_id")).values(
     attempts=deliveries.c.attempts + 1, status=bindparam("b_status"),
@@ -85,16 +83,8 @@ def _record_attempts_many(conn: Connection, items: Sequence[tuple[str, NewAttemp
 class AttemptQueries(StoreBase):
     """The store's attempts."""
 
-    def __init__(self, engine: Engine, cipher: TokenCipher | None = None) -> None:
-        super().__init__(engine, cipher)
-        self._attempt_kind: Kind[tuple[str, NewAttempt], int] = Kind(
-            "attempts", _record_attempts_many, self._record_attempt_one,
-            key=lambda item: item[0])
-
     def record_attempt(self, delivery_id: str, attempt: NewAttempt) -> int:
         """Write one attempt and the delivery's new state together; return its number."""
-        if self.group is not None:
-            return self.group.write(self._attempt_kind, (delivery_id, attempt))
         return self._record_attempt_one((delivery_id, attempt))
 
     def record_attempts(self, items: Sequence[tuple[str, NewAttempt]]) -> list[int | None]:

@@ -9,7 +9,6 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from asyncevents.core.store.crypto import TokenCipher
-from asyncevents.core.store.groupcommit import GroupCommit
 from asyncevents.errors import StoreError
 
 __all__ = ["StoreBase"]
@@ -26,7 +25,6 @@ class StoreBase:
     def __init__(self, engine: Engine, cipher: TokenCipher | None = None) -> None:
         self.engine = engine
         self.cipher = cipher or TokenCipher(None)
-        self.group: GroupCommit | None = None
 
     @property
     def dialect(self) -> str:

@@ -8,15 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from asyncevents.core.clock import utcnow
 from asyncevents.core.models import Delivery, DeliveryStatus, Subscription
 from asyncevents.core.store.attempts import NewAttempt
 from asyncevents.core.store.base import StoreBase
-from asyncevents.core.store.crypto import TokenCipher
-from asyncevents.core.store.groupcommit import Kind
 from asyncevents.core.store.schema import attempts, deliveries, subscriptions
 from asyncevents.core.store.subscriptions import subscription_from_row
 from asyncevents.errors import NotFound
@@ -64,18 +62,8 @@ def delivery_from_row(row: Any) -> Delivery:
     )
 
 
-def _insert_deliveries_many(conn: Connection, items: Sequence[list[dict[str, Any]]]) -> list[None]:
-    conn.execute(insert(deliveries), [row for rows in items for row in rows])
-    return [None] * len(items)
-
-
 class DeliveryQueries(StoreBase):
     """The store's deliveries."""
-
-    def __init__(self, engine: Engine, cipher: TokenCipher | None = None) -> None:
-        super().__init__(engine, cipher)
-        self._insert_kind: Kind[list[dict[str, Any]], None] = Kind(
-            "deliveries", _insert_deliveries_many, self._insert_deliveries_one)
 
     def ensure_deliveries(
         self, *, event_id: str, event_name: str, published_at: datetime,
@@ -99,13 +87,6 @@ class DeliveryQueries(StoreBase):
         # The first time (the usual case) is one insert; a redelivered trigger
         # hits the unique (event, subscription) key and keeps the rows it finds.
         existing: dict[str, Delivery] = {}
-        if self.group is not None:
-            try:
-                self.group.write(self._insert_kind, list(rows.values()))
-            except IntegrityError:
-                pass  # a redelivered trigger: sorted out below
-            else:
-                return [delivery_from_row(rows[sid]) for sid in wanted]
         for _ in range(3):
             missing = [row for sid, row in rows.items() if sid not in existing]
             if not missing:
@@ -176,10 +157,6 @@ class DeliveryQueries(StoreBase):
             return delivery, None
         sub_row = {c.name: values[_SUB_COLUMNS[c.name]] for c in subscriptions.c}
         return delivery, subscription_from_row(sub_row, self.cipher.decrypt(sub_row["token"]))
-
-    def _insert_deliveries_one(self, rows: list[dict[str, Any]]) -> None:
-        with self.begin() as conn:
-            conn.execute(insert(deliveries), rows)
 
     def delivery_and_subscription(self, delivery_id: str) -> tuple[Delivery,
                                                                    Subscription | None]:

@@ -8,7 +8,6 @@ from asyncevents.core.store.crypto import TokenCipher
 from asyncevents.core.store.dashboard import DashboardQueries
 from asyncevents.core.store.deliveries import DeliveryQueries
 from asyncevents.core.store.engine import make_engine
-from asyncevents.core.store.groupcommit import GroupCommit
 from asyncevents.core.store.idempotency import IdempotencyQueries
 from asyncevents.core.store.metrics import MetricsQueries
 from asyncevents.core.store.search import SearchQueries
@@ -63,14 +62,6 @@ class Store(
                 migrate.upgrade(engine)
         return store
 
-    def use_group_commit(self) -> None:
-        """Write new deliveries and attempts of concurrent threads in shared transactions.
-
-        For a worker running several threads; see :mod:`.groupcommit`.
-        """
-        if self.group is None:
-            self.group = GroupCommit(self.begin)
-
     def migrate(self) -> None:
         """Create or upgrade the schema."""
         with self._errors():
@@ -78,6 +69,4 @@ class Store(
 
     def close(self) -> None:
         """Finish queued writes and release pooled connections."""
-        if self.group is not None:
-            self.group.close()
         self.engine.dispose()

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy
 import structlog
 from kombu import Connection, Queue
+from kombu.exceptions import OperationalError as KombuOperationalError
 from kombu.serialization import dumps
 from sqlalchemy import case, func, select
 from sqlalchemy.engine import URL
@@ -96,8 +97,10 @@ class SqlTransport(KombuTransport):
 
     @property
     def connection_errors(self) -> tuple[type[BaseException], ...]:
-        """The database driver's connection errors, and the socket-level ones."""
-        return (OperationalError, InterfaceError, ConnectionError, OSError)
+        """The database driver's connection errors, kombu's wrapper of them, and the
+        socket-level ones (a reconnect during an outage fails with kombu's)."""
+        return (OperationalError, InterfaceError, KombuOperationalError, ConnectionError,
+                OSError)
 
     def enqueue(self, message: Message, *, delay: float = 0.0) -> None:
         """Insert the message's row, visible ``delay`` seconds from now."""

@@ -104,13 +104,14 @@ class Deliverer:
         self.patience = 30.0
         self.lanes = SubscriptionLanes()
         self._slots: asyncio.Semaphore | None = None
+        self._shared: asyncio.Semaphore | None = None
         self._hooked = bool(plugins.hook.before_delivery.get_hookimpls()
                             or plugins.hook.after_delivery.get_hookimpls())
 
     def use_slots(self, slots: int) -> None:
         """Tell the deliverer how many deliveries its worker runs at once."""
         self.lanes.slots = slots
-        self._slots = None
+        self._slots = self._shared = None
 
     def sink(self, name: str) -> Sink:
         """The one instance of sink ``name`` this worker uses."""
@@ -160,6 +161,7 @@ class Deliverer:
         """
         if self._slots is None:
             self._slots = asyncio.Semaphore(max(1, self.lanes.slots))
+            self._shared = asyncio.Semaphore(self.lanes.shared)
         settled = await asyncio.gather(*(self._attempt(job, threads) for job in jobs))
         done = [d for d in settled if isinstance(d, _Done)]
         deferred = [(job, delay) for job, delay in
@@ -193,18 +195,32 @@ class Deliverer:
         if not subscription.active:
             return _Done(job, DeliveryResult.failed("subscription is disabled or deleted",
                                                     retryable=False), started, 0.0, request)
-        assert self._slots is not None
-        async with self._slots:
-            lane = self.lanes.enter(subscription.id)
-            if lane is None:
-                return job, self.lanes.defer_for(subscription.id)
-            started = utcnow()
-            clock = time.perf_counter()
-            try:
-                result = await self._deliver(subscription.sink, request, threads)
-            finally:
-                self.lanes.leave(subscription.id, lane)
-            duration_ms = (time.perf_counter() - clock) * 1000
+        assert self._slots is not None and self._shared is not None
+        key = subscription.id
+        # A slow subscription over its share leaves the batch at once (deferred,
+        # no attempt) rather than queue for a slot ahead of the fast ones; a new
+        # one waits for a slot of the shared part, so one slot at least stays
+        # for subscriptions known to be fast.
+        if self.lanes.must_defer(key):
+            return job, self.lanes.defer_for(key)
+        shared = None if self.lanes.is_known_fast(key) else self._shared
+        if shared is not None:
+            await shared.acquire()
+        try:
+            async with self._slots:
+                if shared is not None and self.lanes.must_defer(key):
+                    return job, self.lanes.defer_for(key)  # found slow while it waited
+                lane = self.lanes.start(key)
+                started = utcnow()
+                clock = time.perf_counter()
+                try:
+                    result = await self._deliver(subscription.sink, request, threads)
+                finally:
+                    self.lanes.leave(key, lane)
+                duration_ms = (time.perf_counter() - clock) * 1000
+        finally:
+            if shared is not None:
+                shared.release()
         return _Done(job, result, started, duration_ms, request)
 
     async def _deliver(self, sink_name: str, request: DeliveryRequest,

@@ -16,12 +16,12 @@ _DEFER_MAX = 60.0
 class SubscriptionLanes:
     """Keeps slow subscriptions from taking every delivery slot of a worker.
 
-    A subscription is fast while its recent deliveries took under a second
-    and none has been running that long (a new one too: a burst of its
-    deliveries after a restart goes out at once), and slow once one took
-    longer. Slow subscriptions together may hold all but a quarter of the
-    slots, and one slow subscription half of them. Past that a delivery is deferred
-    (back in line a moment later, no attempt recorded), so a hanging receiver
+    A subscription is fast once its recent deliveries took under a second
+    and none has been running (or waiting for a slot) that long, and slow
+    once one took longer. Slow and new subscriptions together may hold all
+    but a quarter of the slots, and one slow subscription half of them. Past
+    that a delivery is deferred (back in line a moment later, no attempt
+    recorded), so a hanging receiver
     cannot hold back the others' deliveries. With ``slots`` under 2
     (unknown, or one thread) nothing is ever deferred.
 
@@ -48,18 +48,49 @@ class SubscriptionLanes:
             return self._slow(key, time.monotonic())
 
     def _fast(self, key: str, now: float) -> bool:
-        return not self._slow(key, now)
+        return key in self._typical and not self._slow(key, now)
+
+    def _full(self, key: str, now: float) -> bool:
+        """True when a delivery of ``key`` now would pass the share of its kind."""
+        if self.slots < 2 or self._fast(key, now):
+            return False
+        held = sum(len(r) for k, r in self._running.items() if not self._fast(k, now))
+        return held >= self.slots - max(1, self.slots // 4) or (
+            self._slow(key, now) and len(self._running.get(key, ())) >= max(1, self.slots // 2))
+
+    @property
+    def shared(self) -> int:
+        """Slots that slow and new subscriptions may hold together (all but a quarter)."""
+        return self.slots - max(1, self.slots // 4) if self.slots >= 2 else max(1, self.slots)
+
+    def is_known_fast(self, key: str) -> bool:
+        """True once ``key``'s deliveries have proved quick (and none runs long now)."""
+        with self._lock:
+            return self._fast(key, time.monotonic())
+
+    def must_defer(self, key: str) -> bool:
+        """True when ``key`` is slow and its kind's share of the slots is taken.
+
+        A new subscription is never deferred here: the engine makes it wait
+        for a slot of the shared part instead (see ``shared``).
+        """
+        now = time.monotonic()
+        with self._lock:
+            return self._slow(key, now) and self._full(key, now)
+
+    def start(self, key: str) -> float:
+        """Count a delivery of ``key`` as running from now; its start time for ``leave``."""
+        now = time.monotonic()
+        with self._lock:
+            self._running.setdefault(key, []).append(now)
+        return now
 
     def enter(self, key: str) -> float | None:
         """Start a delivery for subscription ``key``: its start time, or None to defer it."""
         now = time.monotonic()
         with self._lock:
-            if self.slots >= 2 and not self._fast(key, now):
-                held = sum(len(r) for k, r in self._running.items() if not self._fast(k, now))
-                full = held >= self.slots - max(1, self.slots // 4)
-                if full or (self._slow(key, now)
-                            and len(self._running.get(key, ())) >= max(1, self.slots // 2)):
-                    return None
+            if self._full(key, now):
+                return None
             self._running.setdefault(key, []).append(now)
             return now
 

@@ -303,7 +303,10 @@ class Worker:
         while self._inbox:
             full = len(self._inbox) >= self.batch
             waited = quiet or time.monotonic() - self._inbox_since >= _GATHER
-            if not (force or ((full or waited) and self._batches < _BATCHES)):
+            # Room by messages, not batches: a batch held by a slow delivery
+            # must not keep the next events from starting.
+            room = self._in_flight - len(self._inbox) < _BATCHES * self.batch
+            if not (force or ((full or waited) and room)):
                 return
             batch, self._inbox = self._inbox[:self.batch], self._inbox[self.batch:]
             self._inbox_since = time.monotonic()

@@ -27,7 +27,7 @@ from asyncevents.api.deps import app_of
 from asyncevents.api.problems import Problem, validation_problem
 from asyncevents.api.schemas import SubscriptionCreate, SubscriptionUpdate
 from asyncevents.core.models import Subscription
-from asyncevents.core.subscriptions import SubscriptionRules
+from asyncevents.core.subscriptions import OPTIONS, SubscriptionRules
 from asyncevents.errors import AsyncEventsError, InvalidQuery, NotFound
 
 __all__ = ["POLICY_FIELDS", "SubscriptionForm", "router"]
@@ -57,14 +57,52 @@ class SubscriptionForm(BaseModel):
     base: str = Field(default="", max_length=64)
     max_backoff: str = Field(default="", max_length=64)
     jitter: str = Field(default="", max_length=64)
+    rate: str = Field(default="", max_length=64)
+    max_in_flight: str = Field(default="", max_length=64)
+    ordering_key: str = Field(default="", max_length=4096)
+    signature: str = Field(default="hmac", max_length=64)
+    headers: str = Field(default="", max_length=20000)
+    disable_after: str = Field(default="", max_length=64)
 
     @classmethod
     def of(cls, sub: Subscription) -> SubscriptionForm:
         """The form filled with a subscription's values (never its token)."""
         policy = sub.retry_policy or {}
+        shown = sub.public()["headers"]  # secret-looking values masked
         return cls(event_name=sub.event_name, sink=sub.sink, recipient=sub.recipient,
-                   filter=sub.filter or "",
+                   filter=sub.filter or "", rate=sub.rate or "",
+                   max_in_flight=str(sub.max_in_flight or ""),
+                   ordering_key=sub.ordering_key or "", signature=sub.signature,
+                   headers="\n".join(f"{k}: {v}" for k, v in shown.items()),
+                   disable_after=f"{sub.disable_after:g}" if sub.disable_after else "",
                    **{k: str(policy[k]) for k in POLICY_FIELDS if policy.get(k) is not None})
+
+    def options(self, current: Subscription | None) -> dict[str, Any]:
+        """The receiver protection options as the REST API takes them (empty: unset).
+
+        A header shown masked (``***``) keeps the value ``current`` has.
+        """
+        headers: dict[str, str] = {}
+        for line in self.headers.splitlines():
+            if not line.strip():
+                continue
+            name, colon, value = line.partition(":")
+            if not colon or not name.strip():
+                raise Problem(422, f"invalid header line {line.strip()!r}: give 'Name: value'",
+                              field="headers")
+            value = value.strip()
+            if value == "***" and current is not None and name.strip() in current.headers:
+                value = current.headers[name.strip()]
+            headers[name.strip()] = value
+        return {
+            "rate": self.rate.strip() or None,
+            "max_in_flight": _whole("max_in_flight", self.max_in_flight),
+            "ordering_key": self.ordering_key.strip() or None,
+            "signature": self.signature.strip() or None,
+            "headers": headers,
+            "disable_after": _number("disable_after", self.disable_after.strip())
+            if self.disable_after.strip() else None,
+        }
 
     def retry_policy(self, current: dict[str, Any] | None) -> dict[str, Any] | None:
         """The overrides: the form's retry fields over those of ``current`` it does not edit."""
@@ -76,6 +114,17 @@ class SubscriptionForm(BaseModel):
         return policy or None
 
 
+def _whole(name: str, raw: str) -> Any:
+    """A whole number typed in a field (empty: unset); other text goes on to the schema."""
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return raw
+
+
 def _number(name: str, raw: str) -> Any:
     """A number typed in a field, as JSON would carry it; other text goes on to the rules."""
     for kind in (int, float):
@@ -84,8 +133,9 @@ def _number(name: str, raw: str) -> Any:
         except ValueError:
             continue
         if not math.isfinite(value):
-            raise Problem(422, f"invalid retry policy field {name!r}: give a finite number",
-                          field="retry_policy")
+            field = name if name == "disable_after" else "retry_policy"
+            raise Problem(422, f"invalid {field.replace('_', ' ')} field {name!r}: give a "
+                          "finite number", field=field)
         return value
     return raw  # the rules refuse it with their own words
 
@@ -185,12 +235,14 @@ def create(request: Request, form: Annotated[SubscriptionForm, Form()]) -> Respo
         body = _checked(SubscriptionCreate, {
             "event_name": form.event_name, "recipient": form.recipient,
             "verification_token": form.token, "sink": form.sink,
-            "filter": form.filter or None, "retry_policy": form.retry_policy(None)})
+            "filter": form.filter or None, "retry_policy": form.retry_policy(None),
+            **form.options(None)})
         assert isinstance(body, SubscriptionCreate)
         saved = service.create(app_of(request), event_name=body.event_name,
                                recipient=body.recipient, token=body.verification_token,
                                sink=body.sink, filter=body.filter,
-                               retry_policy=body.retry_policy)
+                               retry_policy=body.retry_policy,
+                               **body.model_dump(include=set(OPTIONS)))
     except (Problem, AsyncEventsError) as exc:
         error, field = _refusal(exc)
         return _form_page(request, form.model_copy(update={"token": ""}), status=422,
@@ -247,6 +299,11 @@ def edit(request: Request, subscription_id: _ID,
             changes["retry_policy"] = policy
         if form.token:  # empty: keep the current token (it is never shown to be kept)
             changes["verification_token"] = form.token
+        for name, value in form.options(current).items():
+            if name == "signature":
+                value = value or "hmac"
+            if value != getattr(current, name):
+                changes[name] = value
         body = _checked(SubscriptionUpdate, changes)
         saved = service.update(app, subscription_id, body.model_dump(
             include=body.model_fields_set))

@@ -16,6 +16,7 @@ from asyncevents.api.schemas import (
     SubscriptionSaved,
     SubscriptionUpdate,
 )
+from asyncevents.core.subscriptions import OPTIONS
 
 __all__ = ["router"]
 
@@ -38,7 +39,8 @@ def create_subscription(body: SubscriptionCreate, app: AppDep) -> dict[str, Any]
     """
     saved = service.create(app, event_name=body.event_name, recipient=body.recipient,
                            token=body.verification_token, sink=body.sink, filter=body.filter,
-                           retry_policy=body.retry_policy, metadata=body.metadata)
+                           retry_policy=body.retry_policy, metadata=body.metadata,
+                           **body.model_dump(include=set(OPTIONS)))
     return saved.public()
 
 
@@ -69,9 +71,10 @@ def get_subscription(subscription_id: _ID, app: AppDep) -> dict[str, Any]:
 @router.patch("/{subscription_id}", response_model=SubscriptionSaved, dependencies=_WRITE)
 def update_subscription(subscription_id: _ID, body: SubscriptionUpdate,
                         app: AppDep) -> dict[str, Any]:
-    """Change ``active``, ``recipient``, ``filter``, ``retry_policy``, ``metadata``, or
-    rotate the ``verification_token``. Fields left out stay as they are; ``warnings``
-    as on create."""
+    """Change ``active``, ``recipient``, ``filter``, ``retry_policy``, ``metadata``, the
+    receiver protection options (``rate``, ``max_in_flight``, ``ordering_key``,
+    ``signature``, ``headers``, ``disable_after``; null unsets one), or replace the
+    ``verification_token``. Fields left out stay as they are; ``warnings`` as on create."""
     changes = body.model_dump(include=body.model_fields_set)
     return service.update(app, subscription_id, changes).public()
 

@@ -66,7 +66,33 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SubscriptionCreate(_Strict):
+HeaderMap = dict[Annotated[str, Field(max_length=128)], Annotated[str, Field(max_length=4096)]]
+"""Extra headers by name."""
+
+
+class _Protection(_Strict):
+    """The receiver protection options, checked by the core's SubscriptionRules."""
+
+    rate: str | None = Field(default=None, max_length=32, examples=["10/s", "30/m"],
+                             description="At most N deliveries a second (`N/s`) or a minute "
+                                         "(`N/m`), across every worker.")
+    max_in_flight: int | None = Field(default=None, description="At most this many "
+                                      "deliveries in flight at once, across every worker.")
+    ordering_key: str | None = Field(default=None, max_length=255,
+                                     examples=["data.customer_id"],
+                                     description="Deliveries with the same value at this "
+                                                 "payload path go one at a time, in order.")
+    signature: Literal["hmac", "ed25519"] | None = Field(
+        default=None, description="`hmac` (Standard Webhooks v1, the default) or `ed25519` "
+                                  "(v1a; receivers verify with `public_key`).")
+    headers: HeaderMap | None = Field(default=None, description="Sent with every delivery; "
+                                      "never the signature, content or connection headers.")
+    disable_after: float | None = Field(default=None, description="Hours failing without a "
+                                        "success before the subscription is disabled "
+                                        "(default: ASYNCEVENTS_DISABLE_AFTER).")
+
+
+class SubscriptionCreate(_Protection):
     """A new subscription. The verification token is write-only."""
 
     event_name: Name = Field(description="An event name or pattern (`sales.order.*`).")
@@ -82,8 +108,8 @@ class SubscriptionCreate(_Strict):
     metadata: JsonObject | None = None
 
 
-class SubscriptionUpdate(_Strict):
-    """Fields to change; those left out stay as they are."""
+class SubscriptionUpdate(_Protection):
+    """Fields to change; those left out stay as they are (an option set to null is unset)."""
 
     active: bool | None = None
     recipient: Recipient | None = None
@@ -106,6 +132,17 @@ class Subscription(BaseModel):
     filter: str | None
     retry_policy: JsonObject | None
     metadata: JsonObject
+    rate: str | None = None
+    max_in_flight: int | None = None
+    ordering_key: str | None = None
+    signature: str = "hmac"
+    public_key: str | None = Field(default=None, description="`whpk_...`: what receivers "
+                                   "verify `ed25519` signatures with.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra headers; values "
+                                    "of secret-looking ones (auth, token, key...) show `***`.")
+    disable_after: float | None = None
+    rotation_grace_until: str | None = Field(default=None, description="Until then, deliveries "
+                                          "also carry the signature of the rotated token.")
     created_at: str
     updated_at: str
 

@@ -64,15 +64,15 @@ class Saved:
 def create(app: App, *, event_name: str, recipient: str, token: str, sink: str = "http",
            filter: str | None = None, retry_policy: dict[str, Any] | None = None,
            metadata: dict[str, Any] | None = None,
-           fields: Mapping[str, str] | None = None) -> Saved:
+           fields: Mapping[str, str] | None = None, **options: Any) -> Saved:
     """Check and store a subscription; a 422 problem names the field at fault.
 
     ``fields`` renames fields in problems (the Magento route calls the
-    recipient ``recipient_url``).
+    recipient ``recipient_url``); ``options`` are ``App.subscribe``'s.
     """
     with _named(fields), collect_warnings() as found:
         sub = app.subscribe(event_name, recipient, sink=sink, token=token, filter=filter,
-                            retry_policy=retry_policy, metadata=metadata)
+                            retry_policy=retry_policy, metadata=metadata, **options)
     return Saved(sub, found)
 
 

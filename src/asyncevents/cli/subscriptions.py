@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import click
 
@@ -17,7 +18,76 @@ __all__ = ["subscribe", "subscriptions"]
 _COLUMNS = ("id", "event_name", "sink", "recipient", "active", "filter", "created_at")
 # The options of ``subscribe`` by the field they set (see core/subscriptions.py).
 _OPTIONS = {"sink": "--sink", "token": "--token", "filter": "--filter",
-            "retry_policy": "--retry-policy"}
+            "retry_policy": "--retry-policy", "recipient": "--recipient",
+            "rate": "--rate", "max_in_flight": "--max-in-flight",
+            "ordering_key": "--ordering-key", "signature": "--signature",
+            "headers": "--header", "disable_after": "--disable-after"}
+_F = TypeVar("_F", bound=Callable[..., Any])
+# Given to an option of `subscriptions update`, these words unset it.
+_UNSET = ("", "none", "off")
+
+
+def _protection_options(func: _F) -> _F:
+    """The receiver protection options, shared by ``subscribe`` and ``subscriptions update``."""
+    for option in reversed([
+        click.option("--rate", default=None, metavar="N/s|N/m",
+                     help="At most N deliveries a second (N/s) or a minute (N/m), "
+                          "across every worker."),
+        click.option("--max-in-flight", default=None, metavar="N",
+                     help="At most N deliveries in flight at once, across every worker."),
+        click.option("--ordering-key", default=None, metavar="data.PATH",
+                     help="Deliveries with the same value at PATH go one at a time, in order."),
+        click.option("--signature", default=None, type=click.Choice(["hmac", "ed25519"]),
+                     help="Standard Webhooks v1 (HMAC, the default) or v1a (Ed25519)."),
+        click.option("--header", "headers", multiple=True, metavar="'Name: value'",
+                     help="A header sent with every delivery (repeatable)."),
+        click.option("--disable-after", default=None, metavar="HOURS",
+                     help="Disable after failing this long without a success "
+                          "(default: ASYNCEVENTS_DISABLE_AFTER)."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _number(value: str, option: str, kind: type[int] | type[float]) -> int | float | None:
+    if value.strip().lower() in _UNSET:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a {'whole ' if kind is int else ''}number",
+                                 param_hint=option) from None
+
+
+def _headers(given: tuple[str, ...]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for item in given:
+        name, colon, value = item.partition(":")
+        if not colon or not name.strip():
+            raise click.BadParameter(f"{item!r} is not 'Name: value'", param_hint="--header")
+        headers[name.strip()] = value.strip()
+    return headers
+
+
+def _protection(rate: str | None, max_in_flight: str | None, ordering_key: str | None,
+                signature: str | None, headers: tuple[str, ...], disable_after: str | None,
+                *, clear_headers: bool = False) -> dict[str, Any]:
+    """The options given on the command line (those not given are left out)."""
+    given: dict[str, Any] = {}
+    if rate is not None:
+        given["rate"] = None if rate.strip().lower() in _UNSET else rate
+    if max_in_flight is not None:
+        given["max_in_flight"] = _number(max_in_flight, "--max-in-flight", int)
+    if ordering_key is not None:
+        given["ordering_key"] = (None if ordering_key.strip().lower() in _UNSET
+                                 else ordering_key)
+    if signature is not None:
+        given["signature"] = signature
+    if headers or clear_headers:
+        given["headers"] = _headers(headers)
+    if disable_after is not None:
+        given["disable_after"] = _number(disable_after, "--disable-after", float)
+    return given
 
 
 @contextmanager
@@ -40,15 +110,19 @@ def _options_named() -> Iterator[None]:
 @click.option("--filter", "filter_", default=None, help="Lucene query over the payload.")
 @click.option("--retry-policy", default=None, help='JSON, e.g. {"max_deaths": 3}.')
 @click.option("--metadata", default=None, help="JSON object kept with the subscription.")
+@_protection_options
 @json_option
 def subscribe(event: str, recipient: str, sink: str, token: str, filter_: str | None,
-              retry_policy: str | None, metadata: str | None, as_json: bool) -> None:
+              retry_policy: str | None, metadata: str | None, rate: str | None,
+              max_in_flight: str | None, ordering_key: str | None, signature: str | None,
+              headers: tuple[str, ...], disable_after: str | None, as_json: bool) -> None:
     """Subscribe RECIPIENT to EVENT (a name or a pattern such as sales.order.*)."""
     policy = parse_json_object(retry_policy, "--retry-policy")
     meta = parse_json_object(metadata, "--metadata")
+    options = _protection(rate, max_in_flight, ordering_key, signature, headers, disable_after)
     with _options_named(), collect_warnings() as found:
         sub = get_app().subscribe(event, recipient, sink=sink, token=token, filter=filter_,
-                                  retry_policy=policy, metadata=meta)
+                                  retry_policy=policy, metadata=meta, **options)
     for warning in found:  # accepted all the same: exit 0, stdout stays parseable
         click.echo(f"warning: {warning}", err=True)
     if as_json:
@@ -59,7 +133,57 @@ def subscribe(event: str, recipient: str, sink: str, token: str, filter_: str | 
 
 @click.group()
 def subscriptions() -> None:
-    """List, show, enable, disable and delete subscriptions."""
+    """List, show, change, enable, disable and delete subscriptions."""
+
+
+@subscriptions.command()
+@click.argument("subscription_id")
+@click.option("--recipient", default=None, help="Deliver somewhere else.")
+@click.option("--token", default=None, help="A new verification token (no grace period; "
+              "see rotate-token for one).")
+@click.option("--filter", "filter_", default=None, help="Lucene query over the payload "
+              "('' removes it).")
+@click.option("--retry-policy", default=None, help='JSON, e.g. {"max_deaths": 3}; '
+              "'null' returns to the global policy.")
+@click.option("--metadata", default=None, help="JSON object kept with the subscription.")
+@_protection_options
+@click.option("--no-headers", is_flag=True, help="Send no extra header any more.")
+@json_option
+def update(subscription_id: str, recipient: str | None, token: str | None,
+           filter_: str | None, retry_policy: str | None, metadata: str | None,
+           rate: str | None, max_in_flight: str | None, ordering_key: str | None,
+           signature: str | None, headers: tuple[str, ...], disable_after: str | None,
+           no_headers: bool, as_json: bool) -> None:
+    """Change a subscription: the options of subscribe; those not given stay as they are.
+
+    An option given as '' or none (--rate none, --max-in-flight none, ...) is unset;
+    --header replaces every extra header.
+    """
+    if no_headers and headers:
+        raise click.UsageError("give --header or --no-headers, not both")
+    changes = _protection(rate, max_in_flight, ordering_key, signature, headers,
+                          disable_after, clear_headers=no_headers)
+    if recipient is not None:
+        changes["recipient"] = recipient
+    if token is not None:
+        changes["token"] = token
+    if filter_ is not None:
+        changes["filter"] = filter_ or None
+    if retry_policy is not None:
+        changes["retry_policy"] = (None if retry_policy.strip() == "null"
+                                   else parse_json_object(retry_policy, "--retry-policy"))
+    if metadata is not None:
+        changes["metadata"] = parse_json_object(metadata, "--metadata")
+    if not changes:
+        raise click.UsageError("nothing to change: give at least one option (see --help)")
+    with _options_named(), collect_warnings() as found:
+        sub = get_app().update_subscription(subscription_id, **changes)
+    for warning in found:
+        click.echo(f"warning: {warning}", err=True)
+    if as_json:
+        print_json(sub.public())
+    else:
+        console.print(f"subscription {sub.id} updated")
 
 
 @subscriptions.command("list")

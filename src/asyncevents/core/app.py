@@ -154,21 +154,29 @@ class App:
     def subscribe(self, event_name: str, recipient: str, *, sink: str = "http",
                   token: str, filter: str | None = None,
                   retry_policy: dict[str, Any] | None = None,
-                  metadata: dict[str, Any] | None = None) -> Subscription:
-        """Check and store a new subscription (see :mod:`.subscriptions` for the rules)."""
+                  metadata: dict[str, Any] | None = None,
+                  **options: Any) -> Subscription:
+        """Check and store a new subscription (see :mod:`.subscriptions` for the rules).
+
+        ``options``: ``rate`` (``"10/s"``, ``"30/m"``), ``max_in_flight``,
+        ``ordering_key`` (``"data.customer_id"``), ``signature`` (``"hmac"`` or
+        ``"ed25519"``), ``headers`` (a dict), ``disable_after`` (hours).
+        """
         rules = SubscriptionRules(self.settings, self.catalog, self.plugins)
-        rules.check_create(event_name=event_name, sink=sink, recipient=recipient, token=token,
-                           filter=filter, retry_policy=retry_policy)
+        checked = rules.check_create(event_name=event_name, sink=sink, recipient=recipient,
+                                     token=token, filter=filter, retry_policy=retry_policy,
+                                     options=options)
         return self.store.create_subscription(
             event_name=event_name, sink=sink, recipient=recipient, token=token,
-            filter=filter, retry_policy=retry_policy, metadata=metadata,
+            filter=filter, retry_policy=retry_policy, metadata=metadata, options=checked,
         )
 
     def update_subscription(self, subscription_id: str, **changes: Any) -> Subscription:
         """Check and apply ``changes`` to a subscription, with the rules creation follows.
 
         Changeable: ``active``, ``recipient``, ``token``, ``filter``,
-        ``retry_policy``, ``metadata``; fields left out stay as they are.
+        ``retry_policy``, ``metadata`` and the options of :meth:`subscribe`
+        (``None`` unsets one); fields left out stay as they are.
         """
         current = self.store.get_subscription(subscription_id)
         rules = SubscriptionRules(self.settings, self.catalog, self.plugins)

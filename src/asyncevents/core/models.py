@@ -6,9 +6,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-__all__ = ["Attempt", "Delivery", "DeliveryStatus", "Subscription"]
+__all__ = ["SENSITIVE_HEADER_WORDS", "Attempt", "Delivery", "DeliveryStatus", "Signature",
+           "Subscription"]
 
 DeliveryStatus = Literal["pending", "retrying", "delivered", "dead"]
+Signature = Literal["hmac", "ed25519"]
+
+SENSITIVE_HEADER_WORDS = ("auth", "token", "key", "secret", "password", "cookie", "session",
+                          "signature", "credential")
+"""A header whose name contains one of these is shown as ``***`` (its value is a secret)."""
+
+
+def _shown_headers(headers: dict[str, str]) -> dict[str, str]:
+    return {name: "***" if any(w in name.lower() for w in SENSITIVE_HEADER_WORDS) else value
+            for name, value in headers.items()}
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -30,9 +41,35 @@ class Subscription:
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    #: Deliveries at most per second (``10/s``) or per minute (``30/m``), across workers.
+    rate: str | None = None
+    #: Deliveries in flight at most, across every worker.
+    max_in_flight: int | None = None
+    #: A ``data.`` path: deliveries with the same value go out one at a time, in order.
+    ordering_key: str | None = None
+    signature: Signature = "hmac"
+    #: Sent with every delivery (never overriding the signature or content headers).
+    headers: dict[str, str] = field(default_factory=dict)
+    #: Hours failing without a success before the subscription is disabled (None: setting).
+    disable_after: float | None = None
+    #: ``whpk_...``: what receivers verify ``ed25519`` signatures with.
+    public_key: str | None = None
+    #: ``whsk_...``: the Ed25519 private key (never shown).
+    signing_key: str = field(default="", repr=False)
+    #: The token replaced by a rotation, still signing until ``previous_token_until``.
+    previous_token: str = field(default="", repr=False)
+    previous_token_until: datetime | None = None
+
+    @property
+    def rate_per_second(self) -> float | None:
+        """The rate limit in deliveries per second (None: no limit)."""
+        if not self.rate:
+            return None
+        number, _, unit = self.rate.partition("/")
+        return float(number) / (60.0 if unit == "m" else 1.0)
 
     def public(self) -> dict[str, Any]:
-        """Every field but the verification token, JSON-ready."""
+        """Every field but the secrets (tokens, private key, secret header values), JSON-ready."""
         return {
             "id": self.id,
             "event_name": self.event_name,
@@ -42,6 +79,14 @@ class Subscription:
             "filter": self.filter,
             "retry_policy": self.retry_policy,
             "metadata": self.metadata,
+            "rate": self.rate,
+            "max_in_flight": self.max_in_flight,
+            "ordering_key": self.ordering_key,
+            "signature": self.signature,
+            "public_key": self.public_key,
+            "headers": _shown_headers(self.headers),
+            "disable_after": self.disable_after,
+            "rotation_grace_until": _iso(self.previous_token_until),
             "created_at": _iso(self.created_at),
             "updated_at": _iso(self.updated_at),
         }

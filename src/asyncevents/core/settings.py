@@ -111,6 +111,11 @@ class Settings(BaseSettings):
 
     http_connect_timeout: float = Field(default=5.0, gt=0)
     http_timeout: float = Field(default=30.0, gt=0)
+    # An egress proxy for the http sink (http://host:port): installations that must
+    # leave through a fixed address. The recipient's own address is still checked.
+    http_proxy: str | None = Field(default=None, pattern=r"^(|https?://\S+)$")
+    # Hours a subscription may fail without a single success before it is disabled.
+    disable_after: float = Field(default=120.0, gt=0)
     response_excerpt_bytes: int = Field(default=1024, ge=0)
     max_payload_bytes: int = Field(default=1_000_000, gt=0)
     event_source: str = "asyncevents"

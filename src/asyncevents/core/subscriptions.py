@@ -15,6 +15,14 @@ asyncevents' own errors with ``field`` set to the input at fault:
 ``filter``          ``InvalidQuery``: not a valid Lucene filter
 ``retry_policy``    ``ConfigError``: an unknown or invalid override
 ``active``          ``ConfigError``: neither true nor false
+``rate``            ``ConfigError``: not ``N/s`` or ``N/m`` with N > 0
+``max_in_flight``   ``ConfigError``: not a whole number >= 1
+``ordering_key``    ``ConfigError``: not a ``data.`` path
+``signature``       ``ConfigError``: neither ``hmac`` nor ``ed25519``
+``headers``         ``ConfigError``: a name that is not an HTTP token, a value with a
+                    line break, or a header asyncevents sets itself (signature,
+                    content, hop-by-hop)
+``disable_after``   ``ConfigError``: not a number of hours > 0
 ==================  ============================================================
 
 A recipient the sink cannot check yet (``UnverifiedRecipient``: an http
@@ -27,6 +35,8 @@ as ``RecipientWarning`` with :func:`warnings.warn`.
 
 from __future__ import annotations
 
+import math
+import re
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -52,10 +62,25 @@ from asyncevents.errors import (
     UnverifiedRecipient,
 )
 
-__all__ = ["CHANGEABLE", "SubscriptionRules", "collect_warnings"]
+__all__ = ["CHANGEABLE", "OPTIONS", "RESERVED_HEADERS", "SubscriptionRules", "collect_warnings"]
 
-CHANGEABLE = ("active", "recipient", "token", "filter", "retry_policy", "metadata")
+OPTIONS = ("rate", "max_in_flight", "ordering_key", "signature", "headers", "disable_after")
+"""The receiver protection options, kept together in the subscription's ``options``."""
+
+CHANGEABLE = ("active", "recipient", "token", "filter", "retry_policy", "metadata", *OPTIONS)
 """The fields an update may change, in the order they are checked."""
+
+RESERVED_HEADERS = frozenset({
+    "webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length",
+    "content-encoding", "transfer-encoding", "host", "connection", "keep-alive", "te",
+    "trailer", "upgrade", "accept-encoding", "proxy-authorization", "proxy-connection",
+})
+"""Headers asyncevents sets itself: a subscription's ``headers`` may not name them."""
+
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([sm])\s*$")
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
+_DATA_PATH = re.compile(r"^data(\.[A-Za-z0-9_-]+)+$")
+_MAX_HEADERS = 20
 
 
 # The list that warnings go to in this context (a request, a CLI command), if any.
@@ -111,8 +136,12 @@ class SubscriptionRules:
 
     def check_create(self, *, event_name: str, sink: str, recipient: str, token: str,
                      filter: str | None = None,
-                     retry_policy: dict[str, Any] | None = None) -> None:
-        """Raise the first error a new subscription with these fields would meet."""
+                     retry_policy: dict[str, Any] | None = None,
+                     options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Raise the first error a new subscription with these fields would meet.
+
+        Return the receiver protection ``options`` to store (see :meth:`check_options`).
+        """
         if sink == PYTHON_SINK:
             # Its recipient is an import path the worker would call: never taken from input.
             raise ConfigError("python subscriptions are made from code, not created here: "
@@ -122,9 +151,11 @@ class SubscriptionRules:
         self.check_token(token)
         self.check_filter(filter)
         self.check_retry_policy(retry_policy)
+        checked = self.check_options(options or {})
         with _field("event_name", UnknownEvent):
             self.catalog.check_subscribe(event_name)
         self.check_recipient(sink, recipient)
+        return checked
 
     def check_update(self, current: Subscription, changes: Mapping[str, Any]) -> dict[str, Any]:
         """Check ``changes`` to ``current``; return the values to store.
@@ -166,7 +197,89 @@ class SubscriptionRules:
             values["retry_policy"] = changes["retry_policy"]
         if "metadata" in changes:
             values["metadata"] = changes["metadata"] or {}
+        changed = {name: changes[name] for name in OPTIONS if name in changes}
+        if changed:
+            current_options = {name: getattr(current, name) for name in OPTIONS}
+            values["options"] = self.check_options({**current_options, **changed})
+            if current.public_key:
+                values["options"]["public_key"] = current.public_key
         return values
+
+    def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Check the receiver protection options; return them as stored (unset ones left out).
+
+        ``None`` (or an empty value) unsets an option.
+        """
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise ConfigError(f"unknown option {unknown[0]!r}; the options are: "
+                              f"{', '.join(OPTIONS)}", field=unknown[0])
+        checked: dict[str, Any] = {}
+        rate = options.get("rate")
+        if rate not in (None, ""):
+            checked["rate"] = self.check_rate(rate)
+        limit = options.get("max_in_flight")
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise ConfigError("max_in_flight must be a whole number of 1 or more",
+                                  field="max_in_flight")
+            checked["max_in_flight"] = limit
+        key = options.get("ordering_key")
+        if key not in (None, ""):
+            if not isinstance(key, str) or not _DATA_PATH.match(key):
+                raise ConfigError("ordering_key must be a path into the payload such as "
+                                  "data.customer_id", field="ordering_key")
+            checked["ordering_key"] = key
+        signature = options.get("signature") or "hmac"
+        if signature not in ("hmac", "ed25519"):
+            raise ConfigError("signature must be hmac or ed25519", field="signature")
+        if signature != "hmac":
+            checked["signature"] = signature
+        headers = self.check_headers(options.get("headers") or {})
+        if headers:
+            checked["headers"] = headers
+        hours = options.get("disable_after")
+        if hours is not None:
+            if (isinstance(hours, bool) or not isinstance(hours, int | float)
+                    or not math.isfinite(hours) or hours <= 0):
+                raise ConfigError("disable_after must be a number of hours above 0",
+                                  field="disable_after")
+            checked["disable_after"] = hours
+        return checked
+
+    def check_rate(self, rate: Any) -> str:
+        """``N/s`` or ``N/m`` (N > 0), normalised (``10 / s`` is ``10/s``)."""
+        found = _RATE.match(rate) if isinstance(rate, str) else None
+        if found is None or float(found.group(1)) <= 0:
+            raise ConfigError(f"invalid rate {rate!r}: give N/s or N/m with N above 0, "
+                              "e.g. 10/s or 30/m", field="rate")
+        return f"{found.group(1)}/{found.group(2)}"
+
+    def check_headers(self, headers: Any) -> dict[str, str]:
+        """Extra headers: HTTP token names, one-line values, none that asyncevents sets."""
+        if not isinstance(headers, Mapping):
+            raise ConfigError("headers must be an object of names and values", field="headers")
+        if len(headers) > _MAX_HEADERS:
+            raise ConfigError(f"at most {_MAX_HEADERS} headers", field="headers")
+        checked: dict[str, str] = {}
+        seen: set[str] = set()
+        for name, value in headers.items():
+            if not isinstance(name, str) or not _HEADER_NAME.match(name):
+                raise ConfigError(f"invalid header name {name!r}: letters, digits and "
+                                  "!#$%&'*+.^_`|~- only", field="headers")
+            lowered = name.lower()
+            if lowered in RESERVED_HEADERS or lowered.startswith("webhook-"):
+                raise ConfigError(f"header {name!r} is set by asyncevents itself (signature, "
+                                  "content or connection) and cannot be overridden",
+                                  field="headers")
+            if lowered in seen:
+                raise ConfigError(f"header {name!r} is given twice", field="headers")
+            if not isinstance(value, str) or any(c in value for c in "\r\n\x00"):
+                raise ConfigError(f"header {name!r}: the value must be one line of text",
+                                  field="headers")
+            seen.add(lowered)
+            checked[name] = value.strip()
+        return checked
 
     def check_token(self, token: str) -> None:
         """The verification token must make a signing key, and not be blank."""

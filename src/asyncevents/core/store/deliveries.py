@@ -156,7 +156,8 @@ class DeliveryQueries(StoreBase):
         if values[_SUB_ID] is None:
             return delivery, None
         sub_row = {c.name: values[_SUB_COLUMNS[c.name]] for c in subscriptions.c}
-        return delivery, subscription_from_row(sub_row, self.cipher.decrypt(sub_row["token"]))
+        return delivery, subscription_from_row(sub_row, self.cipher.decrypt(sub_row["token"]),
+                                               self.cipher)
 
     def delivery_and_subscription(self, delivery_id: str) -> tuple[Delivery,
                                                                    Subscription | None]:

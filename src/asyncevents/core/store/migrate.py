@@ -30,9 +30,13 @@ def upgrade(engine: Engine) -> None:
 
 
 def has_schema(engine: Engine) -> bool:
-    """True when every table the code needs exists."""
+    """True when every table the code needs exists, or Alembic has versioned the schema.
+
+    A versioned schema missing tables of later revisions is one to upgrade
+    (:func:`is_behind`), not one to create.
+    """
     existing = set(inspect(engine).get_table_names())
-    return set(metadata.tables) <= existing
+    return VERSION_TABLE in existing or set(metadata.tables) <= existing
 
 
 @lru_cache(maxsize=1)

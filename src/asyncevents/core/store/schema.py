@@ -30,9 +30,11 @@ __all__ = [
     "attempts",
     "deliveries",
     "idempotency_keys",
+    "in_flight",
     "metadata",
     "only_elsewhere",
     "schedule",
+    "subscription_health",
     "subscriptions",
     "workers",
 ]
@@ -96,6 +98,14 @@ subscriptions = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("deleted_at", UTCDateTime, nullable=True),
+    # Receiver protection (migration 0006): rate, max_in_flight, ordering_key, signature,
+    # headers, disable_after, public_key, as one JSON object.
+    Column("options", Json, nullable=True),
+    # Encrypted like the token: the Ed25519 private key, and the token a rotation
+    # replaced, which still signs until previous_token_until.
+    Column("signing_key", Text, nullable=True),
+    Column("previous_token", Text, nullable=True),
+    Column("previous_token_until", UTCDateTime, nullable=True),
     Index(None, "active"),
 )
 
@@ -115,11 +125,14 @@ deliveries = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("next_attempt_at", UTCDateTime, nullable=True),
+    # The value of the subscription's ordering key in the payload (migration 0006).
+    Column("ordering_key", String(255), nullable=True),
     UniqueConstraint("event_id", "subscription_id"),
     Index(None, "status"),
     Index(None, "event_name"),
     Index(None, "subscription_id"),
     Index(None, "created_at"),
+    Index(None, "subscription_id", "ordering_key"),
     # Exact `data.` search terms (`payload @? jsonpath`), PostgreSQL only: migration 0004.
     Index("ix_asyncevents_delivery_payload", "payload", postgresql_using="gin",
           postgresql_ops={"payload": "jsonb_path_ops"}).ddl_if(dialect="postgresql"),
@@ -194,6 +207,41 @@ workers = Table(
     # Set by `asyncevents stop-workers`: the worker finishes what it holds and exits.
     Column("stop_requested_at", UTCDateTime, nullable=True),
     Index(None, "heartbeat_at"),
+)
+
+
+subscription_health = Table(
+    "asyncevents_subscription_health",
+    metadata,
+    # One row per subscription, shared by every worker: its circuit and its rate limit.
+    Column("subscription_id", String(36), primary_key=True),
+    Column("state", String(16), nullable=False, default="closed"),
+    Column("opened_at", UTCDateTime, nullable=True),
+    # While set and in the future, one probe is out and no other delivery goes.
+    Column("probe_until", UTCDateTime, nullable=True),
+    Column("window_started_at", UTCDateTime, nullable=True),
+    Column("window_attempts", Integer, nullable=False, default=0),
+    Column("window_failures", Integer, nullable=False, default=0),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+    Column("last_error_at", UTCDateTime, nullable=True),
+    Column("last_success_at", UTCDateTime, nullable=True),
+    Column("failing_since", UTCDateTime, nullable=True),
+    # The token bucket of the rate limit.
+    Column("tokens", Float, nullable=True),
+    Column("tokens_at", UTCDateTime, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+in_flight = Table(
+    "asyncevents_in_flight",
+    metadata,
+    # A delivery being attempted, for max_in_flight across workers; a crashed
+    # worker's rows stop counting when their lease ends.
+    Column("delivery_id", String(36), primary_key=True),
+    Column("subscription_id", String(36), nullable=False),
+    Column("lease_until", UTCDateTime, nullable=False),
+    Index(None, "subscription_id"),
 )
 
 

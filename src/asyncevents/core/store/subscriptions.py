@@ -21,14 +21,29 @@ __all__ = ["SubscriptionQueries", "subscription_from_row"]
 _SUBSCRIPTIONS_VERSION = select(func.count(), func.max(subscriptions.c.updated_at))
 
 
-def subscription_from_row(row: Any, token: str) -> Subscription:
-    """A ``Subscription`` from a row of the subscriptions table, with its plain ``token``."""
+def subscription_from_row(row: Any, token: str,
+                          cipher: TokenCipher | None = None) -> Subscription:
+    """A ``Subscription`` from a row of the subscriptions table, with its plain ``token``.
+
+    With ``cipher``, the other secrets (the Ed25519 private key, a rotated
+    token in its grace) are decrypted too; without it they are left empty.
+    """
+    options = row.get("options") or {}
+    secret = cipher.decrypt if cipher is not None else (lambda stored: "")
     return Subscription(
         id=row["id"], event_name=row["event_name"], sink=row["sink"],
         recipient=row["recipient"], token=token, active=bool(row["active"]),
         filter=row["filter"], retry_policy=row["retry_policy"],
         metadata=row["metadata"] or {}, created_at=row["created_at"],
         updated_at=row["updated_at"],
+        rate=options.get("rate"), max_in_flight=options.get("max_in_flight"),
+        ordering_key=options.get("ordering_key"),
+        signature=options.get("signature") or "hmac",
+        headers=dict(options.get("headers") or {}),
+        disable_after=options.get("disable_after"), public_key=options.get("public_key"),
+        signing_key=secret(row.get("signing_key") or ""),
+        previous_token=secret(row.get("previous_token") or ""),
+        previous_token_until=row.get("previous_token_until"),
     )
 
 
@@ -43,8 +58,13 @@ class SubscriptionQueries(StoreBase):
         self, *, event_name: str, sink: str, recipient: str, token: str,
         filter: str | None = None, retry_policy: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None, active: bool = True,
+        options: dict[str, Any] | None = None, signing_key: str = "",
     ) -> Subscription:
-        """Insert a subscription and return it."""
+        """Insert a subscription and return it.
+
+        ``options``: the receiver protection options (see ``Subscription``);
+        ``signing_key``: the Ed25519 private key, stored encrypted.
+        """
         now = utcnow()
         values = {
             "id": str(uuid.uuid4()), "event_name": event_name, "sink": sink,
@@ -52,13 +72,16 @@ class SubscriptionQueries(StoreBase):
             "filter": filter,
             "retry_policy": retry_policy, "metadata": metadata or {},
             "created_at": now, "updated_at": now, "deleted_at": None,
+            "options": options or None,
+            "signing_key": self.cipher.encrypt(signing_key) if signing_key else None,
+            "previous_token": None, "previous_token_until": None,
         }
         with self.begin() as conn:
             conn.execute(insert(subscriptions).values(**values))
         return self._subscription(values)
 
     def _subscription(self, row: Any) -> Subscription:
-        return subscription_from_row(row, self.cipher.decrypt(row["token"]))
+        return subscription_from_row(row, self.cipher.decrypt(row["token"]), self.cipher)
 
     def get_subscription(self, subscription_id: str, *, deleted: bool = False) -> Subscription:
         """The subscription with this id, or ``NotFound``."""
@@ -120,10 +143,14 @@ class SubscriptionQueries(StoreBase):
         return int(count), str(latest)
 
     def update_subscription(self, subscription_id: str, **values: Any) -> Subscription:
-        """Change fields of a subscription (``active``, ``recipient``, ``token``...)."""
+        """Change fields of a subscription (``active``, ``recipient``, ``token``...).
+
+        The secrets (``token``, ``signing_key``, ``previous_token``) are encrypted here.
+        """
         values["updated_at"] = utcnow()
-        if "token" in values:
-            values["token"] = self.cipher.encrypt(values["token"])
+        for name in ("token", "signing_key", "previous_token"):
+            if values.get(name):
+                values[name] = self.cipher.encrypt(values[name])
         with self.begin() as conn:
             result = conn.execute(
                 update(subscriptions)
@@ -144,7 +171,8 @@ class SubscriptionQueries(StoreBase):
             result = conn.execute(
                 update(subscriptions)
                 .where(subscriptions.c.id == subscription_id, subscriptions.c.deleted_at.is_(None))
-                .values(active=False, deleted_at=now, updated_at=now, token="")
+                .values(active=False, deleted_at=now, updated_at=now, token="",
+                        signing_key=None, previous_token=None, previous_token_until=None)
             )
         if result.rowcount == 0:
             raise NotFound(f"no subscription with id {subscription_id!r}")

@@ -8,6 +8,9 @@ cover every worker, wherever it runs, and survive restarts:
   started in the last ``window`` (24 h by default);
 - ``asyncevents_queue_messages{queue}``: messages ready in each queue;
 - ``asyncevents_scheduled_retries``: retries waiting in the database schedule.
+
+With OpenTelemetry metrics configured (``OTEL_*``, see :mod:`asyncevents.core.otel`)
+the same families are also exported through OTLP by the process that serves them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from asyncevents.core import otel
 from asyncevents.core.app import App
 from asyncevents.core.clock import utcnow
 
@@ -87,7 +91,9 @@ def _le(bound: float) -> str:
 def metrics_registry(app: App) -> CollectorRegistry:
     """A registry of its own for ``app`` (several apps in one process do not mix)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(app))
+    collector = StoreCollector(app)
+    registry.register(collector)
+    otel.export_metrics(collector.collect)  # the same families over OTLP, when configured
     return registry
 
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
+from asyncevents.core import otel
 from asyncevents.core.catalog import Catalog
 from asyncevents.core.clock import utcnow
 from asyncevents.core.deliver import Deliverer
@@ -45,12 +46,17 @@ class App:
             settings = settings.model_copy(update=overrides)
         self.settings = settings
         self._plugins = plugins
+        otel.configure()  # OpenTelemetry, when the OTEL_* variables ask for it (once)
 
     @cached_property
     def plugins(self) -> Plugins:
         """The plugin manager with every enabled entry point loaded."""
         if self._plugins is None:
             self._plugins = Plugins.load(disabled=self.settings.disable_plugins)
+        tracing = otel.tracing
+        if tracing is not None and not self._plugins.manager.is_registered(tracing.plugin):
+            # The attempt spans, from the delivery hooks (core/otel/tracing.py).
+            self._plugins.manager.register(tracing.plugin, name="asyncevents.core.otel")
         return self._plugins
 
     @cached_property
@@ -135,9 +141,9 @@ class App:
         """
         if connection is None:
             return self.publisher.publish(name, data, delay=delay)
-        message = self.publisher.message(name, data)
-        self.outbox.write(connection, [message], delay=delay)
-        return message.event_id
+        messages = otel.publish([self.publisher.message(name, data)],
+                                lambda ms: self.outbox.write(connection, ms, delay=delay))
+        return messages[0].event_id
 
     def publish_many(self, events: Iterable[tuple[str, Any]], *,
                      connection: Transactional | None = None) -> list[str]:
@@ -147,8 +153,8 @@ class App:
         """
         if connection is None:
             return self.publisher.publish_many(events)
-        messages = [self.publisher.message(name, data) for name, data in events]
-        self.outbox.write(connection, messages)
+        messages = otel.publish([self.publisher.message(name, data) for name, data in events],
+                                lambda ms: self.outbox.write(connection, ms))
         return [message.event_id for message in messages]
 
     def subscribe(self, event_name: str, recipient: str, *, sink: str = "http",

@@ -127,12 +127,16 @@ class Dispatcher:
             # that already ran or waits for its retry.
             pending = [d for d in deliveries if d.status == "pending"]
             now: list[Job] = []
+            # Each copy carries the event's trace context (see core/otel), if any.
+            trace, state = message.traceparent, message.tracestate
             for delivery in pending:
                 if len(now) < inline and not self.lanes.is_slow(delivery.subscription_id):
-                    now.append(Job(DeliverMessage(delivery.id), delivery,
+                    now.append(Job(DeliverMessage(delivery.id, traceparent=trace,
+                                                  tracestate=state), delivery,
                                    subs[delivery.subscription_id]))
                 else:
-                    queued.append(DeliverMessage(delivery.id))
+                    queued.append(DeliverMessage(delivery.id, traceparent=trace,
+                                                 tracestate=state))
             jobs.append(now)
             log.info("event dispatched", event_id=message.event_id, event_name=message.name,
                      deliveries=len(deliveries), sent=len(pending))

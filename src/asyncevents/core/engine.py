@@ -24,6 +24,7 @@ from typing import ParamSpec, TypeVar
 
 import structlog
 
+from asyncevents.core import otel
 from asyncevents.core.deliver import Deliverer, Job
 from asyncevents.core.dispatch import Dispatcher
 from asyncevents.core.messages import DeliverMessage, Message, TriggerMessage
@@ -153,6 +154,8 @@ class Engine:
         if delivers:
             await self._load(delivers, outcomes, jobs, strict)
         if jobs:
+            if otel.tracing is not None:  # the attempt spans' parents (the delivery hooks)
+                otel.tracing.expect(j for _, j in jobs)
             try:
                 recorded = await self.deliverer.attempt_many([j for _, j in jobs],
                                                              self.threads)
@@ -172,9 +175,14 @@ class Engine:
                         outcomes: list[Outcome], jobs: list[tuple[int, Job]],
                         strict: bool) -> None:
         messages = [m for _, m in triggers]
+        # With tracing on, a span per event; the messages dispatched carry its context.
+        traced = otel.tracing.dispatching(messages) if otel.tracing is not None else None
         try:
-            found = await self.threads.io(self.dispatcher.handle_many, messages, self.inline)
+            found = await self.threads.io(self.dispatcher.handle_many,
+                                          traced.messages if traced else messages, self.inline)
         except Exception as exc:
+            if traced is not None:
+                traced.end(exc)
             if strict:
                 raise
             if len(triggers) == 1:
@@ -186,6 +194,8 @@ class Engine:
             for pair in triggers:
                 await self._dispatch([pair], outcomes, jobs, strict)
             return
+        if traced is not None:
+            traced.end()
         for (i, _), now in zip(triggers, found, strict=True):
             jobs.extend((i, job) for job in now)
 

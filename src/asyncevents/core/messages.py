@@ -9,6 +9,10 @@ The wire format is a JSON object per route::
 
     trigger  {"event_id", "name", "data", "published_at", "deaths"}
     deliver  {"delivery_id", "deaths", "replay"}
+
+Either may also carry the W3C trace context of the span that sent it
+(``traceparent``, ``tracestate``: see :mod:`asyncevents.core.otel`), left out
+of the body when there is none, so workers of either version read both.
 """
 
 from __future__ import annotations
@@ -47,13 +51,18 @@ class TriggerMessage:
     data: dict[str, Any]
     published_at: datetime
     deaths: int = 0
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     route: ClassVar[Route] = "trigger"
 
     def body(self) -> dict[str, Any]:
         """The JSON object sent on the wire."""
-        return {"event_id": self.event_id, "name": self.name, "data": self.data,
-                "published_at": self.published_at.isoformat(), "deaths": self.deaths}
+        body: dict[str, Any] = {"event_id": self.event_id, "name": self.name,
+                                "data": self.data,
+                                "published_at": self.published_at.isoformat(),
+                                "deaths": self.deaths}
+        return _with_trace(body, self.traceparent, self.tracestate)
 
     def died(self) -> TriggerMessage:
         """This message after one more failure."""
@@ -67,12 +76,16 @@ class DeliverMessage:
     delivery_id: str
     deaths: int = 0
     replay: bool = False
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     route: ClassVar[Route] = "deliver"
 
     def body(self) -> dict[str, Any]:
         """The JSON object sent on the wire."""
-        return {"delivery_id": self.delivery_id, "deaths": self.deaths, "replay": self.replay}
+        body: dict[str, Any] = {"delivery_id": self.delivery_id, "deaths": self.deaths,
+                                "replay": self.replay}
+        return _with_trace(body, self.traceparent, self.tracestate)
 
     def with_deaths(self, deaths: int) -> DeliverMessage:
         """This message carrying ``deaths`` failures."""
@@ -91,6 +104,22 @@ def as_route(name: str) -> Route:
     raise MalformedMessage(f"unknown route {name!r}")
 
 
+def _with_trace(body: dict[str, Any], traceparent: str | None,
+                tracestate: str | None) -> dict[str, Any]:
+    if traceparent is not None:
+        body["traceparent"] = traceparent
+        if tracestate:
+            body["tracestate"] = tracestate
+    return body
+
+
+def _trace(body: dict[str, Any], key: str) -> str | None:
+    # The trace context is advice: a wrong one is ignored, never a reason to
+    # drop the event (the tracer checks the format when it reads it).
+    value = body.get(key)
+    return value if isinstance(value, str) and len(value) <= 512 else None
+
+
 def _field(body: dict[str, Any], key: str, kind: type) -> Any:
     value = body.get(key)
     # bool is an int subclass: a "deaths": true is as wrong as a string.
@@ -106,7 +135,8 @@ def decode(route: Route, body: Any) -> Message:
     if route == "deliver":
         replay = body.get("replay", False)
         return DeliverMessage(_field(body, "delivery_id", str), _field(body, "deaths", int),
-                              replay if isinstance(replay, bool) else False)
+                              replay if isinstance(replay, bool) else False,
+                              _trace(body, "traceparent"), _trace(body, "tracestate"))
     published = _field(body, "published_at", str)
     try:
         published_at = datetime.fromisoformat(published)
@@ -114,4 +144,5 @@ def decode(route: Route, body: Any) -> Message:
         raise MalformedMessage("field 'published_at' is not an ISO 8601 time") from None
     return TriggerMessage(_field(body, "event_id", str), _field(body, "name", str),
                           _field(body, "data", dict), published_at,
-                          _field(body, "deaths", int))
+                          _field(body, "deaths", int), _trace(body, "traceparent"),
+                          _trace(body, "tracestate"))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from asyncevents.core import otel
 from asyncevents.core.catalog import Catalog
 from asyncevents.core.clock import utcnow
 from asyncevents.core.messages import TriggerMessage
@@ -68,7 +69,8 @@ class Publisher:
             payload = check_payload(data, self.settings.max_payload_bytes)
             self.catalog.check_data(name, payload)
             messages.append(TriggerMessage(str(uuid.uuid4()), name, payload, now))
-        self.transport.enqueue_many(messages)
+        # A producer span per event when tracing is on (core/otel); else just the send.
+        otel.publish(messages, self.transport.enqueue_many)
         return [message.event_id for message in messages]
 
     def publish(self, name: str, data: Any, *, delay: float | None = None) -> str:
@@ -79,8 +81,13 @@ class Publisher:
         if delay is not None and delay < 0:
             raise InvalidPayload(f"delay must be zero or more seconds, not {delay}")
         message = TriggerMessage(str(uuid.uuid4()), name, payload, utcnow())
-        if delay:
-            self.retries().schedule(message, delay)
-        else:
-            self.transport.enqueue(message)
+
+        def send(messages: Sequence[TriggerMessage]) -> None:
+            if delay:
+                self.retries().schedule(messages[0], delay)
+            else:
+                self.transport.enqueue(messages[0])
+
+        # A producer span around the send when tracing is on (core/otel).
+        otel.publish([message], send)
         return message.event_id

@@ -71,6 +71,14 @@ def _exception_result(exc: BaseException) -> DeliveryResult:
     return DeliveryResult.failed(f"{type(exc).__name__}: {exc}", retryable=True)
 
 
+def _in_grace(subscription: Subscription, now: datetime) -> str:
+    """The rotated token while its grace lasts (it signs too), else nothing."""
+    until = subscription.previous_token_until
+    if subscription.previous_token and until is not None and now < until:
+        return subscription.previous_token
+    return ""
+
+
 def call_sink(sink: Sink, request: DeliveryRequest) -> DeliveryResult:
     """``sink.deliver(request)``, with what it raises turned into a result."""
     try:
@@ -190,7 +198,9 @@ class Deliverer:
             recipient=subscription.recipient, token=subscription.token,
             payload=delivery.payload, published_at=delivery.published_at,
             attempt=delivery.attempts + 1, source=self.settings.event_source,
-            metadata=subscription.metadata,
+            metadata=subscription.metadata, headers=subscription.headers,
+            signature=subscription.signature, signing_key=subscription.signing_key,
+            previous_token=_in_grace(subscription, started),
         )
         if not subscription.active:
             return _Done(job, DeliveryResult.failed("subscription is disabled or deleted",

@@ -37,12 +37,14 @@ if TYPE_CHECKING:
     from asyncevents.core.settings import Settings
 
 __all__ = [
+    "RESERVED_HEADERS",
     "SECRET_PREFIX",
     "DeliveryRequest",
     "DeliveryResult",
     "Sink",
     "SinkFactory",
     "cloudevent",
+    "is_reserved_header",
     "sign",
     "signing_key",
 ]
@@ -63,6 +65,14 @@ class DeliveryRequest:
     attempt: int = 1
     source: str = "asyncevents"
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: The subscription's extra headers (never one of :data:`RESERVED_HEADERS`).
+    headers: dict[str, str] = field(default_factory=dict)
+    #: ``hmac`` (Standard Webhooks ``v1``) or ``ed25519`` (``v1a``, with ``signing_key``).
+    signature: str = "hmac"
+    #: ``whsk_...``: the Ed25519 private key of an ``ed25519`` subscription.
+    signing_key: str = field(default="", repr=False)
+    #: A rotated token still in its grace period: its signature is sent too.
+    previous_token: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -134,6 +144,20 @@ def cloudevent(request: DeliveryRequest) -> dict[str, Any]:
     }
 
 SECRET_PREFIX = "whsec_"
+
+RESERVED_HEADERS = frozenset({
+    "webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length",
+    "content-encoding", "transfer-encoding", "host", "connection", "keep-alive", "te",
+    "trailer", "upgrade", "accept-encoding", "proxy-authorization", "proxy-connection",
+})
+"""Headers a sink sets itself: a subscription's extra ``headers`` never name one
+(nor any ``webhook-*``)."""
+
+
+def is_reserved_header(name: str) -> bool:
+    """True for a header a subscription may not set (see :data:`RESERVED_HEADERS`)."""
+    lowered = name.strip().lower()
+    return lowered in RESERVED_HEADERS or lowered.startswith("webhook-")
 
 
 def signing_key(token: str) -> bytes:

@@ -50,7 +50,7 @@ from asyncevents.core.plugins import Plugins
 from asyncevents.core.retry import RetryPolicy
 from asyncevents.core.search import compile_filter
 from asyncevents.core.settings import Settings
-from asyncevents.core.sink import signing_key
+from asyncevents.core.sink import RESERVED_HEADERS, is_reserved_header, signing_key
 from asyncevents.errors import (
     AsyncEventsError,
     ConfigError,
@@ -69,13 +69,6 @@ OPTIONS = ("rate", "max_in_flight", "ordering_key", "signature", "headers", "dis
 
 CHANGEABLE = ("active", "recipient", "token", "filter", "retry_policy", "metadata", *OPTIONS)
 """The fields an update may change, in the order they are checked."""
-
-RESERVED_HEADERS = frozenset({
-    "webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length",
-    "content-encoding", "transfer-encoding", "host", "connection", "keep-alive", "te",
-    "trailer", "upgrade", "accept-encoding", "proxy-authorization", "proxy-connection",
-})
-"""Headers asyncevents sets itself: a subscription's ``headers`` may not name them."""
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([sm])\s*$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$")
@@ -268,7 +261,7 @@ class SubscriptionRules:
                 raise ConfigError(f"invalid header name {name!r}: letters, digits and "
                                   "!#$%&'*+.^_`|~- only", field="headers")
             lowered = name.lower()
-            if lowered in RESERVED_HEADERS or lowered.startswith("webhook-"):
+            if is_reserved_header(name):
                 raise ConfigError(f"header {name!r} is set by asyncevents itself (signature, "
                                   "content or connection) and cannot be overridden",
                                   field="headers")

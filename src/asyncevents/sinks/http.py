@@ -3,7 +3,15 @@
 Each delivery is one ``POST`` of the CloudEvents 1.0 structured document
 with ``webhook-id`` (the delivery uuid, the same on every attempt so the
 receiver can drop duplicates), ``webhook-timestamp`` and
-``webhook-signature`` headers.
+``webhook-signature`` headers, and the subscription's own extra headers
+(which never replace those, nor the content and connection headers).
+
+With ``ASYNCEVENTS_HTTP_PROXY`` every request leaves through that proxy. The
+recipient's addresses are still resolved and checked before each attempt
+(the SSRF guard), but the TCP connection goes to the proxy, pinned to the
+addresses its name resolved to for that attempt; the proxy resolves the
+recipient again itself, so its own egress rules are what stops a name that
+rebinds between the check and the proxy's lookup.
 """
 
 from __future__ import annotations
@@ -29,9 +37,22 @@ import httpx
 from asyncevents.core.clock import utcnow
 from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.settings import Settings
-from asyncevents.core.sink import DeliveryRequest, DeliveryResult, SinkFactory, cloudevent, sign
-from asyncevents.errors import InvalidRecipient
-from asyncevents.sinks.addresses import AllowList, IPAddress, UnresolvableHost, check_host
+from asyncevents.core.sink import (
+    DeliveryRequest,
+    DeliveryResult,
+    SinkFactory,
+    cloudevent,
+    is_reserved_header,
+    sign,
+)
+from asyncevents.errors import ConfigError, InvalidRecipient
+from asyncevents.sinks.addresses import (
+    AllowList,
+    IPAddress,
+    UnresolvableHost,
+    check_host,
+    resolve,
+)
 from asyncevents.sinks.aio import new_session, read_excerpt
 from asyncevents.sinks.pinning import PinnedTransport, checked_addresses, pinned
 
@@ -96,10 +117,12 @@ class HttpSink:
         # environment (it would connect past the address guard) and no
         # ~/.netrc. The transport connects only to addresses the guard
         # checked (pinning).
+        self._proxy, self._proxy_host = _proxy_of(settings.http_proxy)
         self._transport: httpx.BaseTransport = PinnedTransport(
             verify=ssl_context if ssl_context is not None else True,
             limits=httpx.Limits(max_connections=_MAX_CONNECTIONS,
                                 max_keepalive_connections=_MAX_CONNECTIONS),
+            proxy=self._proxy,
         )
         self._timeout = httpx.Timeout(settings.http_timeout,
                                       connect=settings.http_connect_timeout).as_dict()
@@ -157,8 +180,13 @@ class HttpSink:
             signature = sign(request.token, request.delivery_id, timestamp, body)
         except ValueError as exc:
             return DeliveryResult.failed(str(exc), retryable=False)
-        headers = {
-            "user-agent": USER_AGENT,
+        # The subscription's headers first, so that none can replace ours; the
+        # rules refuse reserved names already, this keeps a stored one out too.
+        headers = {name: value for name, value in request.headers.items()
+                   if not is_reserved_header(name) and name.lower() != "user-agent"}
+        headers |= {
+            "user-agent": next((v for k, v in request.headers.items()
+                                if k.lower() == "user-agent"), USER_AGENT),
             "content-type": CONTENT_TYPE,
             # Compressed bodies are inflated only up to the excerpt; better not to get one.
             "accept-encoding": "identity",
@@ -175,7 +203,11 @@ class HttpSink:
         sent = httpx.Request("POST", post.url, content=post.body, headers=post.headers,
                              extensions={"timeout": self._timeout})
         try:
-            with pinned(post.host, post.addresses):
+            via = self._proxy_addresses()
+        except (UnresolvableHost, InvalidRecipient) as exc:
+            return DeliveryResult.failed(f"proxy: {exc}")
+        try:
+            with pinned(post.host, post.addresses), pinned(self._proxy_host, via):
                 response = self._transport.handle_request(sent)
                 try:
                     excerpt = self._excerpt(response)
@@ -208,10 +240,16 @@ class HttpSink:
         if self._session is None:
             self._session = new_session(self._ssl_context, _MAX_CONNECTIONS)
         try:
-            with pinned(post.host, post.addresses):
+            via = (await asyncio.to_thread(self._proxy_addresses) if self._proxy_host
+                   and not _is_literal(self._proxy_host) else self._proxy_addresses())
+        except (UnresolvableHost, InvalidRecipient) as exc:
+            return DeliveryResult.failed(f"proxy: {exc}")
+        try:
+            with pinned(post.host, post.addresses), pinned(self._proxy_host, via):
                 async with self._session.post(
                         str(post.url), data=post.body, headers=post.headers,
-                        allow_redirects=False, timeout=self._aio_timeout) as response:
+                        allow_redirects=False, timeout=self._aio_timeout,
+                        proxy=self._proxy) as response:
                     excerpt = await self._excerpt_async(response)
                     return self._classify(response.status, response.reason or "",
                                           response.headers.get("retry-after"), excerpt)
@@ -223,6 +261,14 @@ class HttpSink:
             kind = ("ConnectError" if isinstance(exc, aiohttp.ClientConnectorError)
                     else type(exc).__name__)
             return DeliveryResult.failed(f"request failed: {kind}: {exc}")
+
+    def _proxy_addresses(self) -> tuple[IPAddress, ...]:
+        """The proxy's addresses for this attempt (none without a proxy).
+
+        Not checked against ``allowed_networks``: the operator chose the proxy,
+        and it is usually on a private network.
+        """
+        return tuple(resolve(self._proxy_host)) if self._proxy_host else ()
 
     def _excerpt(self, response: httpx.Response) -> str:
         """At most ``response_excerpt_bytes`` of the body, without reading the rest."""
@@ -325,6 +371,20 @@ def _inflater(encoding: str) -> zlib._Decompress | None:
     if encoding == "deflate":
         return zlib.decompressobj()
     return None
+
+
+def _proxy_of(setting: str | None) -> tuple[str | None, str]:
+    """The proxy URL (None: no proxy) and its host, or ``ConfigError`` naming the setting."""
+    if not setting:
+        return None, ""
+    try:
+        url = httpx.URL(setting)
+    except httpx.InvalidURL:
+        url = httpx.URL()
+    if url.scheme not in ("http", "https") or not url.raw_host:
+        raise ConfigError("ASYNCEVENTS_HTTP_PROXY must be an http:// or https:// URL "
+                          "such as http://proxy.internal:3128")
+    return setting, url.raw_host.decode("ascii")
 
 
 @functools.lru_cache(maxsize=4096)

@@ -126,17 +126,36 @@ class PinningBackend(httpcore.NetworkBackend):
 
 
 class PinnedTransport(httpx.HTTPTransport):
-    """httpx's own transport over a :class:`PinningBackend`, with no proxy, ever."""
+    """httpx's own transport over a :class:`PinningBackend`.
+
+    No proxy from the environment, ever; ``proxy`` (``ASYNCEVENTS_HTTP_PROXY``)
+    sends every request through that proxy instead, and then the only
+    connections are to the proxy, at its pinned addresses.
+    """
 
     def __init__(self, *, verify: ssl.SSLContext | bool = True,
                  limits: httpx.Limits | None = None,
-                 backend: httpcore.NetworkBackend | None = None) -> None:
+                 backend: httpcore.NetworkBackend | None = None,
+                 proxy: str | None = None) -> None:
         limits = limits or httpx.Limits()
         super().__init__(verify=verify, limits=limits, trust_env=False)
         # The pool httpx built, rebuilt with the same options plus the backend
         # (httpx has no argument for it).
+        ssl_context = httpx.create_ssl_context(verify=verify, trust_env=False)
+        if proxy:
+            via = httpx.Proxy(proxy)  # userinfo in the URL becomes Proxy-Authorization
+            self._pool = httpcore.HTTPProxy(
+                proxy_url=httpcore.URL(scheme=via.url.raw_scheme, host=via.url.raw_host,
+                                       port=via.url.port, target=via.url.raw_path),
+                proxy_auth=via.raw_auth, proxy_headers=via.headers.raw, ssl_context=ssl_context,
+                max_connections=limits.max_connections,
+                max_keepalive_connections=limits.max_keepalive_connections,
+                keepalive_expiry=limits.keepalive_expiry,
+                network_backend=backend or PinningBackend(),
+            )
+            return
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,

@@ -16,7 +16,9 @@ from asyncevents.cli.workers import stop_workers, workers
 from asyncevents.core.app import App
 from asyncevents.core.log import get_logger
 from asyncevents.core.retry import through_outage
+from asyncevents.core.routing import Router, parse_queues
 from asyncevents.core.worker import WorkerLimits
+from asyncevents.errors import ConfigError
 
 log = get_logger("asyncevents.cli")
 
@@ -75,23 +77,49 @@ def publish(event: str, data: str, delay: float | None, as_json: bool) -> None:
               callback=process_count,
               help="Run this many worker processes ('auto': one per core) under a supervisor "
                    "that restarts a crashed one; the other options apply to each.")
+@click.option("--queues", metavar="Q1,Q2", default=None,
+              help="Consume only these named queues ([routing]), earlier ones first "
+                   "[default: every routed queue and 'default', in no order].")
+@click.option("--failure-limit", type=click.IntRange(min=1), default=None,
+              help="Stop after this many failed handlings in a row (messages requeued).")
+@click.option("--only-if-waiting", is_flag=True,
+              help="Exit at once (code 0) when no message waits on the worker's queues.")
 @json_option
 def worker(concurrency: int, limit: int | None, time_limit: float | None,
            memory_limit: float | None, max_idle_time: float | None,
-           retention_days: float | None, processes: int, as_json: bool) -> None:
+           retention_days: float | None, processes: int, queues: str | None,
+           failure_limit: int | None, only_if_waiting: bool, as_json: bool) -> None:
     """Consume events and deliver them until a limit or SIGTERM."""
+    # Checked here, so a supervisor refuses a bad name before starting anything.
+    names = _known_queues(get_app(), queues) if queues is not None else None
     if processes > 1:
         supervise(click.get_current_context(), processes)
         return
     app = get_app()
     _wait_for_services(app)
-    report = app.run_worker(WorkerLimits(
+    consumer = app.worker(WorkerLimits(
         concurrency=concurrency, limit=limit, time_limit=time_limit,
         memory_limit_mb=memory_limit, max_idle_time=max_idle_time,
+        failure_limit=failure_limit, only_if_waiting=only_if_waiting,
     ), retention_days=retention_days)
+    consumer.use_queues(names)
+    report = consumer.run()
+    if report.skipped:
+        click.echo(f"{report.reason}: the worker did not start", err=True)
     summary = {"handled": report.handled, "failed": report.failed, "reason": report.reason}
     if as_json:
         print_json(summary)
+
+
+def _known_queues(app: App, text: str) -> list[str]:
+    """``--queues``, checked against ``[routing]``: a name it never uses is a typo."""
+    names = parse_queues(text)
+    known = Router(app.settings.routing).queues
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"--queues: no [routing] rule sends anything to queue {name!r} "
+                              f"(known: {', '.join(known)})")
+    return names
 
 
 def _wait_for_services(app: App, patience: float = 30.0) -> None:

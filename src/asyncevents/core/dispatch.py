@@ -16,6 +16,7 @@ from asyncevents.core.lanes import SubscriptionLanes
 from asyncevents.core.messages import DeliverMessage, TriggerMessage
 from asyncevents.core.models import Subscription
 from asyncevents.core.retry import RetryManagement, RetryPolicy
+from asyncevents.core.routing import Router
 from asyncevents.core.store import EventTargets, NewAttempt, Store
 from asyncevents.core.transport import Transport
 
@@ -56,6 +57,8 @@ class Dispatcher:
         self.policy = policy
         self.filter_fn = filter_fn
         self.lanes = lanes or SubscriptionLanes()
+        # Each delivery's queue, by event name and sink ([routing]).
+        self.router = Router(transport.settings.routing)
         self._lock = threading.Lock()
         self._active: tuple[tuple[int, str], list[Subscription]] | None = None
         self._checked = 0.0
@@ -130,13 +133,16 @@ class Dispatcher:
             # Each copy carries the event's trace context (see core/otel), if any.
             trace, state = message.traceparent, message.tracestate
             for delivery in pending:
+                # Attempted here or not, its retries go to its routed queue.
+                queue = self.router.deliver_queue(message.name,
+                                                  subs[delivery.subscription_id].sink)
                 if len(now) < inline and not self.lanes.is_slow(delivery.subscription_id):
                     now.append(Job(DeliverMessage(delivery.id, traceparent=trace,
-                                                  tracestate=state), delivery,
+                                                  tracestate=state, queue=queue), delivery,
                                    subs[delivery.subscription_id]))
                 else:
                     queued.append(DeliverMessage(delivery.id, traceparent=trace,
-                                                 tracestate=state))
+                                                 tracestate=state, queue=queue))
             jobs.append(now)
             log.info("event dispatched", event_id=message.event_id, event_name=message.name,
                      deliveries=len(deliveries), sent=len(pending))

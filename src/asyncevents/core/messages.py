@@ -13,6 +13,10 @@ The wire format is a JSON object per route::
 Either may also carry the W3C trace context of the span that sent it
 (``traceparent``, ``tracestate``: see :mod:`asyncevents.core.otel`), left out
 of the body when there is none, so workers of either version read both.
+
+``queue`` is the named queue a message travels on (:mod:`.routing`), also left
+out for ``default``: a message without one is a ``default`` one, and the wire
+format of an installation without ``[routing]`` is unchanged.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from datetime import datetime
 from typing import Any, ClassVar, Literal, TypeAlias
 
 __all__ = [
+    "DEFAULT_QUEUE",
     "ROUTES",
     "DeliverMessage",
     "MalformedMessage",
@@ -36,6 +41,8 @@ __all__ = [
 Route = Literal["trigger", "deliver"]
 #: Every route, in the order a worker consumes them.
 ROUTES: tuple[Route, ...] = ("trigger", "deliver")
+#: The queue of every message that no ``[routing]`` rule sends elsewhere.
+DEFAULT_QUEUE = "default"
 
 
 class MalformedMessage(ValueError):
@@ -53,6 +60,7 @@ class TriggerMessage:
     deaths: int = 0
     traceparent: str | None = None
     tracestate: str | None = None
+    queue: str = DEFAULT_QUEUE
 
     route: ClassVar[Route] = "trigger"
 
@@ -62,6 +70,8 @@ class TriggerMessage:
                                 "data": self.data,
                                 "published_at": self.published_at.isoformat(),
                                 "deaths": self.deaths}
+        if self.queue != DEFAULT_QUEUE:
+            body["queue"] = self.queue
         return _with_trace(body, self.traceparent, self.tracestate)
 
     def died(self) -> TriggerMessage:
@@ -78,6 +88,7 @@ class DeliverMessage:
     replay: bool = False
     traceparent: str | None = None
     tracestate: str | None = None
+    queue: str = DEFAULT_QUEUE
 
     route: ClassVar[Route] = "deliver"
 
@@ -85,6 +96,8 @@ class DeliverMessage:
         """The JSON object sent on the wire."""
         body: dict[str, Any] = {"delivery_id": self.delivery_id, "deaths": self.deaths,
                                 "replay": self.replay}
+        if self.queue != DEFAULT_QUEUE:
+            body["queue"] = self.queue
         return _with_trace(body, self.traceparent, self.tracestate)
 
     def with_deaths(self, deaths: int) -> DeliverMessage:
@@ -128,15 +141,23 @@ def _field(body: dict[str, Any], key: str, kind: type) -> Any:
     return value
 
 
-def decode(route: Route, body: Any) -> Message:
-    """The message ``body`` carries on ``route``, or ``MalformedMessage`` saying why not."""
+def decode(route: Route, body: Any, queue: str | None = None) -> Message:
+    """The message ``body`` carries on ``route``, or ``MalformedMessage`` saying why not.
+
+    ``queue``, the named queue it was taken from, wins over the body's own.
+    """
     if not isinstance(body, dict):
         raise MalformedMessage(f"the body is a JSON {type(body).__name__}, not an object")
+    if queue is None:
+        queue = body.get("queue", DEFAULT_QUEUE)
+        if not isinstance(queue, str):
+            raise MalformedMessage("field 'queue' is not a str")
     if route == "deliver":
         replay = body.get("replay", False)
         return DeliverMessage(_field(body, "delivery_id", str), _field(body, "deaths", int),
                               replay if isinstance(replay, bool) else False,
-                              _trace(body, "traceparent"), _trace(body, "tracestate"))
+                              _trace(body, "traceparent"), _trace(body, "tracestate"),
+                              queue=queue)
     published = _field(body, "published_at", str)
     try:
         published_at = datetime.fromisoformat(published)
@@ -145,4 +166,4 @@ def decode(route: Route, body: Any) -> Message:
     return TriggerMessage(_field(body, "event_id", str), _field(body, "name", str),
                           _field(body, "data", dict), published_at,
                           _field(body, "deaths", int), _trace(body, "traceparent"),
-                          _trace(body, "tracestate"))
+                          _trace(body, "tracestate"), queue=queue)

@@ -12,6 +12,7 @@ from asyncevents.core.catalog import Catalog
 from asyncevents.core.clock import utcnow
 from asyncevents.core.messages import TriggerMessage
 from asyncevents.core.retry import RetryManagement
+from asyncevents.core.routing import Router
 from asyncevents.core.settings import Settings
 from asyncevents.core.transport import Transport
 from asyncevents.errors import InvalidPayload
@@ -48,13 +49,15 @@ class Publisher:
         self.catalog = catalog
         self.transport = transport
         self.retries = retries
+        self.router = Router(settings.routing)  # the trigger's queue, by event name
 
     def message(self, name: str, data: Any) -> TriggerMessage:
         """Check event ``name`` and its ``data``; the trigger message to send (not sent)."""
         self.catalog.check_publish(name)
         payload = check_payload(data, self.settings.max_payload_bytes)
         self.catalog.check_data(name, payload)
-        return TriggerMessage(str(uuid.uuid4()), name, payload, utcnow())
+        return TriggerMessage(str(uuid.uuid4()), name, payload, utcnow(),
+                              queue=self.router.trigger_queue(name))
 
     def publish_many(self, events: Iterable[tuple[str, Any]]) -> list[str]:
         """Publish several events at once; return their ids.
@@ -68,7 +71,8 @@ class Publisher:
             self.catalog.check_publish(name)
             payload = check_payload(data, self.settings.max_payload_bytes)
             self.catalog.check_data(name, payload)
-            messages.append(TriggerMessage(str(uuid.uuid4()), name, payload, now))
+            messages.append(TriggerMessage(str(uuid.uuid4()), name, payload, now,
+                                           queue=self.router.trigger_queue(name)))
         # A producer span per event when tracing is on (core/otel); else just the send.
         otel.publish(messages, self.transport.enqueue_many)
         return [message.event_id for message in messages]
@@ -80,7 +84,8 @@ class Publisher:
         self.catalog.check_data(name, payload)
         if delay is not None and delay < 0:
             raise InvalidPayload(f"delay must be zero or more seconds, not {delay}")
-        message = TriggerMessage(str(uuid.uuid4()), name, payload, utcnow())
+        message = TriggerMessage(str(uuid.uuid4()), name, payload, utcnow(),
+                                 queue=self.router.trigger_queue(name))
 
         def send(messages: Sequence[TriggerMessage]) -> None:
             if delay:

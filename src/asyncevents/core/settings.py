@@ -108,6 +108,8 @@ class Settings(BaseSettings):
     disable_plugins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Modules whose @handler functions become python subscriptions when a worker starts.
     handler_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # [routing]: event pattern (optionally "pattern sink") -> named queue; see core/routing.py.
+    routing: dict[str, Any] = Field(default_factory=dict)
 
     http_connect_timeout: float = Field(default=5.0, gt=0)
     http_timeout: float = Field(default=30.0, gt=0)
@@ -173,6 +175,13 @@ class Settings(BaseSettings):
             if not _MODULE.match(entry):
                 raise ValueError(f"{entry!r} is not a module name such as 'myshop.handlers'")
         return value
+
+    @field_validator("routing")
+    @classmethod
+    def _routing(cls, value: dict[str, Any]) -> dict[str, str]:
+        from asyncevents.core.routing import check_routing  # it needs the catalog, which needs us
+
+        return check_routing(value)
 
     @classmethod
     def settings_customise_sources(

@@ -10,6 +10,18 @@ to the queue, never dropped; only a message that no handler could ever take
 (not JSON, fields missing, a delivery that does not exist) is dropped, with
 an error in the log.
 
+Named queues (``[routing]``, :mod:`~asyncevents.core.routing`): a worker
+consumes the queues it is given (``--queues critical,default``), else every
+queue the routing names and ``default``. Given several, it takes them in that
+order of priority, as Symfony Messenger does: it starts with the first one
+alone, and every ``_GATE_EVERY`` seconds opens the next one once nothing of
+those it consumes waits (the transport counts the ready messages, on the SQL
+queue those claimed for us too) nor is in its hands; a message arriving from
+an earlier queue pauses the later ones again at once.
+A paused queue's consumers are cancelled, so the broker keeps its messages
+for the other workers; what it had already sent is handled, after the
+earlier queues' messages (a batch takes them in priority order).
+
 When the broker goes away the worker reconnects by itself, waiting longer
 after each failed try (0.5 s doubling up to 30 s), and logs both the loss and
 the recovery. Messages it held on the lost connection are not acked: the
@@ -25,7 +37,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from types import FrameType
@@ -34,10 +47,12 @@ from typing import Any
 import structlog
 
 from asyncevents.core.engine import Engine, Outcome
-from asyncevents.core.messages import ROUTES, Route
+from asyncevents.core.messages import DEFAULT_QUEUE, ROUTES, Route
 from asyncevents.core.retry import RetryManagement, misconfiguration
+from asyncevents.core.routing import Router
 from asyncevents.core.store import Store
 from asyncevents.core.transport import Consumption, Received, Transport, describe
+from asyncevents.core.transport.base import Prioritised
 from asyncevents.errors import AsyncEventsError, ConfigError
 
 __all__ = ["Presence", "Worker", "WorkerLimits", "WorkerReport", "batch_size"]
@@ -54,6 +69,8 @@ _GATHER = 0.003
 # Batches handled at once: one dispatching or recording while another delivers.
 _BATCHES = 2
 _RECONNECT_FIRST = 0.5
+# Seconds between two looks at the earlier queues while later ones are paused.
+_GATE_EVERY = 0.2
 _RECONNECT_MAX = 30.0
 
 
@@ -71,6 +88,10 @@ class WorkerLimits:
     time_limit: float | None = None
     memory_limit_mb: float | None = None
     max_idle_time: float | None = None
+    failure_limit: int | None = None
+    """Stop after this many failed handlings in a row (requeued messages; a success resets)."""
+    only_if_waiting: bool = False
+    """Return at once, without consuming, when no message waits on the worker's queues."""
 
 
 @dataclass
@@ -83,6 +104,8 @@ class WorkerReport:
     """Messages no handler could take (undecodable, malformed, pointing at nothing)."""
     reconnects: int = 0
     reason: str = ""
+    skipped: bool = False
+    """True when ``only_if_waiting`` found nothing waiting and the worker never consumed."""
 
 
 class Presence:
@@ -100,6 +123,9 @@ class Presence:
         self.id = str(uuid.uuid4())
         self.routes = routes
         self.concurrency = concurrency
+        #: The named queues the worker consumes; None for ``default`` alone
+        #: (listed by route then, as before named queues).
+        self.queues: list[str] | None = None
         self._registered = False
 
     def beat(self, in_flight: int, handled: int) -> bool:
@@ -107,7 +133,7 @@ class Presence:
         try:
             if not self._registered:
                 self.store.register_worker(self.id, host=socket.gethostname(), pid=os.getpid(),
-                                           queues=list(self.routes),
+                                           queues=list(self.queues or self.routes),
                                            concurrency=self.concurrency)
                 self._registered = True
                 return False
@@ -152,11 +178,15 @@ class Worker:
                  on_exit: Callable[[], None] | None = None,
                  periodic: list[tuple[float, Callable[[], object]]] | None = None,
                  presence: Presence | None = None,
-                 routes: list[Route] | None = None) -> None:
+                 routes: list[Route] | None = None,
+                 queues: Sequence[str] | None = None) -> None:
         self.transport = transport
         self.engine = engine
         self.routes = list(routes or ROUTES)
         self.presence = presence
+        self.queues: list[str] = []
+        self.prioritised = False
+        self.use_queues(queues)
         self.on_exit = on_exit
         # Housekeeping run from the main loop, the first time after one period.
         self._periodic = [_Periodic(every, time.monotonic() + every, task)
@@ -182,7 +212,25 @@ class Worker:
         self._received = 0
         self._last_activity = time.monotonic()
         self._last_pump = 0.0
+        self._failures_in_row = 0
+        # Priority between queues: later ones from this index on are paused
+        # (None: none is), the earliest queue a message came from this turn,
+        # and when to look at the earlier queues again.
+        self._paused_from: int | None = None
+        self._arrived: int | None = None
+        self._gate_due = 0.0
+        self._held: Counter[int] = Counter()  # messages in hand, by queue rank
         self._session: Consumption | None = None
+
+    def use_queues(self, queues: Sequence[str] | None) -> None:
+        """Consume these named queues, earlier ones first; None: every routed queue, unordered."""
+        if queues:
+            self.queues, self.prioritised = list(queues), len(queues) > 1
+        else:
+            self.queues = Router(self.transport.settings.routing).queues
+            self.prioritised = False
+        if self.presence is not None:
+            self.presence.queues = None if self.queues == [DEFAULT_QUEUE] else list(self.queues)
 
     def stop(self, reason: str = "stopped") -> None:
         """Ask the worker to finish what it holds and return."""
@@ -200,10 +248,12 @@ class Worker:
 
     def run(self) -> WorkerReport:
         """Consume until a limit, a signal or ``stop()``; return the report."""
+        if self.limits.only_if_waiting and not self._anything_waiting():
+            return self.report
         previous = self._install_signals()
         started = time.monotonic()
         log.info("worker started", transport=self.transport.safe_url(),
-                 concurrency=self.limits.concurrency)
+                 concurrency=self.limits.concurrency, queues=self.queues)
         errors = self.transport.connection_errors
         retry_in = _RECONNECT_FIRST
         try:
@@ -247,12 +297,24 @@ class Worker:
         self._generation += 1
         generation = self._generation
         # One try to connect here: the back-off between tries is run()'s.
-        session = self.transport.consume(
-            self.routes, self._on_message, self._on_dropped,
-            # Room for the batches in the engine and the next one gathering.
-            prefetch=(_BATCHES + 1) * self.batch,
-        )
+        # Room for the batches in the engine and the next one gathering.
+        prefetch = (_BATCHES + 1) * self.batch
+        # With priorities, the first queue alone to begin with: a backlog in a
+        # later one is not sent to us before the earlier ones are seen empty.
+        self._paused_from = 1 if self.prioritised else None
+        self._arrived, self._gate_due = None, 0.0
+        if self.queues == [DEFAULT_QUEUE]:  # what any transport takes, a plugin's too
+            session = self.transport.consume(self.routes, self._on_message, self._on_dropped,
+                                             prefetch=prefetch)
+        else:
+            session = self.transport.consume(self.routes, self._on_message, self._on_dropped,
+                                             prefetch=prefetch, queues=self.queues,
+                                             paused=self.queues[1:] if self.prioritised else ())
         self._session = session
+        if self.prioritised and not isinstance(session, Prioritised):
+            log.warning("this transport cannot pause a queue: the queues are consumed "
+                        "together, in no order of priority", transport=self.transport.scheme)
+            self.prioritised = False
         try:
             while not self._stop.is_set():
                 # While batches run, come back at once to ack what they
@@ -261,6 +323,7 @@ class Worker:
                 session.drain(_BUSY_DRAIN if self._in_flight else _DRAIN_TIMEOUT)
                 session.heartbeat()
                 self._restored()  # only once a full turn worked
+                self._prioritise(session)
                 self._flush(generation, quiet=self._received == before)
                 self._ack_done()
                 self._pump()
@@ -276,6 +339,7 @@ class Worker:
     def _forget_inbox(self) -> None:
         """Drop the gathered messages of a lost connection (the broker has them again)."""
         self._in_flight -= len(self._inbox)
+        self._let_go(self._inbox)
         self._inbox = []
 
     def _restored(self) -> None:
@@ -291,6 +355,11 @@ class Worker:
             return
         if not self._inbox:
             self._inbox_since = time.monotonic()
+        if self.prioritised:
+            rank = self._rank(received)
+            self._held[rank] += 1
+            if self._arrived is None or rank < self._arrived:
+                self._arrived = rank
         self._inbox.append(received)
         self._in_flight += 1
         self._received += 1
@@ -308,11 +377,48 @@ class Worker:
             room = self._in_flight - len(self._inbox) < _BATCHES * self.batch
             if not (force or ((full or waited) and room)):
                 return
+            if self.prioritised:  # earlier queues' messages first (a stable sort)
+                self._inbox.sort(key=self._rank)
             batch, self._inbox = self._inbox[:self.batch], self._inbox[self.batch:]
             self._inbox_since = time.monotonic()
             self._batches += 1
             future = self.engine.submit([(r.message, r.dead) for r in batch])
             future.add_done_callback(self._on_done(batch, generation))
+
+    def _rank(self, received: Received) -> int:
+        try:
+            return self.queues.index(received.message.queue)
+        except ValueError:  # not one of ours (a transport that ignores queues)
+            return len(self.queues)
+
+    def _let_go(self, received: list[Received]) -> None:
+        if self.prioritised:
+            for one in received:
+                self._held[self._rank(one)] -= 1
+
+    def _prioritise(self, session: Consumption) -> None:
+        """Pause later queues while an earlier one has messages; open them in turn when not."""
+        if not self.prioritised or not isinstance(session, Prioritised):
+            return
+        arrived, self._arrived = self._arrived, None
+        if arrived is not None and arrived + 1 < len(self.queues) and (
+                self._paused_from is None or arrived + 1 < self._paused_from):
+            session.pause(self.queues[arrived + 1:])
+            self._paused_from = arrived + 1
+            self._gate_due = time.monotonic() + _GATE_EVERY
+            return
+        now = time.monotonic()
+        if self._paused_from is None or now < self._gate_due:
+            return
+        self._gate_due = now + _GATE_EVERY
+        earlier = self.queues[:self._paused_from]
+        if (sum(self._held[rank] for rank in range(self._paused_from)) == 0
+                and session.ready(earlier) == 0):
+            # Nothing of the queues we take waits, nor is in hand: open the next one.
+            session.resume(self.queues[self._paused_from:self._paused_from + 1])
+            self._paused_from += 1
+            if self._paused_from >= len(self.queues):
+                self._paused_from = None
 
     def _on_done(self, batch: list[Received],
                  generation: int) -> Callable[[Future[list[Outcome]]], None]:
@@ -334,15 +440,22 @@ class Worker:
             block = False
             self._batches -= 1
             self._in_flight -= len(batch)
+            self._let_go(batch)
             self._last_activity = time.monotonic()
             outcomes = _outcomes(future, len(batch))
             for outcome in outcomes:
                 if outcome is True:
                     self.report.handled += 1
+                    self._failures_in_row = 0
                 elif outcome is None:
                     self.report.dropped += 1
                 else:
                     self.report.failed += 1
+                    self._failures_in_row += 1
+            limit = self.limits.failure_limit
+            if limit is not None and self._failures_in_row >= limit:
+                self.stop(f"failure limit reached: {self._failures_in_row} handlings failed "
+                          "in a row and were requeued (the log says why)")
             try:
                 _settle(self._session, batch, outcomes)
             except Exception as exc:
@@ -388,6 +501,27 @@ class Worker:
                 entry.task()
             except Exception as exc:
                 log.error("housekeeping failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _anything_waiting(self) -> bool:
+        """For ``only_if_waiting``: is a message ready on our queues, or a retry due now?
+
+        A delayed message (a retry, a delayed publish) waits only once it is
+        due: until then a worker started by cron would have nothing to do.
+        A transport that cannot tell counts as something waiting.
+        """
+        try:
+            ready = self.transport.waiting(self.queues)
+            due = self.retries.seconds_until_due()
+        except Exception as exc:
+            # Unreachable now: let the usual loop ride the outage out.
+            log.warning("cannot tell whether messages wait", error=describe(exc))
+            return True
+        if (ready is None or ready > 0) or (due is not None and due <= 0):
+            return True
+        self.report.skipped = True
+        self.report.reason = f"nothing waiting on queue(s) {', '.join(self.queues)}"
+        log.info("worker not started", reason=self.report.reason)
+        return False
 
     def _check_limits(self, started: float) -> None:
         limits, now = self.limits, time.monotonic()

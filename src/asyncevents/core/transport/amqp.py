@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from kombu import Connection, Exchange, Producer, Queue
 
 from asyncevents.core.hookspecs import hookimpl
-from asyncevents.core.messages import Message, Route
+from asyncevents.core.messages import DEFAULT_QUEUE, Message, Route
 from asyncevents.core.settings import Settings
 from asyncevents.core.transport.base import (
     OnDropped,
@@ -120,7 +120,8 @@ class AmqpTransport(KombuTransport):
         super().__init__(settings)
         self.topology = Topology(settings.queue_prefix,
                                  quorum=settings.amqp_queue_type == "quorum",
-                                 delivery_limit=settings.amqp_delivery_limit)
+                                 delivery_limit=settings.amqp_delivery_limit,
+                                 names=self.names)
         self.connect_tries = max(1, self.url.count(";") + 1)
 
     def connect(self) -> Connection:
@@ -128,12 +129,15 @@ class AmqpTransport(KombuTransport):
         return Connection(self.url, heartbeat=30)
 
     def consumption(self, conn: Connection, routes: Sequence[Route], on_received: OnReceived,
-                    on_dropped: OnDropped, prefetch: int) -> KombuConsumption:
+                    on_dropped: OnDropped, prefetch: int,
+                    names: Sequence[str] = (DEFAULT_QUEUE,),
+                    paused: Collection[str] = ()) -> KombuConsumption:
         """The routes' consumers; with quorum queues their dead-letter queues too (``dead``)."""
-        dead = ({route: self.topology.dead_queue(route) for route in routes}
+        dead = ({(name, route): self.topology.dead_queue(route, name)
+                 for name in names for route in routes}
                 if self.topology.quorum else None)
-        return KombuConsumption(conn, self.queues(routes), on_received, on_dropped, prefetch,
-                                dead)
+        return KombuConsumption(conn, self.queues(routes, names), on_received, on_dropped,
+                                prefetch, dead, paused)
 
     def _publisher(self) -> _Publisher:
         publisher: _Publisher | None = getattr(self._local, "publisher", None)
@@ -156,10 +160,10 @@ class AmqpTransport(KombuTransport):
     def _item(self, message: Message, delay: float
               ) -> tuple[dict[str, Any], Exchange | str, str, Queue]:
         if delay > 0:
-            queue = self.topology.delay_queue(message.route, delay_ms(delay))
+            queue = self.topology.delay_queue(message.route, delay_ms(delay), message.queue)
             return message.body(), "", str(queue.routing_key), queue
-        queue = self.topology.queue(message.route)
-        return message.body(), self.topology.exchange, message.route, queue
+        queue = self.topology.queue(message.route, message.queue)
+        return message.body(), self.topology.exchange, str(queue.routing_key), queue
 
     def _publish(self, items: Sequence[tuple[dict[str, Any], Exchange | str, str, Queue]]
                  ) -> None:

@@ -8,6 +8,10 @@ named routes. It can
 - consume routes: each message is decoded and checked once, here at the
   boundary, and handed on with the route it came from (the queue tells it,
   never the body); the receiver settles it later with ack, requeue or drop;
+- keep each route apart per named queue (``[routing]``, :mod:`..routing`): a
+  message goes to its ``message.queue``, a consumer takes the named queues it
+  is given, and a :class:`Prioritised` consumption lets the worker pause the
+  later ones while an earlier one has messages waiting;
 - check that it is reachable, and close.
 
 Transports are found by URL scheme through the ``register_transports`` hook
@@ -19,17 +23,18 @@ point as a third-party one.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, runtime_checkable
 
-from asyncevents.core.messages import Message, Route
+from asyncevents.core.messages import DEFAULT_QUEUE, Message, Route
 from asyncevents.core.settings import Settings
 from asyncevents.errors import ConfigError
 
 __all__ = [
     "Consumption",
     "Handlers",
+    "Prioritised",
     "QueueStats",
     "Received",
     "Transport",
@@ -125,6 +130,24 @@ class Consumption(Protocol):
         """Release the connection (unsettled messages go back to their queues)."""
 
 
+@runtime_checkable
+class Prioritised(Protocol):
+    """A consumption of several named queues that the worker can pause queue by queue.
+
+    The worker consumes ``--queues critical,default`` in that order of
+    priority by pausing ``default`` while ``critical`` has messages waiting.
+    """
+
+    def pause(self, queues: Sequence[str]) -> None:
+        """Stop taking messages from ``queues`` (those already taken are still handed over)."""
+
+    def resume(self, queues: Sequence[str]) -> None:
+        """Take messages from ``queues`` again."""
+
+    def ready(self, queues: Sequence[str]) -> int:
+        """Messages waiting now on ``queues`` (both routes), through this connection."""
+
+
 #: What a consumption hands each valid message to.
 OnReceived = Callable[[Received], None]
 #: What it tells about a message it dropped as malformed (the reason).
@@ -178,8 +201,16 @@ class Transport(ABC):
 
     @abstractmethod
     def consume(self, routes: Sequence[Route], on_received: OnReceived,
-                on_dropped: OnDropped, *, prefetch: int) -> Consumption:
-        """Open a connection and start consuming ``routes``."""
+                on_dropped: OnDropped, *, prefetch: int,
+                queues: Sequence[str] = (DEFAULT_QUEUE,),
+                paused: Collection[str] = ()) -> Consumption:
+        """Open a connection and start consuming ``routes`` of each named queue of ``queues``.
+
+        The queues in ``paused`` start paused (see :class:`Prioritised`). The
+        worker passes ``queues`` and ``paused`` only when it consumes another
+        queue than ``default``: a transport that has only ``default`` may
+        leave them out.
+        """
 
     @abstractmethod
     def check(self, timeout: float = 5.0) -> None:
@@ -192,6 +223,18 @@ class Transport(ABC):
     def queue_stats(self) -> list[QueueStats]:
         """Each queue's figures; this default knows only :meth:`queue_sizes`' ready counts."""
         return [QueueStats(name, ready) for name, ready in sorted(self.queue_sizes().items())]
+
+    def waiting(self, queues: Sequence[str]) -> int | None:
+        """Messages ready now on the named ``queues`` (both routes); None when unknown.
+
+        Delayed messages count once they are due, in-flight ones not at all.
+        This default adds up the ready counts of :meth:`queue_stats`, for
+        every queue: a transport with named queues narrows it down.
+        """
+        counts = [stats.ready for stats in self.queue_stats()]
+        if any(count is None for count in counts):
+            return None
+        return sum(count or 0 for count in counts)
 
     def seconds_until_due(self) -> float | None:
         """Seconds until the next delayed message is due, when the transport can tell."""

@@ -1,8 +1,9 @@
 """Transports over kombu: the base of the shipped families, and kombu's other URLs.
 
 :class:`KombuTransport` publishes through one kombu producer per thread
-(kombu connections are not thread-safe) and consumes each route from its own
-queue, so a message's route is the queue it came from. Used as it is for
+(kombu connections are not thread-safe) and consumes each route of each
+named queue from its own kombu queue, so a message's route and named queue
+are the queue it came from. Used as it is for
 ``memory://`` (tests) and ``redis://``, which have no delays of their own:
 the database schedule holds their delayed messages.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import structlog
@@ -21,7 +22,8 @@ from kombu import Message as KombuMessage
 from kombu.exceptions import OperationalError
 
 from asyncevents.core.hookspecs import hookimpl
-from asyncevents.core.messages import MalformedMessage, Message, Route, decode
+from asyncevents.core.messages import DEFAULT_QUEUE, MalformedMessage, Message, Route, decode
+from asyncevents.core.routing import Router
 from asyncevents.core.settings import Settings
 from asyncevents.core.transport.base import (
     OnDropped,
@@ -35,9 +37,13 @@ from asyncevents.core.transport.base import (
 from asyncevents.core.transport.topology import Topology
 from asyncevents.errors import TransportError
 
-__all__ = ["KombuConsumption", "KombuReceived", "KombuTransport", "register_transports"]
+__all__ = ["KombuConsumption", "KombuReceived", "KombuTransport", "QueueMap",
+           "register_transports"]
 
 log = structlog.get_logger("asyncevents.transport")
+
+#: The kombu queue of each (named queue, route).
+QueueMap = dict[tuple[str, Route], Queue]
 
 _PUBLISH_RETRY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5,
                   "interval_max": 2.0}
@@ -69,28 +75,79 @@ class KombuReceived:
 
 
 class KombuConsumption:
-    """One kombu connection with a consumer per route."""
+    """One kombu connection with a consumer per route of each named queue.
 
-    def __init__(self, conn: Connection, queues: dict[Route, Queue], on_received: OnReceived,
+    It is :class:`~.base.Prioritised`: a named queue's consumers can be
+    cancelled and started again, and the ready messages of named queues
+    counted on a channel of the same connection.
+    """
+
+    def __init__(self, conn: Connection, queues: QueueMap, on_received: OnReceived,
                  on_dropped: OnDropped, prefetch: int,
-                 dead_queues: dict[Route, Queue] | None = None) -> None:
+                 dead_queues: QueueMap | None = None, paused: Collection[str] = ()) -> None:
         self.conn = conn
         self._on_received = on_received
         self._on_dropped = on_dropped
         channel = conn.channel()
+        self.channel = channel
         self.consumers: list[Consumer] = []
+        self._named: dict[str, list[Consumer]] = {}
+        self._queue_names: dict[str, list[str]] = {}
+        self._paused: set[str] = set(paused)
+        self._probe: Any = None
         for dead, found in ((False, queues), (True, dead_queues or {})):
-            for route, queue in found.items():
+            for (name, route), queue in found.items():
                 consumer = Consumer(channel, queues=[queue], accept=["json"],
-                                    callbacks=[self._callback(route, dead)],
+                                    callbacks=[self._callback(name, route, dead)],
                                     on_decode_error=self._undecodable, prefetch_count=prefetch)
-                consumer.consume()
+                if name not in self._paused:
+                    consumer.consume()
                 self.consumers.append(consumer)
+                self._named.setdefault(name, []).append(consumer)
+                self._queue_names.setdefault(name, []).append(str(queue.name))
 
-    def _callback(self, route: Route, dead: bool) -> Callable[[Any, KombuMessage], None]:
+    def pause(self, queues: Sequence[str]) -> None:
+        """Cancel the consumers of ``queues``; what they were sent is still handed over."""
+        for name in queues:
+            if name in self._named and name not in self._paused:
+                self._paused.add(name)
+                for consumer in self._named[name]:
+                    consumer.cancel()
+
+    def resume(self, queues: Sequence[str]) -> None:
+        """Start the consumers of paused ``queues`` again."""
+        for name in queues:
+            if name in self._paused:
+                self._paused.discard(name)
+                for consumer in self._named[name]:
+                    consumer.consume()
+
+    def ready(self, queues: Sequence[str]) -> int:
+        """Ready messages of ``queues``, by a passive declare on a channel of our own."""
+        total = 0
+        for name in queues:
+            for queue_name in self._queue_names.get(name, []):
+                if self._probe is None:
+                    self._probe = self.conn.channel()
+                try:
+                    ok = self._probe.queue_declare(queue=queue_name, passive=True)
+                except self.conn.channel_errors:
+                    # Gone (a quorum dead-letter queue nobody declared): that
+                    # closed the channel, and nothing waits there.
+                    self._probe = None
+                    continue
+                total += int(ok.message_count)
+        return total
+
+    def queue_names(self, queues: Sequence[str]) -> list[str]:
+        """The kombu queues this consumption takes for the named ``queues``."""
+        return [queue for name in queues for queue in self._queue_names.get(name, [])]
+
+    def _callback(self, name: str, route: Route,
+                  dead: bool) -> Callable[[Any, KombuMessage], None]:
         def received(body: Any, raw: KombuMessage) -> None:
             try:
-                message = decode(route, body)
+                message = decode(route, body, queue=name)
             except MalformedMessage as exc:
                 log.error("malformed message dropped", route=route, problem=str(exc),
                           body=repr(body)[:200])
@@ -134,6 +191,9 @@ class KombuConsumption:
 
     def close(self) -> None:
         """Release the connection."""
+        if self._probe is not None:
+            with contextlib.suppress(Exception):
+                self._probe.close()
         self.conn.release()
 
 
@@ -142,7 +202,9 @@ class KombuTransport(Transport):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self.topology = Topology(settings.queue_prefix)
+        #: Every named queue of the installation, ``default`` last.
+        self.names = tuple(Router(settings.routing).queues)
+        self.topology = Topology(settings.queue_prefix, names=self.names)
         self._local = threading.local()
         self._connections: list[Connection] = []
         self._lock = threading.Lock()
@@ -167,25 +229,41 @@ class KombuTransport(Transport):
                 conn.release()
         return self._errors
 
-    def queues(self, routes: Sequence[Route]) -> dict[Route, Queue]:
-        """The queue of each route."""
-        return {route: self.topology.queue(route) for route in routes}
+    def queues(self, routes: Sequence[Route],
+               names: Sequence[str] = (DEFAULT_QUEUE,)) -> QueueMap:
+        """The queue of each route of each named queue."""
+        return {(name, route): self.topology.queue(route, name)
+                for name in names for route in routes}
 
     def consume(self, routes: Sequence[Route], on_received: OnReceived,
-                on_dropped: OnDropped, *, prefetch: int) -> KombuConsumption:
+                on_dropped: OnDropped, *, prefetch: int,
+                queues: Sequence[str] = (DEFAULT_QUEUE,),
+                paused: Collection[str] = ()) -> KombuConsumption:
         """Connect (one try per node: the worker paces reconnections) and consume ``routes``."""
         conn = self.connect()
         try:
             conn.ensure_connection(max_retries=self.connect_tries)
-            return self.consumption(conn, routes, on_received, on_dropped, prefetch)
+            return self.consumption(conn, routes, on_received, on_dropped, prefetch, queues,
+                                    paused)
         except BaseException:
             conn.release()
             raise
 
     def consumption(self, conn: Connection, routes: Sequence[Route], on_received: OnReceived,
-                    on_dropped: OnDropped, prefetch: int) -> KombuConsumption:
+                    on_dropped: OnDropped, prefetch: int,
+                    names: Sequence[str] = (DEFAULT_QUEUE,),
+                    paused: Collection[str] = ()) -> KombuConsumption:
         """The consumers on a connected ``conn`` (a family may consume more, or renew)."""
-        return KombuConsumption(conn, self.queues(routes), on_received, on_dropped, prefetch)
+        return KombuConsumption(conn, self.queues(routes, names), on_received, on_dropped,
+                                prefetch, paused=paused)
+
+    def waiting(self, queues: Sequence[str]) -> int | None:
+        """Ready messages of the named ``queues``, from :meth:`queue_stats`."""
+        names = {str(queue.name) for queue in self.topology.queues_of(list(queues))}
+        counts = [stats.ready for stats in self.queue_stats() if stats.name in names]
+        if any(count is None for count in counts):
+            return None
+        return sum(count or 0 for count in counts)
 
     def check(self, timeout: float = 5.0) -> None:
         """Connect and declare the queues, or raise ``TransportError``."""
@@ -239,9 +317,10 @@ class KombuTransport(Transport):
         return producer
 
     def publish_raw(self, body: dict[str, Any], *, route: Route,
-                    headers: dict[str, Any] | None = None) -> None:
-        """Send ``body`` to ``route``'s queue, retried through a reconnect."""
-        queue = self.topology.queue(route)
+                    headers: dict[str, Any] | None = None, queue_name: str = DEFAULT_QUEUE
+                    ) -> None:
+        """Send ``body`` to ``route``'s queue of ``queue_name``, retried through a reconnect."""
+        queue = self.topology.queue(route, queue_name)
         try:
             # declare=[queue] on every call, not only the first: kombu skips it
             # while the connection lives (its declared-entities cache), and when
@@ -250,7 +329,8 @@ class KombuTransport(Transport):
             # the connection's memory: a retry without them routed the message
             # nowhere, and publish() returned as if it had been sent.
             self._producer().publish(
-                body, exchange=self.topology.exchange, routing_key=route, delivery_mode=2,
+                body, exchange=self.topology.exchange, routing_key=queue.routing_key,
+                delivery_mode=2,
                 headers=headers or {}, declare=[queue], retry=True,
                 retry_policy=_PUBLISH_RETRY,
             )
@@ -265,7 +345,7 @@ class KombuTransport(Transport):
         if delay > 0:
             raise TransportError(f"the {self.scheme} transport cannot delay a message; "
                                  "the RetryManagement holds delayed messages")
-        self.publish_raw(message.body(), route=message.route)
+        self.publish_raw(message.body(), route=message.route, queue_name=message.queue)
 
     def enqueue_many(self, messages: Sequence[Message]) -> None:
         """Send each message in turn."""

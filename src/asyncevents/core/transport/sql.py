@@ -10,14 +10,14 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
 from time import monotonic
 from typing import Any
 
 import sqlalchemy
 import structlog
-from kombu import Connection, Queue
+from kombu import Connection
 from kombu.exceptions import OperationalError as KombuOperationalError
 from kombu.serialization import dumps
 from sqlalchemy import case, func, select
@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from asyncevents.core.clock import naive_utcnow
 from asyncevents.core.hookspecs import hookimpl
-from asyncevents.core.messages import ROUTES, Message, Route
+from asyncevents.core.messages import DEFAULT_QUEUE, Message, Route
 from asyncevents.core.transport import sqlschema
 from asyncevents.core.transport.base import (
     OnDropped,
@@ -36,7 +36,12 @@ from asyncevents.core.transport.base import (
     Transport,
     first_line,
 )
-from asyncevents.core.transport.kombubase import KombuConsumption, KombuReceived, KombuTransport
+from asyncevents.core.transport.kombubase import (
+    KombuConsumption,
+    KombuReceived,
+    KombuTransport,
+    QueueMap,
+)
 from asyncevents.core.transport.sqlkombu import DELAY_HEADER, connection
 from asyncevents.errors import TransportError
 
@@ -48,9 +53,10 @@ log = structlog.get_logger("asyncevents.transport")
 class SqlConsumption(KombuConsumption):
     """Consumers on the SQL queue that keep renewing the leases of what they hold."""
 
-    def __init__(self, conn: Connection, queues: dict[Route, Queue], on_received: OnReceived,
-                 on_dropped: OnDropped, prefetch: int, lease_seconds: float) -> None:
-        super().__init__(conn, queues, on_received, on_dropped, prefetch)
+    def __init__(self, conn: Connection, queues: QueueMap, on_received: OnReceived,
+                 on_dropped: OnDropped, prefetch: int, lease_seconds: float,
+                 paused: Collection[str] = ()) -> None:
+        super().__init__(conn, queues, on_received, on_dropped, prefetch, paused=paused)
         self._every = lease_seconds / 3
         self._next = monotonic() + self._every
 
@@ -62,6 +68,10 @@ class SqlConsumption(KombuConsumption):
         for one in received:
             if not isinstance(one, KombuReceived):
                 one.ack()
+
+    def ready(self, queues: Sequence[str]) -> int:
+        """Visible rows of ``queues``, and those claimed for us but not handed over yet."""
+        return super().ready(queues) + int(self.channel.claimed_in(self.queue_names(queues)))
 
     def heartbeat(self) -> None:
         """Renew the held leases once a third of the lease has passed since the last time."""
@@ -90,10 +100,12 @@ class SqlTransport(KombuTransport):
                           lease_seconds=self.settings.lease_seconds)
 
     def consumption(self, conn: Connection, routes: Sequence[Route], on_received: OnReceived,
-                    on_dropped: OnDropped, prefetch: int) -> SqlConsumption:
+                    on_dropped: OnDropped, prefetch: int,
+                    names: Sequence[str] = (DEFAULT_QUEUE,),
+                    paused: Collection[str] = ()) -> SqlConsumption:
         """The routes' consumers, renewing leases from :meth:`SqlConsumption.heartbeat`."""
-        return SqlConsumption(conn, self.queues(routes), on_received, on_dropped, prefetch,
-                              self.settings.lease_seconds)
+        return SqlConsumption(conn, self.queues(routes, names), on_received, on_dropped,
+                              prefetch, self.settings.lease_seconds, paused)
 
     @property
     def connection_errors(self) -> tuple[type[BaseException], ...]:
@@ -105,7 +117,8 @@ class SqlTransport(KombuTransport):
     def enqueue(self, message: Message, *, delay: float = 0.0) -> None:
         """Insert the message's row, visible ``delay`` seconds from now."""
         headers: dict[str, Any] | None = {DELAY_HEADER: delay} if delay > 0 else None
-        self.publish_raw(message.body(), route=message.route, headers=headers)
+        self.publish_raw(message.body(), route=message.route, headers=headers,
+                         queue_name=message.queue)
 
     def enqueue_many(self, messages: Sequence[Message]) -> None:
         """Insert every message's row in one transaction (one commit to wait for)."""
@@ -117,10 +130,11 @@ class SqlTransport(KombuTransport):
             channel = self._local.conn.default_channel
             with channel.batched_puts():
                 for message in messages:
+                    queue = self.topology.queue(message.route, message.queue)
                     # Nothing reaches the database before the batch ends: no retry here.
                     producer.publish(message.body(), exchange=self.topology.exchange,
-                                     routing_key=message.route, delivery_mode=2,
-                                     declare=[self.topology.queue(message.route)], retry=False)
+                                     routing_key=queue.routing_key, delivery_mode=2,
+                                     declare=[queue], retry=False)
         except Exception as exc:
             self._reset()
             raise TransportError(
@@ -152,7 +166,7 @@ class SqlTransport(KombuTransport):
             self._engines()  # creates the table on a connection of its own
         now = naive_utcnow()
         visible = now + timedelta(seconds=delay) if delay > 0 else now
-        rows = [{"queue": self.topology.queue(m.route).name,
+        rows = [{"queue": self.topology.queue(m.route, m.queue).name,
                  "payload": json.dumps(self._envelope(m)), "created_at": visible,
                  "visible_at": visible, "deliveries": 0} for m in messages]
         # One statement per row: the ids, hence the consumers' order, follow the list.
@@ -170,7 +184,8 @@ class SqlTransport(KombuTransport):
                 "content-type": content_type, "headers": {},
                 "properties": {"delivery_mode": 2, "priority": 0, "body_encoding": "base64",
                                "delivery_info": {"exchange": self.topology.exchange.name,
-                                                 "routing_key": message.route},
+                                                 "routing_key": self.topology.routing_key(
+                                                     message.route, message.queue)},
                                "delivery_tag": str(uuid.uuid4())}}
 
     def _engines(self) -> sqlschema.QueueEngines:
@@ -178,7 +193,7 @@ class SqlTransport(KombuTransport):
 
     def seconds_until_due(self) -> float | None:
         """Seconds until the earliest delayed row of this installation is due."""
-        names = [self.topology.queue(route).name for route in ROUTES]
+        names = [str(queue.name) for queue in self.topology.queues]
         params = {"qs": names, "now": naive_utcnow()}
         earliest = sqlschema.run(self._engines().put,
                                  lambda conn: conn.execute(sqlschema.NEXT_DUE, params).scalar())
@@ -192,7 +207,7 @@ class SqlTransport(KombuTransport):
         A leased row whose lease ran out counts as ready: any worker may take it.
         Consumers are not known to the table (``asyncevents workers`` lists them).
         """
-        names = [self.topology.queue(route).name for route in ROUTES]
+        names = [str(queue.name) for queue in self.topology.queues]
         c, now = sqlschema.messages.c, naive_utcnow()
         later = c.visible_at > now
         query = (select(c.queue, func.sum(case((c.visible_at <= now, 1), else_=0)),

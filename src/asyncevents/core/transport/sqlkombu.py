@@ -146,6 +146,10 @@ class SqlChannel(virtual.Channel):  # type: ignore[misc]
         """(row id, lease token) of the rows claimed here and not delivered yet."""
         return [(row_id, n) for rows, _ in self._claimed.values() for row_id, _, n in rows]
 
+    def claimed_in(self, queues: Iterable[str]) -> int:
+        """Rows of ``queues`` claimed here and not delivered yet (no longer counted as ready)."""
+        return sum(len(self._claimed[queue][0]) for queue in queues if queue in self._claimed)
+
     def claims_renewed(self, fresh_until: float) -> None:
         """Claimed rows had their leases extended: they stay fresh until then (monotonic)."""
         self._claimed = {queue: (rows, max(fresh, fresh_until))

@@ -12,10 +12,10 @@ delays of its own) until a worker pumps them: ``asyncevents worker`` on
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from asyncevents.core.hookspecs import hookimpl
-from asyncevents.core.messages import Message, Route
+from asyncevents.core.messages import DEFAULT_QUEUE, Message, Route
 from asyncevents.core.settings import Settings
 from asyncevents.core.transport.base import (
     Handlers,
@@ -79,7 +79,9 @@ class SyncTransport(Transport):
             self.enqueue(message)
 
     def consume(self, routes: Sequence[Route], on_received: OnReceived,
-                on_dropped: OnDropped, *, prefetch: int) -> _Idle:
+                on_dropped: OnDropped, *, prefetch: int,
+                queues: Sequence[str] = (DEFAULT_QUEUE,),
+                paused: Collection[str] = ()) -> _Idle:
         """Nothing waits in a queue: every message was handled when it was sent."""
         return _Idle()
 

@@ -1,4 +1,20 @@
-"""The kombu topology: one exchange, the trigger and delivery queues, delay queues."""
+"""The kombu topology: one exchange, the trigger and delivery queues, delay queues.
+
+Queue names, for the prefix ``P``, a route (``trigger``, ``deliver``) and a
+named queue (:mod:`asyncevents.core.routing`):
+
+============================  ==============================  =================================
+what                          ``default``                     a named queue ``Q``
+============================  ==============================  =================================
+a route's queue               ``P.<route>``                   ``P.Q.<route>``
+its routing key               ``<route>``                     ``Q.<route>``
+its dead letters (quorum)     ``P.<route>.dead``              ``P.Q.<route>.dead``
+a delay of ``ms``             ``P.delay.<route>.<ms>``        ``P.delay.Q.<route>.<ms>``
+============================  ==============================  =================================
+
+The ``default`` names are those of installations from before named queues, so
+they keep working as they are.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +23,7 @@ from dataclasses import dataclass
 
 from kombu import Exchange, Queue
 
-from asyncevents.core.messages import ROUTES, Route
+from asyncevents.core.messages import DEFAULT_QUEUE, ROUTES, Route
 
 __all__ = ["Topology", "delay_ms"]
 
@@ -40,6 +56,8 @@ class Topology:
     prefix: str = "asyncevents"
     quorum: bool = False
     delivery_limit: int = 20
+    names: tuple[str, ...] = (DEFAULT_QUEUE,)
+    """Every named queue of the installation (``[routing]``'s and ``default``)."""
 
     def _quorum(self, dead_letter_exchange: str, dead_letter_key: str) -> dict[str, object]:
         if not self.quorum:
@@ -53,44 +71,55 @@ class Topology:
         """The durable direct exchange every message goes through."""
         return Exchange(self.prefix, type="direct", durable=True)
 
-    def queue(self, route: Route) -> Queue:
-        """The durable queue for ``route``."""
-        arguments = self._quorum("", self.dead_queue(route).name)
+    @staticmethod
+    def routing_key(route: Route, name: str = DEFAULT_QUEUE) -> str:
+        """The key that routes to ``route``'s queue of the named queue ``name``."""
+        return route if name == DEFAULT_QUEUE else f"{name}.{route}"
+
+    def queue(self, route: Route, name: str = DEFAULT_QUEUE) -> Queue:
+        """The durable queue for ``route`` of the named queue ``name``."""
+        arguments = self._quorum("", self.dead_queue(route, name).name)
         if arguments:
             arguments["x-delivery-limit"] = self.delivery_limit
-        return Queue(f"{self.prefix}.{route}", exchange=self.exchange, routing_key=route,
+        key = self.routing_key(route, name)
+        return Queue(f"{self.prefix}.{key}", exchange=self.exchange, routing_key=key,
                      durable=True, queue_arguments=arguments or None)
 
-    def dead_queue(self, route: Route) -> Queue:
+    def dead_queue(self, route: Route, name: str = DEFAULT_QUEUE) -> Queue:
         """Where a quorum queue puts what reached its delivery limit."""
-        name = f"{self.prefix}.{route}.dead"
+        name = f"{self.prefix}.{self.routing_key(route, name)}.dead"
         arguments = {"x-queue-type": "quorum"} if self.quorum else None
         return Queue(name, exchange=Exchange(""), routing_key=name, durable=True,
                      queue_arguments=arguments)
 
     @property
     def queues(self) -> list[Queue]:
-        """The trigger and delivery queues (and with ``quorum`` their dead-letter queues)."""
-        found = [self.queue(route) for route in ROUTES]
+        """Every named queue's trigger and delivery queues (and with ``quorum`` their dead ones)."""
+        return self.queues_of(self.names)
+
+    def queues_of(self, names: tuple[str, ...] | list[str]) -> list[Queue]:
+        """The trigger and delivery queues of ``names`` (and with ``quorum`` their dead ones)."""
+        found = [self.queue(route, name) for name in names for route in ROUTES]
         if self.quorum:
-            found += [self.dead_queue(route) for route in ROUTES]
+            found += [self.dead_queue(route, name) for name in names for route in ROUTES]
         return found
 
-    def delay_queue(self, route: Route, ms: int) -> Queue:
+    def delay_queue(self, route: Route, ms: int, name: str = DEFAULT_QUEUE) -> Queue:
         """A queue whose messages go back to ``route`` after ``ms`` milliseconds.
 
         One queue per distinct delay: RabbitMQ only expires messages at the head
         of a queue, so mixing delays in one queue would hold short ones back.
         """
+        key = self.routing_key(route, name)
         return Queue(
-            f"{self.prefix}.delay.{route}.{ms}",
+            f"{self.prefix}.delay.{key}.{ms}",
             exchange=Exchange(""),
-            routing_key=f"{self.prefix}.delay.{route}.{ms}",
+            routing_key=f"{self.prefix}.delay.{key}.{ms}",
             durable=True,
             queue_arguments={
                 "x-message-ttl": ms,
                 "x-dead-letter-exchange": self.prefix,
-                "x-dead-letter-routing-key": route,
+                "x-dead-letter-routing-key": key,
                 "x-expires": ms + _EXPIRY_MARGIN_MS,
             },
         )

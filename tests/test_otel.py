@@ -156,7 +156,8 @@ from asyncevents.core.app import App
 from asyncevents.core.worker import WorkerLimits
 
 def loaded(prefixes):
-    return sorted(m for m in sys.modules if m.startswith(prefixes))
+    return sorted(m for m, module in list(sys.modules.items())
+                  if m.startswith(prefixes) and module is not None)
 
 app = App()
 app.publish("shop.order", {"id": 1})
@@ -193,6 +194,19 @@ def test_the_same_run_with_the_variables_does_load_it(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "asyncevents.core.otel.tracing" in done.stdout
     assert '"name": "publish shop.order"' in done.stdout  # the console exporter's span
+
+
+def test_the_variables_without_the_extra_warn_once_and_change_nothing(tmp_path: Path) -> None:
+    # The SDK made unimportable, as in an installation without the extra (FastAPI
+    # may bring the OpenTelemetry API along by itself).
+    script = "import sys\nsys.modules['opentelemetry.sdk'] = None\n" + INERT
+    env = _env(tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
+    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    output = done.stdout + done.stderr
+    assert output.count("pip install 'asyncevents[otel]'") == 1, output
+    assert "worker []" in output.splitlines() and "serve []" in output.splitlines()
 
 
 # ---------------------------------------------------------------- the wire format

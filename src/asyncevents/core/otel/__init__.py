@@ -80,6 +80,13 @@ def signals(environ: Mapping[str, str]) -> Signals:
     return Signals(_exporters(environ, "TRACES"), _exporters(environ, "METRICS"))
 
 
+def _installed() -> bool:
+    try:
+        return find_spec("opentelemetry.sdk") is not None
+    except (ImportError, ValueError):  # a parent package that is not there, or blocked
+        return False
+
+
 def configure(environ: Mapping[str, str] | None = None) -> None:
     """Switch tracing on for this process if the variables ask for it (once; cheap after).
 
@@ -97,7 +104,7 @@ def configure(environ: Mapping[str, str] | None = None) -> None:
         wanted = signals(os.environ if environ is None else environ)
         if not (wanted.traces or wanted.metrics):
             return
-        if find_spec("opentelemetry") is None or find_spec("opentelemetry.sdk") is None:
+        if not _installed():
             log.warning("OTEL_* variables are set but OpenTelemetry is not installed: "
                         "pip install 'asyncevents[otel]' (nothing is exported)")
             return

@@ -25,12 +25,12 @@ from asyncevents.api import subscriptions as service
 from asyncevents.api.console_render import back, page, user
 from asyncevents.api.deps import app_of
 from asyncevents.api.problems import Problem, validation_problem
-from asyncevents.api.schemas import SubscriptionCreate, SubscriptionUpdate
+from asyncevents.api.schemas import SubscriptionCreate, SubscriptionUpdate, TokenRotation
 from asyncevents.core.models import Subscription
 from asyncevents.core.subscriptions import OPTIONS, SubscriptionRules
 from asyncevents.errors import AsyncEventsError, InvalidQuery, NotFound
 
-__all__ = ["POLICY_FIELDS", "SubscriptionForm", "router"]
+__all__ = ["POLICY_FIELDS", "RotationForm", "SubscriptionForm", "router"]
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 _Text = Annotated[str, Query(max_length=4096)]
@@ -278,6 +278,37 @@ def subscription_page(request: Request, subscription_id: _ID,
         deleted = True
     return _form_page(request, SubscriptionForm.of(sub), sub=sub, message=message,
                       deleted=deleted)
+
+
+class RotationForm(BaseModel):
+    """The token rotation form as posted."""
+
+    csrf: str = Field(default="", max_length=100)
+    token: str = Field(default="", max_length=4096)
+    grace: str = Field(default="24h", max_length=64)
+
+
+@router.post("/subscriptions/{subscription_id}/rotate-token")
+def rotate_token(request: Request, subscription_id: _ID,
+                 form: Annotated[RotationForm, Form()]) -> Response:
+    """Rotate the verification token with a grace period, or show the one line refusing it."""
+    _, secret = session.current_token(request, "subscriptions:write")
+    session.check_csrf(request, secret, form.csrf)
+    app = app_of(request)
+    current = app.store.get_subscription(subscription_id)
+    try:
+        body = _checked(TokenRotation, {"verification_token": form.token, "grace": form.grace})
+        assert isinstance(body, TokenRotation)
+        saved = service.rotate_token(app, subscription_id, body.verification_token, body.grace)
+    except (Problem, AsyncEventsError) as exc:
+        error, field = _refusal(exc)
+        return _form_page(request, SubscriptionForm.of(current), sub=current, status=422,
+                          error=error, error_field=field or "rotation",
+                          scope="subscriptions:write")
+    until = saved.subscription.previous_token_until
+    return back(f"/console/subscriptions/{subscription_id}",
+                message="token rotated" + (f"; the old one also signs until "
+                                           f"{until:%Y-%m-%d %H:%M:%S} UTC" if until else ""))
 
 
 @router.post("/subscriptions/{subscription_id}")

@@ -15,6 +15,7 @@ from asyncevents.api.schemas import (
     SubscriptionPage,
     SubscriptionSaved,
     SubscriptionUpdate,
+    TokenRotation,
 )
 from asyncevents.core.subscriptions import OPTIONS
 
@@ -77,6 +78,17 @@ def update_subscription(subscription_id: _ID, body: SubscriptionUpdate,
     ``verification_token``. Fields left out stay as they are; ``warnings`` as on create."""
     changes = body.model_dump(include=body.model_fields_set)
     return service.update(app, subscription_id, changes).public()
+
+
+@router.post("/{subscription_id}/rotate-token", response_model=SubscriptionSaved,
+             dependencies=_WRITE,
+             responses={422: {"description": "A field is invalid (named in `field`)."}})
+def rotate_token(subscription_id: _ID, body: TokenRotation, app: AppDep) -> dict[str, Any]:
+    """Sign with a new verification token; until ``rotation_grace_until`` deliveries
+    carry the old token's signature too (``webhook-signature: v1,<new> v1,<old>``).
+    Neither token is ever returned."""
+    return service.rotate_token(app, subscription_id, body.verification_token,
+                                body.grace).public()
 
 
 @router.delete("/{subscription_id}", status_code=204, dependencies=_WRITE)

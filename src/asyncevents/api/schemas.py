@@ -33,6 +33,7 @@ __all__ = [
     "Token",
     "TokenCreate",
     "TokenCreated",
+    "TokenRotation",
     "Trace",
 ]
 
@@ -119,6 +120,14 @@ class SubscriptionUpdate(_Protection):
     retry_policy: JsonObject | None = Field(default=None,
                                             description="null returns to the global policy.")
     metadata: JsonObject | None = None
+
+
+class TokenRotation(_Strict):
+    """A new verification token, and how long the current one still signs too."""
+
+    verification_token: Secret = Field(description="The new token. Never returned.")
+    grace: str | float = Field(default="24h", description="`24h`, `30m`, `90s`, `2d` or "
+                               "seconds (at most 30 days; 0: the old token stops now).")
 
 
 class Subscription(BaseModel):

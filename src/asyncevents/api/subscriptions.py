@@ -29,6 +29,7 @@ __all__ = [
     "SubscriptionFilter",
     "create",
     "list_page",
+    "rotate_token",
     "update",
 ]
 
@@ -83,6 +84,13 @@ def update(app: App, subscription_id: str, changes: Mapping[str, Any],
     with _named(fields), collect_warnings() as found:
         sub = app.update_subscription(subscription_id, **core)
     return Saved(sub, found)
+
+
+def rotate_token(app: App, subscription_id: str, token: str, grace: str | float) -> Saved:
+    """Rotate the verification token with a grace period; a 422 problem names the field."""
+    with _named(None):
+        sub = app.rotate_token(subscription_id, token, grace)
+    return Saved(sub, [])
 
 
 @dataclass(frozen=True)

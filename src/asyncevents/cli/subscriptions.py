@@ -21,7 +21,7 @@ _OPTIONS = {"sink": "--sink", "token": "--token", "filter": "--filter",
             "retry_policy": "--retry-policy", "recipient": "--recipient",
             "rate": "--rate", "max_in_flight": "--max-in-flight",
             "ordering_key": "--ordering-key", "signature": "--signature",
-            "headers": "--header", "disable_after": "--disable-after"}
+            "headers": "--header", "disable_after": "--disable-after", "grace": "--grace"}
 _F = TypeVar("_F", bound=Callable[..., Any])
 # Given to an option of `subscriptions update`, these words unset it.
 _UNSET = ("", "none", "off")
@@ -184,6 +184,25 @@ def update(subscription_id: str, recipient: str | None, token: str | None,
         print_json(sub.public())
     else:
         console.print(f"subscription {sub.id} updated")
+
+
+@subscriptions.command("rotate-token")
+@click.argument("subscription_id")
+@click.option("--token", required=True, help="The new verification token.")
+@click.option("--grace", default="24h", show_default=True, metavar="DURATION",
+              help="How long the old token still signs too (24h, 30m, 90s, 2d; 0: not at all).")
+@json_option
+def rotate_token(subscription_id: str, token: str, grace: str, as_json: bool) -> None:
+    """Sign with a new token; during the grace, deliveries carry both signatures."""
+    with _options_named():
+        sub = get_app().rotate_token(subscription_id, token, grace)
+    if as_json:
+        print_json(sub.public())
+    elif sub.previous_token_until is not None:
+        console.print(f"subscription {sub.id}: new token; the old one also signs until "
+                      f"{sub.previous_token_until.isoformat()}")
+    else:
+        console.print(f"subscription {sub.id}: new token; the old one no longer signs")
 
 
 @subscriptions.command("list")

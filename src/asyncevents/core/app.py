@@ -23,7 +23,7 @@ from asyncevents.core.retry import RetryManagement, RetryPolicy
 from asyncevents.core.search import compile_filter
 from asyncevents.core.settings import Settings, load_settings
 from asyncevents.core.store import GENERATE_KEY, Store, needs_secret_key, store_cipher
-from asyncevents.core.subscriptions import SubscriptionRules
+from asyncevents.core.subscriptions import DEFAULT_GRACE, SubscriptionRules, parse_grace
 from asyncevents.core.transport import Transport
 from asyncevents.core.worker import Presence, Worker, WorkerLimits, WorkerReport
 from asyncevents.errors import ConfigError
@@ -190,6 +190,25 @@ class App:
         if not values:
             return current
         return self.store.update_subscription(subscription_id, **values)
+
+    def rotate_token(self, subscription_id: str, token: str,
+                     grace: str | float = DEFAULT_GRACE) -> Subscription:
+        """Sign with ``token`` from now on, and with the current token too for ``grace``.
+
+        ``grace``: seconds, or ``"24h"``, ``"30m"``...; 0 drops the old token now.
+        During the grace ``webhook-signature`` carries both signatures, so receivers
+        switch without a gap. Neither token is ever shown.
+        """
+        current = self.store.get_subscription(subscription_id)
+        rules = SubscriptionRules(self.settings, self.catalog, self.plugins)
+        seconds = parse_grace(grace)
+        if not token:
+            raise ConfigError("the new verification token must not be empty", field="token")
+        rules.check_token(token)
+        keep = seconds > 0 and current.token != token
+        return self.store.update_subscription(
+            subscription_id, token=token, previous_token=current.token if keep else None,
+            previous_token_until=utcnow() + timedelta(seconds=seconds) if keep else None)
 
     def replay(self, delivery_id: str) -> None:
         """Start a new chain of attempts for a delivery, under the same uuid."""

@@ -46,6 +46,7 @@ __all__ = [
     "cloudevent",
     "is_reserved_header",
     "sign",
+    "signature_header",
     "signing_key",
 ]
 
@@ -193,3 +194,16 @@ def sign(token: str, msg_id: str, timestamp: int, body: bytes) -> str:
     signed = b"%s.%d.%s" % (msg_id.encode("utf-8"), timestamp, body)
     digest = hmac.new(signing_key(token), signed, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+def signature_header(request: DeliveryRequest, timestamp: int, body: bytes) -> str:
+    """``webhook-signature`` for ``request``: every signature it calls for, space-separated.
+
+    ``v1,<hmac of the token>``, followed during a rotation's grace by
+    ``v1,<hmac of the previous token>`` (Standard Webhooks lets a receiver
+    accept any one of them). Raises ``ValueError`` for a token that cannot sign.
+    """
+    header = sign(request.token, request.delivery_id, timestamp, body)
+    if request.previous_token:
+        header += " " + sign(request.previous_token, request.delivery_id, timestamp, body)
+    return header

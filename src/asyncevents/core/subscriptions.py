@@ -62,7 +62,32 @@ from asyncevents.errors import (
     UnverifiedRecipient,
 )
 
-__all__ = ["CHANGEABLE", "OPTIONS", "RESERVED_HEADERS", "SubscriptionRules", "collect_warnings"]
+__all__ = ["CHANGEABLE", "DEFAULT_GRACE", "OPTIONS", "RESERVED_HEADERS", "SubscriptionRules",
+           "collect_warnings", "parse_grace"]
+
+DEFAULT_GRACE = 24 * 3600.0
+"""Seconds a rotated token keeps signing when no grace is given."""
+_GRACE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_MAX_GRACE = 30 * 86400.0
+
+
+def parse_grace(value: str | float | int) -> float:
+    """Seconds from ``24h``, ``30m``, ``90s``, ``2d`` or a number of seconds (0 to 30 days).
+
+    ``ConfigError`` (field ``grace``) otherwise.
+    """
+    if isinstance(value, bool):
+        seconds = -1.0
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        found = _GRACE.match(value)
+        seconds = float(found.group(1)) * _UNITS[found.group(2)] if found else -1.0
+    if not math.isfinite(seconds) or not 0 <= seconds <= _MAX_GRACE:
+        raise ConfigError(f"invalid grace {value!r}: give a duration such as 24h, 30m, 90s "
+                          "or 2d (at most 30 days; 0 ends the old token now)", field="grace")
+    return seconds
 
 OPTIONS = ("rate", "max_in_flight", "ordering_key", "signature", "headers", "disable_after")
 """The receiver protection options, kept together in the subscription's ``options``."""
@@ -182,6 +207,9 @@ class SubscriptionRules:
                 raise ConfigError("verification_token must not be empty", field="token")
             self.check_token(changes["token"])
             values["token"] = changes["token"]
+            # Replaced outright: a token in its grace from an earlier rotation stops too.
+            values["previous_token"] = None
+            values["previous_token_until"] = None
         if "filter" in changes:
             self.check_filter(changes["filter"])
             values["filter"] = changes["filter"] or None

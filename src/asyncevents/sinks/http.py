@@ -43,7 +43,7 @@ from asyncevents.core.sink import (
     SinkFactory,
     cloudevent,
     is_reserved_header,
-    sign,
+    signature_header,
 )
 from asyncevents.errors import ConfigError, InvalidRecipient
 from asyncevents.sinks.addresses import (
@@ -177,7 +177,7 @@ class HttpSink:
         body = json.dumps(cloudevent(request), separators=(",", ":")).encode("utf-8")
         timestamp = int(time.time())
         try:
-            signature = sign(request.token, request.delivery_id, timestamp, body)
+            signature = signature_header(request, timestamp, body)
         except ValueError as exc:
             return DeliveryResult.failed(str(exc), retryable=False)
         # The subscription's headers first, so that none can replace ours; the
@@ -344,9 +344,10 @@ class _Post:
 
 
 def _scrubbed(request: DeliveryRequest, result: DeliveryResult) -> DeliveryResult:
-    """The result without the token in its error, should a library have echoed it."""
-    if request.token and result.error and request.token in result.error:
-        return replace(result, error=result.error.replace(request.token, "***"))
+    """The result without a secret in its error, should a library have echoed one."""
+    for secret in (request.token, request.previous_token, request.signing_key):
+        if secret and result.error and secret in result.error:
+            result = replace(result, error=result.error.replace(secret, "***"))
     return result
 
 

@@ -18,6 +18,9 @@ from asyncevents.errors import ConfigError, NotFound
 
 __all__ = ["SubscriptionQueries", "subscription_from_row"]
 
+# Every column holding a secret, encrypted with the store's key.
+_SECRET_COLUMNS = (subscriptions.c.token, subscriptions.c.signing_key,
+                   subscriptions.c.previous_token)
 _SUBSCRIPTIONS_VERSION = select(func.count(), func.max(subscriptions.c.updated_at))
 
 
@@ -178,49 +181,53 @@ class SubscriptionQueries(StoreBase):
             raise NotFound(f"no subscription with id {subscription_id!r}")
 
     def encrypt_clear_tokens(self) -> int:
-        """Encrypt the tokens stored in clear (by an older version, or before a key was set).
+        """Encrypt the secrets stored in clear (by an older version, or before a key was set).
 
-        Nothing happens without a key. Each row is written only if it still
-        holds the token that was read, so a concurrent change always wins.
+        The tokens, Ed25519 private keys and rotated tokens. Nothing happens
+        without a key. Each value is written only if it still is what was
+        read, so a concurrent change always wins.
         """
         if not self.cipher.enabled:
             return 0
-        col = subscriptions.c
         changed = 0
         with self.begin() as conn:
-            rows = conn.execute(select(col.id, col.token).where(
-                col.token != "", col.token.not_like("enc:%"))).all()
-            for row_id, stored in rows:
-                if TokenCipher.is_encrypted(stored):
-                    continue
-                result = conn.execute(update(subscriptions)
-                                      .where(col.id == row_id, col.token == stored)
-                                      .values(token=self.cipher.encrypt(stored)))
-                changed += result.rowcount
+            for column in _SECRET_COLUMNS:
+                rows = conn.execute(select(subscriptions.c.id, column).where(
+                    column != "", column.not_like("enc:%"))).all()
+                for row_id, stored in rows:
+                    if TokenCipher.is_encrypted(stored):
+                        continue
+                    result = conn.execute(
+                        update(subscriptions)
+                        .where(subscriptions.c.id == row_id, column == stored)
+                        .values({column.name: self.cipher.encrypt(stored)}))
+                    changed += result.rowcount
         return changed
 
     def rotate_tokens(self, old: TokenCipher) -> int:
-        """Re-encrypt every stored token from ``old`` to this store's cipher.
+        """Re-encrypt every stored secret from ``old`` to this store's cipher.
 
-        Tokens in clear are encrypted; one already under this store's key (a
-        rotation run twice, or encrypted since) is left as it is.
+        Tokens, Ed25519 private keys and rotated tokens. Those in clear are
+        encrypted; one already under this store's key (a rotation run twice,
+        or encrypted since) is left as it is.
         """
         changed = 0
         with self.begin() as conn:
-            rows = conn.execute(select(subscriptions.c.id, subscriptions.c.token)
-                                .where(subscriptions.c.token != "")).all()
-            for row_id, stored in rows:
-                if TokenCipher.is_encrypted(stored):
-                    try:
-                        token = old.decrypt(stored)
-                    except ConfigError:
-                        self.cipher.decrypt(stored)  # under the new key already, or the error
-                        continue
-                else:
-                    token = stored
-                fresh = self.cipher.encrypt(token)
-                if fresh != stored:
-                    conn.execute(update(subscriptions).where(subscriptions.c.id == row_id)
-                                 .values(token=fresh))
-                    changed += 1
+            for column in _SECRET_COLUMNS:
+                rows = conn.execute(select(subscriptions.c.id, column)
+                                    .where(column != "")).all()
+                for row_id, stored in rows:
+                    if TokenCipher.is_encrypted(stored):
+                        try:
+                            token = old.decrypt(stored)
+                        except ConfigError:
+                            self.cipher.decrypt(stored)  # under the new key already, or the error
+                            continue
+                    else:
+                        token = stored
+                    fresh = self.cipher.encrypt(token)
+                    if fresh != stored:
+                        conn.execute(update(subscriptions).where(subscriptions.c.id == row_id)
+                                     .values({column.name: fresh}))
+                        changed += 1
         return changed

@@ -172,9 +172,11 @@ class App:
         checked = rules.check_create(event_name=event_name, sink=sink, recipient=recipient,
                                      token=token, filter=filter, retry_policy=retry_policy,
                                      options=options)
+        key = rules.signing_key(checked, token)  # ed25519: the token's whsk_ key, or a new one
         return self.store.create_subscription(
             event_name=event_name, sink=sink, recipient=recipient, token=token,
             filter=filter, retry_policy=retry_policy, metadata=metadata, options=checked,
+            signing_key=key,
         )
 
     def update_subscription(self, subscription_id: str, **changes: Any) -> Subscription:
@@ -200,6 +202,10 @@ class App:
         switch without a gap. Neither token is ever shown.
         """
         current = self.store.get_subscription(subscription_id)
+        if current.signature == "ed25519":
+            raise ConfigError("an ed25519 subscription signs with its key, not a token: give "
+                              "a new key with 'subscriptions update ID --token whsk_...' "
+                              "(receivers then need its new public_key)", field="token")
         rules = SubscriptionRules(self.settings, self.catalog, self.plugins)
         seconds = parse_grace(grace)
         if not token:

@@ -19,13 +19,15 @@ without a thread each) instead of calling ``deliver`` in a thread, and calls
 
 And what sinks that sign share: Standard Webhooks signatures
 (https://www.standardwebhooks.com/), ``webhook-signature: v1,<base64
-HMAC-SHA256 of "{id}.{timestamp}.{body}">``.
+HMAC-SHA256 of "{id}.{timestamp}.{body}">``, or ``v1a,<base64 Ed25519
+signature of the same>`` for ``ed25519`` subscriptions.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 from collections.abc import Callable
@@ -33,10 +35,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 if TYPE_CHECKING:
     from asyncevents.core.settings import Settings
 
 __all__ = [
+    "PRIVATE_KEY_PREFIX",
+    "PUBLIC_KEY_PREFIX",
     "RESERVED_HEADERS",
     "SECRET_PREFIX",
     "DeliveryRequest",
@@ -44,8 +50,10 @@ __all__ = [
     "Sink",
     "SinkFactory",
     "cloudevent",
+    "ed25519_keys",
     "is_reserved_header",
     "sign",
+    "sign_ed25519",
     "signature_header",
     "signing_key",
 ]
@@ -145,6 +153,8 @@ def cloudevent(request: DeliveryRequest) -> dict[str, Any]:
     }
 
 SECRET_PREFIX = "whsec_"
+PRIVATE_KEY_PREFIX = "whsk_"
+PUBLIC_KEY_PREFIX = "whpk_"
 
 RESERVED_HEADERS = frozenset({
     "webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length",
@@ -196,13 +206,52 @@ def sign(token: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode("ascii")
 
 
+def _b64decode(text: str) -> bytes:
+    text = text.rstrip("=")
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+
+
+@functools.lru_cache(maxsize=256)
+def _private_key(signing_key: str) -> Ed25519PrivateKey:
+    if not signing_key.startswith(PRIVATE_KEY_PREFIX):
+        raise ValueError(f"an Ed25519 signing key starts with {PRIVATE_KEY_PREFIX!r}")
+    try:
+        raw = _b64decode(signing_key[len(PRIVATE_KEY_PREFIX):])
+    except (binascii.Error, ValueError):
+        raise ValueError(f"the {PRIVATE_KEY_PREFIX} key is not base64") from None
+    if len(raw) not in (32, 64):  # the seed, or the seed and the public key (libsodium)
+        raise ValueError(f"the {PRIVATE_KEY_PREFIX} key must be 32 bytes (an Ed25519 seed)")
+    return Ed25519PrivateKey.from_private_bytes(raw[:32])
+
+
+def ed25519_keys(signing_key: str | None = None) -> tuple[str, str]:
+    """``(whsk_..., whpk_...)``: ``signing_key`` (a new one if None) and its public key.
+
+    Raises ``ValueError`` (without the key in its message) for a malformed key.
+    """
+    if signing_key is None:
+        seed = Ed25519PrivateKey.generate().private_bytes_raw()
+        signing_key = PRIVATE_KEY_PREFIX + base64.b64encode(seed).decode("ascii")
+    public = _private_key(signing_key).public_key().public_bytes_raw()
+    return signing_key, PUBLIC_KEY_PREFIX + base64.b64encode(public).decode("ascii")
+
+
+def sign_ed25519(signing_key: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The Standard Webhooks ``v1a`` signature: Ed25519 over ``{id}.{timestamp}.{body}``."""
+    signed = b"%s.%d.%s" % (msg_id.encode("utf-8"), timestamp, body)
+    return "v1a," + base64.b64encode(_private_key(signing_key).sign(signed)).decode("ascii")
+
+
 def signature_header(request: DeliveryRequest, timestamp: int, body: bytes) -> str:
     """``webhook-signature`` for ``request``: every signature it calls for, space-separated.
 
+    ``v1a,<Ed25519 signature>`` for an ``ed25519`` subscription; otherwise
     ``v1,<hmac of the token>``, followed during a rotation's grace by
     ``v1,<hmac of the previous token>`` (Standard Webhooks lets a receiver
-    accept any one of them). Raises ``ValueError`` for a token that cannot sign.
+    accept any one of them). Raises ``ValueError`` for a secret that cannot sign.
     """
+    if request.signature == "ed25519":
+        return sign_ed25519(request.signing_key, request.delivery_id, timestamp, body)
     header = sign(request.token, request.delivery_id, timestamp, body)
     if request.previous_token:
         header += " " + sign(request.previous_token, request.delivery_id, timestamp, body)

@@ -50,7 +50,13 @@ from asyncevents.core.plugins import Plugins
 from asyncevents.core.retry import RetryPolicy
 from asyncevents.core.search import compile_filter
 from asyncevents.core.settings import Settings
-from asyncevents.core.sink import RESERVED_HEADERS, is_reserved_header, signing_key
+from asyncevents.core.sink import (
+    PRIVATE_KEY_PREFIX,
+    RESERVED_HEADERS,
+    ed25519_keys,
+    is_reserved_header,
+    signing_key,
+)
 from asyncevents.errors import (
     AsyncEventsError,
     ConfigError,
@@ -170,6 +176,7 @@ class SubscriptionRules:
         self.check_filter(filter)
         self.check_retry_policy(retry_policy)
         checked = self.check_options(options or {})
+        self.signing_key(dict(checked), token)  # a whsk_ token must be a valid key
         with _field("event_name", UnknownEvent):
             self.catalog.check_subscribe(event_name)
         self.check_recipient(sink, recipient)
@@ -219,12 +226,36 @@ class SubscriptionRules:
         if "metadata" in changes:
             values["metadata"] = changes["metadata"] or {}
         changed = {name: changes[name] for name in OPTIONS if name in changes}
-        if changed:
+        new_key = str(values.get("token", "")).startswith(PRIVATE_KEY_PREFIX)
+        if changed or (new_key and current.signature == "ed25519"):
             current_options = {name: getattr(current, name) for name in OPTIONS}
-            values["options"] = self.check_options({**current_options, **changed})
-            if current.public_key:
-                values["options"]["public_key"] = current.public_key
+            options = self.check_options({**current_options, **changed})
+            given = values["token"] if new_key else None
+            if current.signing_key and given is None and options.get("signature") == "ed25519":
+                options["public_key"] = current.public_key  # the same key goes on signing
+            else:
+                key = self.signing_key(options, given)
+                if key or current.signing_key:
+                    values["signing_key"] = key or None
+            values["options"] = options
         return values
+
+    def signing_key(self, options: dict[str, Any], token: str | None) -> str:
+        """The Ed25519 private key an ``ed25519`` subscription signs with ("" for ``hmac``).
+
+        ``token`` when it is a ``whsk_`` key, a new key otherwise; its public
+        key is put in ``options`` (``public_key``), what receivers verify with.
+        """
+        options.pop("public_key", None)
+        if options.get("signature") != "ed25519":
+            return ""
+        given = token if token and token.startswith(PRIVATE_KEY_PREFIX) else None
+        try:
+            private, public = ed25519_keys(given)
+        except ValueError as exc:
+            raise ConfigError(f"invalid Ed25519 signing key: {exc}", field="token") from None
+        options["public_key"] = public
+        return private
 
     def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """Check the receiver protection options; return them as stored (unset ones left out).

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from asyncevents.core import lanes as deliver
-from asyncevents.core.lanes import SubscriptionLanes
+from asyncevents.core.lanes import Slots, SubscriptionLanes
 
 
 class Clock:
@@ -84,3 +86,30 @@ def test_the_engine_defers_only_slow_subscriptions_over_their_share(clock: Clock
         lanes.leave("new", started)
     lanes.leave("quick", lanes.start("quick"))
     assert lanes.is_known_fast("quick") and not lanes.must_defer("quick")
+
+
+def test_slots_go_to_known_fast_subscriptions_first() -> None:
+    async def scenario() -> list[str]:
+        lanes = SubscriptionLanes(4)
+        lanes.leave("fast", lanes.start("fast"))  # one quick delivery: known fast
+        slots = Slots(lanes)
+        order: list[str] = []
+        held = [await slots.acquire("slow") for _ in range(3)]  # the shared part is full
+        assert slots.shared == 3
+
+        async def one(key: str) -> None:
+            fast = await slots.acquire(key)
+            order.append(key)
+            await asyncio.sleep(0)
+            slots.release(fast)
+
+        # New and slow deliveries wait for the shared part; the fast ones pass them.
+        tasks = [asyncio.create_task(one(k)) for k in ("new", "new", "fast", "fast", "fast")]
+        await asyncio.sleep(0.01)
+        assert order == ["fast", "fast", "fast"]
+        for fast in held:
+            slots.release(fast)
+        await asyncio.gather(*tasks)
+        return order
+
+    assert asyncio.run(scenario()) == ["fast", "fast", "fast", "new", "new"]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 
 from asyncevents.core.clock import utcnow
-from asyncevents.core.lanes import SubscriptionLanes
+from asyncevents.core.lanes import Slots, SubscriptionLanes
 from asyncevents.core.messages import DeliverMessage
 from asyncevents.core.models import Delivery, DeliveryStatus, Subscription
 from asyncevents.core.plugins import Plugins
@@ -111,15 +111,14 @@ class Deliverer:
         #: retry, the broker) does not answer, before the message is requeued.
         self.patience = 30.0
         self.lanes = SubscriptionLanes()
-        self._slots: asyncio.Semaphore | None = None
-        self._shared: asyncio.Semaphore | None = None
+        self._slots: Slots | None = None
         self._hooked = bool(plugins.hook.before_delivery.get_hookimpls()
                             or plugins.hook.after_delivery.get_hookimpls())
 
     def use_slots(self, slots: int) -> None:
         """Tell the deliverer how many deliveries its worker runs at once."""
         self.lanes.slots = slots
-        self._slots = self._shared = None
+        self._slots = None
 
     def sink(self, name: str) -> Sink:
         """The one instance of sink ``name`` this worker uses."""
@@ -168,8 +167,7 @@ class Deliverer:
         done; one the lanes hold back is scheduled again without an attempt.
         """
         if self._slots is None:
-            self._slots = asyncio.Semaphore(max(1, self.lanes.slots))
-            self._shared = asyncio.Semaphore(self.lanes.shared)
+            self._slots = Slots(self.lanes)
         settled = await asyncio.gather(*(self._attempt(job, threads) for job in jobs))
         done = [d for d in settled if isinstance(d, _Done)]
         deferred = [(job, delay) for job, delay in
@@ -205,32 +203,27 @@ class Deliverer:
         if not subscription.active:
             return _Done(job, DeliveryResult.failed("subscription is disabled or deleted",
                                                     retryable=False), started, 0.0, request)
-        assert self._slots is not None and self._shared is not None
+        assert self._slots is not None
         key = subscription.id
         # A slow subscription over its share leaves the batch at once (deferred,
-        # no attempt) rather than queue for a slot ahead of the fast ones; a new
-        # one waits for a slot of the shared part, so one slot at least stays
-        # for subscriptions known to be fast.
+        # no attempt) rather than wait for a slot; the slots go to the fast
+        # subscriptions first (see Slots).
         if self.lanes.must_defer(key):
             return job, self.lanes.defer_for(key)
-        shared = None if self.lanes.is_known_fast(key) else self._shared
-        if shared is not None:
-            await shared.acquire()
+        fast = await self._slots.acquire(key)
         try:
-            async with self._slots:
-                if shared is not None and self.lanes.must_defer(key):
-                    return job, self.lanes.defer_for(key)  # found slow while it waited
-                lane = self.lanes.start(key)
-                started = utcnow()
-                clock = time.perf_counter()
-                try:
-                    result = await self._deliver(subscription.sink, request, threads)
-                finally:
-                    self.lanes.leave(key, lane)
-                duration_ms = (time.perf_counter() - clock) * 1000
+            if not fast and self.lanes.must_defer(key):
+                return job, self.lanes.defer_for(key)  # found slow while it waited
+            lane = self.lanes.start(key)
+            started = utcnow()
+            clock = time.perf_counter()
+            try:
+                result = await self._deliver(subscription.sink, request, threads)
+            finally:
+                self.lanes.leave(key, lane)
+            duration_ms = (time.perf_counter() - clock) * 1000
         finally:
-            if shared is not None:
-                shared.release()
+            self._slots.release(fast)
         return _Done(job, result, started, duration_ms, request)
 
     async def _deliver(self, sink_name: str, request: DeliveryRequest,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
+from collections import deque
 
-__all__ = ["SLOW", "SubscriptionLanes"]
+__all__ = ["SLOW", "Slots", "SubscriptionLanes"]
 
 #: A subscription whose deliveries take this long (seconds) is slow.
 SLOW = 1.0
@@ -118,3 +120,80 @@ class SubscriptionLanes:
             waiting.append(now + delay)
             self._deferred[key] = waiting
         return delay
+
+
+class Slots:
+    """The engine's delivery slots, handed out so that slow receivers cannot hold the rest.
+
+    Used from one event loop. A delivery waits for a slot; when one frees,
+    a waiting delivery of a subscription known to be fast goes first (it will
+    give the slot back in a moment); otherwise the subscriptions waiting take
+    turns, one delivery each, and slow or new subscriptions together never
+    hold more than :attr:`SubscriptionLanes.shared` slots, so one at least is
+    always there for the fast ones. Whether a subscription is fast is asked
+    when a slot frees, not when its delivery started waiting.
+    """
+
+    def __init__(self, lanes: SubscriptionLanes) -> None:
+        self.lanes = lanes
+        self.total = max(1, lanes.slots)
+        self.shared = lanes.shared
+        self._used = 0
+        self._used_shared = 0
+        self._waiting: dict[str, deque[asyncio.Future[bool]]] = {}
+
+    async def acquire(self, key: str) -> bool:
+        """Wait for a slot for a delivery of ``key``; True when taken as a fast one."""
+        if not self._waiting:
+            fast = self.lanes.is_known_fast(key)
+            if self._room(fast):
+                self._take(fast)
+                return fast
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, deque()).append(future)
+        self._grant()  # a free slot the others may not take may be this one's
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release(future.result())  # granted as it was cancelled
+            else:
+                queue = self._waiting.get(key)
+                if queue is not None and future in queue:
+                    queue.remove(future)
+                    if not queue:
+                        del self._waiting[key]
+            raise
+
+    def release(self, fast: bool) -> None:
+        """Give back a slot taken as ``fast`` (what ``acquire`` returned)."""
+        self._used -= 1
+        if not fast:
+            self._used_shared -= 1
+        self._grant()
+
+    def _room(self, fast: bool) -> bool:
+        """True when a delivery (fast or not) may take a slot now."""
+        return self._used < self.total and (fast or self._used_shared < self.shared)
+
+    def _take(self, fast: bool) -> None:
+        self._used += 1
+        if not fast:
+            self._used_shared += 1
+
+    def _grant(self) -> None:
+        while self._waiting and self._used < self.total:
+            key = next((k for k in self._waiting if self.lanes.is_known_fast(k)), None)
+            fast = key is not None
+            if key is None:
+                if self._used_shared >= self.shared:
+                    return
+                key = next(iter(self._waiting))
+            queue = self._waiting.pop(key)
+            future = queue.popleft()
+            if queue:
+                self._waiting[key] = queue  # to the back: the others take their turn
+            if future.cancelled():
+                continue
+            self._take(fast)
+            future.set_result(fast)

@@ -166,12 +166,13 @@ def _form_page(request: Request, form: SubscriptionForm, *, sub: Subscription | 
                message: str = "", deleted: bool = False,
                scope: str = "subscriptions:read") -> HTMLResponse:
     ctx = user(request, scope)
-    health = None
+    health = circuit = None
     if sub is not None:
         health = app_of(request).store.subscription_health([sub.id])[sub.id]
+        circuit = app_of(request).store.circuit_health([sub.id])[sub.id]
     return page(request, "subscription.html", status, script=True, **ctx, form=form, sub=sub,
                 sinks=_sinks(request), error=error, error_field=error_field, message=message,
-                health=health, deleted=deleted)
+                health=health, circuit=circuit, deleted=deleted)
 
 
 @router.get("/subscriptions")

@@ -10,6 +10,7 @@ from asyncevents.api import subscriptions as service
 from asyncevents.api.auth import require
 from asyncevents.api.deps import AppDep
 from asyncevents.api.schemas import (
+    Circuit,
     Subscription,
     SubscriptionCreate,
     SubscriptionPage,
@@ -67,6 +68,14 @@ def list_subscriptions(
 def get_subscription(subscription_id: _ID, app: AppDep) -> dict[str, Any]:
     """One subscription (never its token)."""
     return app.store.get_subscription(subscription_id).public()
+
+
+@router.get("/{subscription_id}/circuit", response_model=Circuit, dependencies=_READ)
+def get_circuit(subscription_id: _ID, app: AppDep) -> dict[str, Any]:
+    """The subscription's circuit breaker: ``state`` (``closed`` or ``open``), the failure
+    ratio of its recent attempts, failures in a row, the last error."""
+    app.store.get_subscription(subscription_id, deleted=True)  # NotFound: 404
+    return app.store.circuit_health([subscription_id])[subscription_id].public()
 
 
 @router.patch("/{subscription_id}", response_model=SubscriptionSaved, dependencies=_WRITE)

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 __all__ = [
     "Attempt",
     "Catalog",
+    "Circuit",
     "Delivery",
     "DeliveryPage",
     "EventDefinition",
@@ -128,6 +129,20 @@ class TokenRotation(_Strict):
     verification_token: Secret = Field(description="The new token. Never returned.")
     grace: str | float = Field(default="24h", description="`24h`, `30m`, `90s`, `2d` or "
                                "seconds (at most 30 days; 0: the old token stops now).")
+
+
+class Circuit(BaseModel):
+    """A subscription's circuit breaker (``GET /v1/subscriptions/{id}/circuit``)."""
+
+    state: str = Field(description="`closed` (delivering) or `open` (deliveries wait for a "
+                                   "probe after the cool-down).")
+    failure_ratio: float | None = Field(description="Failed share of the recent attempts.")
+    consecutive_failures: int
+    last_error: str | None
+    last_error_at: str | None
+    last_success_at: str | None
+    failing_since: str | None
+    opened_at: str | None
 
 
 class Subscription(BaseModel):

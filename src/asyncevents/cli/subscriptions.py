@@ -221,8 +221,10 @@ def list_(active: bool | None, as_json: bool) -> None:
 @click.argument("subscription_id")
 @json_option
 def show(subscription_id: str, as_json: bool) -> None:
-    """One subscription (the token is never shown)."""
-    sub = get_app().store.get_subscription(subscription_id).public()
+    """One subscription (the token is never shown), with its circuit's state."""
+    store = get_app().store
+    sub = store.get_subscription(subscription_id).public()
+    sub["circuit"] = store.circuit_health([subscription_id])[subscription_id].public()
     if as_json:
         print_json(sub)
     else:

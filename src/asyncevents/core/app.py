@@ -234,6 +234,7 @@ class App:
 
     def _engine(self, concurrency: int, inline_all: bool = False) -> Engine:
         deliverer = Deliverer(self.settings, self.store, self.plugins, self.retries, self.policy)
+        deliverer.operational = self.publish  # circuit_opened, ...: the normal publish path
         dispatcher = Dispatcher(self.catalog, self.store, self.transport, self.retries,
                                 self.policy, self.filter_fn())
         reason = ("the queue gave up on this message: it was handed out "

@@ -26,7 +26,8 @@ from asyncevents.core.schemas import EventSchema, load_schema
 from asyncevents.core.settings import EventDefinition
 from asyncevents.errors import ConfigError, UnknownEvent
 
-__all__ = ["Catalog", "Resolver", "is_pattern", "load_resolver", "matches"]
+__all__ = ["OPERATIONAL_EVENTS", "OPERATIONAL_PREFIX", "Catalog", "Resolver", "is_pattern",
+           "load_resolver", "matches"]
 
 Resolver = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -47,10 +48,21 @@ def _compile(pattern: str) -> re.Pattern[str]:
     return re.compile("^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$")
 
 
+OPERATIONAL_PREFIX = "asyncevents."
+"""The namespace of asyncevents' own events: only patterns in it match them."""
+
+
 def matches(pattern: str, name: str) -> bool:
-    """True when the event ``name`` falls under ``pattern``."""
+    """True when the event ``name`` falls under ``pattern``.
+
+    asyncevents' own events (``asyncevents.…``) fall only under patterns that
+    name that namespace (``asyncevents.*``, not ``*``): an application's
+    wildcard subscriptions do not start receiving operational events.
+    """
     if not is_pattern(pattern):
         return pattern == name
+    if name.startswith(OPERATIONAL_PREFIX) and not pattern.startswith(OPERATIONAL_PREFIX):
+        return False
     return _compile(pattern).match(name) is not None
 
 
@@ -84,6 +96,24 @@ def _check_shape(name: str) -> None:
         raise UnknownEvent(f"event name {name!r} contains spaces or control characters")
 
 
+OPERATIONAL_EVENTS = {
+    "asyncevents.subscription.circuit_opened":
+        "A subscription's circuit opened: its deliveries wait until a probe succeeds "
+        "(data: subscription_id, recipient, failure_ratio, consecutive_failures, last_error)",
+    "asyncevents.subscription.circuit_closed":
+        "A subscription's probe succeeded: its deliveries go out again (data: subscription_id, "
+        "recipient)",
+    "asyncevents.subscription.disabled":
+        "A subscription failed without a success for its disable_after hours and was disabled "
+        "(data: subscription_id, recipient, failing_since, last_error)",
+    "asyncevents.delivery.dead":
+        "A delivery ended dead (data: delivery_id, event_id, event_name, subscription_id, "
+        "attempts, error)",
+}
+"""Events asyncevents publishes about itself, always in the catalog, subscribable like any
+other; a subscription never receives those about itself."""
+
+
 @dataclass
 class Catalog:
     """Event definitions from asyncevents.toml and from ``register_events`` hooks."""
@@ -108,8 +138,12 @@ class Catalog:
         cls, configured: Mapping[str, EventDefinition], registered: Iterable[tuple[str, Any]],
         *, strict: bool,
     ) -> Catalog:
-        """Merge code-registered definitions with configured ones (the file wins)."""
-        definitions: dict[str, EventDefinition] = {}
+        """Merge code-registered definitions with configured ones (the file wins).
+
+        The operational events (:data:`OPERATIONAL_EVENTS`) are always there.
+        """
+        definitions: dict[str, EventDefinition] = {
+            name: EventDefinition(description=text) for name, text in OPERATIONAL_EVENTS.items()}
         for name, definition in registered:
             if isinstance(definition, EventDefinition):
                 definitions[name] = definition

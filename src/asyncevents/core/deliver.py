@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
+from asyncevents.core.catalog import OPERATIONAL_EVENTS
 from asyncevents.core.clock import utcnow
 from asyncevents.core.lanes import Slots, SubscriptionLanes
 from asyncevents.core.messages import DeliverMessage
@@ -27,7 +28,7 @@ from asyncevents.core.plugins import Plugins
 from asyncevents.core.retry import RetryManagement, RetryPolicy, through_outage
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult, Sink
-from asyncevents.core.store import NewAttempt, Store
+from asyncevents.core.store import CircuitPolicy, HealthChange, NewAttempt, Outcome, Store
 from asyncevents.errors import PermanentSinkError, RetryableSinkError, UnknownSink
 
 if TYPE_CHECKING:
@@ -59,6 +60,16 @@ class _Done:
     started: datetime
     duration_ms: float
     request: DeliveryRequest | None = None
+    #: False for an outcome decided without calling the sink (it says nothing of
+    #: the receiver's health).
+    counted: bool = True
+
+
+#: Publishes an operational event (name, data) through the normal publish path.
+OperationalPublish = Callable[[str, dict[str, Any]], object]
+_CHANGE_EVENTS = {"opened": "asyncevents.subscription.circuit_opened",
+                  "closed": "asyncevents.subscription.circuit_closed",
+                  "disabled": "asyncevents.subscription.disabled"}
 
 
 def _exception_result(exc: BaseException) -> DeliveryResult:
@@ -114,6 +125,15 @@ class Deliverer:
         self._slots: Slots | None = None
         self._hooked = bool(plugins.hook.before_delivery.get_hookimpls()
                             or plugins.hook.after_delivery.get_hookimpls())
+        self.circuits = CircuitPolicy(
+            consecutive_failures=settings.circuit_consecutive_failures,
+            failure_ratio=settings.circuit_failure_ratio,
+            min_attempts=settings.circuit_min_attempts, window=settings.circuit_window,
+            cooldown=settings.circuit_cooldown,
+            probe_lease=settings.http_timeout + settings.http_connect_timeout + 30,
+            disable_after_hours=settings.disable_after)
+        #: Set by the App: publishes the operational events (None: not published).
+        self.operational: OperationalPublish | None = None
 
     def use_slots(self, slots: int) -> None:
         """Tell the deliverer how many deliveries its worker runs at once."""
@@ -168,7 +188,8 @@ class Deliverer:
         """
         if self._slots is None:
             self._slots = Slots(self.lanes)
-        settled = await asyncio.gather(*(self._attempt(job, threads) for job in jobs))
+        gates = await self._gates(jobs, threads)
+        settled = await asyncio.gather(*(self._attempt(job, threads, gates) for job in jobs))
         done = [d for d in settled if isinstance(d, _Done)]
         deferred = [(job, delay) for job, delay in
                     (d for d in settled if isinstance(d, tuple))]
@@ -178,7 +199,19 @@ class Deliverer:
         by_job = {id(d.job): ok for d, ok in zip(done, recorded, strict=True)}
         return [by_job.get(id(job), True) for job in jobs]
 
-    async def _attempt(self, job: Job, threads: Threads) -> _Done | tuple[Job, float] | None:
+    async def _gates(self, jobs: Sequence[Job], threads: Threads) -> dict[str, str]:
+        """The batch's open circuits (``open``/``probe`` by subscription): one store call."""
+        ids = {job.subscription.id for job in jobs
+               if job.subscription is not None and job.subscription.active
+               and job.delivery.status not in ("delivered", "dead")}
+        if not ids:
+            return {}
+        gates: dict[str, str] = dict(await threads.io(self.store.circuit_gate, ids,
+                                                      self.circuits))
+        return gates
+
+    async def _attempt(self, job: Job, threads: Threads,
+                       gates: dict[str, str]) -> _Done | tuple[Job, float] | None:
         delivery, subscription = job.delivery, job.subscription
         if delivery.status in ("delivered", "dead"):
             # A duplicate message (redelivery after a crash): the work is done.
@@ -202,7 +235,19 @@ class Deliverer:
         )
         if not subscription.active:
             return _Done(job, DeliveryResult.failed("subscription is disabled or deleted",
-                                                    retryable=False), started, 0.0, request)
+                                                    retryable=False), started, 0.0, request,
+                         counted=False)
+        if (delivery.event_name in OPERATIONAL_EVENTS
+                and delivery.payload.get("subscription_id") == subscription.id):
+            # No loops: a subscription never receives operational events about itself.
+            return _Done(job, DeliveryResult.failed(
+                "not sent: an operational event about this subscription itself",
+                retryable=False), started, 0.0, request, counted=False)
+        gate = gates.get(subscription.id)
+        if gate == "open":  # waits, without an attempt, until the cool-down's probe
+            return job, self.circuits.cooldown
+        if gate == "probe":
+            gates[subscription.id] = "open"  # one probe: the batch's others wait
         assert self._slots is not None
         key = subscription.id
         # A slow subscription over its share leaves the batch at once (deferred,
@@ -278,9 +323,59 @@ class Deliverer:
         for job, delay in deferred:
             self._hold(lambda j=job, d=delay: self.retries.schedule(j.message, d),  # type: ignore[misc]
                        retrying)
-            log.debug("slow subscription at its share of the slots, delivery deferred",
+            log.debug("delivery deferred (slow subscription at its share, or circuit open)",
                       delivery_id=job.delivery.id, retry_in=delay)
+        self._after(done, writes, numbers)
         return recorded
+
+    def _after(self, done: list[_Done], writes: list[tuple[str, NewAttempt]],
+               numbers: Sequence[int | None]) -> None:
+        """The subscriptions' health (one store call) and the operational events."""
+        outcomes = [Outcome(item.job.subscription.id, item.result.success, item.result.error,
+                            item.started)
+                    for item, number in zip(done, numbers, strict=True)
+                    if item.counted and number is not None and item.job.subscription is not None]
+        overrides = {item.job.subscription.id: item.job.subscription.disable_after
+                     for item in done if item.job.subscription is not None
+                     and item.job.subscription.disable_after is not None}
+        changes: list[HealthChange] = []
+        if outcomes:
+            try:
+                changes = self.store.record_health(outcomes, self.circuits, overrides)
+            except Exception as exc:  # health is advisory: the attempts are recorded
+                log.warning("cannot record the subscriptions' health", error=str(exc))
+        subs = {item.job.subscription.id: item.job.subscription for item in done
+                if item.job.subscription is not None}
+        for change in changes:
+            sub = subs.get(change.subscription_id)
+            log.warning(f"subscription circuit {change.change}",
+                        subscription_id=change.subscription_id, error=change.last_error)
+            self._publish(_CHANGE_EVENTS[change.change], {
+                "subscription_id": change.subscription_id,
+                "recipient": sub.recipient if sub else None,
+                "failure_ratio": change.failure_ratio,
+                "consecutive_failures": change.consecutive_failures,
+                "last_error": change.last_error,
+                "failing_since": change.failing_since.isoformat()
+                if change.failing_since else None})
+        for item, (_, attempt), number in zip(done, writes, numbers, strict=True):
+            delivery = item.job.delivery
+            if (attempt.status == "dead" and number is not None and item.counted
+                    and delivery.event_name not in OPERATIONAL_EVENTS):
+                self._publish("asyncevents.delivery.dead", {
+                    "delivery_id": delivery.id, "event_id": delivery.event_id,
+                    "event_name": delivery.event_name,
+                    "subscription_id": delivery.subscription_id, "attempts": number,
+                    "error": attempt.error})
+
+    def _publish(self, name: str, data: dict[str, Any]) -> None:
+        if self.operational is None:
+            return
+        try:
+            self.operational(name, data)
+        except Exception as exc:  # the broker is down: the event is lost, the log says so
+            log.error("cannot publish an operational event", event_name=name,
+                      error=str(exc), subscription_id=data.get("subscription_id"))
 
     def _decide(self, item: _Done) -> tuple[NewAttempt, tuple[DeliverMessage, float] | None]:
         """The attempt row for one outcome, and the retry it calls for."""

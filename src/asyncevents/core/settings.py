@@ -118,6 +118,14 @@ class Settings(BaseSettings):
     http_proxy: str | None = Field(default=None, pattern=r"^(|https?://\S+)$")
     # Hours a subscription may fail without a single success before it is disabled.
     disable_after: float = Field(default=120.0, gt=0)
+    # The circuit breaker of each subscription: it opens after this many failures in a
+    # row, or when this share of at least circuit_min_attempts attempts within
+    # circuit_window seconds failed; then one probe every circuit_cooldown seconds.
+    circuit_consecutive_failures: int = Field(default=10, ge=1)
+    circuit_failure_ratio: float = Field(default=0.5, gt=0, le=1)
+    circuit_min_attempts: int = Field(default=20, ge=1)
+    circuit_window: float = Field(default=60.0, gt=0)
+    circuit_cooldown: float = Field(default=30.0, gt=0)
     response_excerpt_bytes: int = Field(default=1024, ge=0)
     max_payload_bytes: int = Field(default=1_000_000, gt=0)
     event_source: str = "asyncevents"

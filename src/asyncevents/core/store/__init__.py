@@ -3,7 +3,8 @@
 One facade, :class:`Store`, whose queries live in a module per concept:
 ``subscriptions``, ``deliveries``, ``attempts``, ``search``, ``tokens`` (API
 tokens), ``idempotency`` (publish keys), ``metrics`` and ``workers`` (live
-workers); ``schedule`` holds the retry schedule; ``outbox`` the transactional
+workers), ``health`` (each subscription's circuit); ``schedule`` holds the retry
+schedule; ``outbox`` the transactional
 outbox, a table in the application's own database. Callers import from this
 package only.
 """
@@ -18,6 +19,7 @@ from asyncevents.core.store.crypto import (
     store_cipher,
 )
 from asyncevents.core.store.deliveries import EventTargets
+from asyncevents.core.store.health import CircuitHealth, CircuitPolicy, HealthChange, Outcome
 from asyncevents.core.store.idempotency import IDEMPOTENCY_PENDING, IdempotencyRecord
 from asyncevents.core.store.metrics import AttemptDurations
 from asyncevents.core.store.outbox import (
@@ -41,10 +43,14 @@ __all__ = [
     "OUTBOX_TABLE",
     "ApiTokenRow",
     "AttemptDurations",
+    "CircuitHealth",
+    "CircuitPolicy",
     "EventTargets",
+    "HealthChange",
     "IdempotencyRecord",
     "NewAttempt",
     "OutboxRow",
+    "Outcome",
     "Schedule",
     "ScheduledRow",
     "Store",

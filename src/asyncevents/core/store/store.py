@@ -8,6 +8,7 @@ from asyncevents.core.store.crypto import TokenCipher
 from asyncevents.core.store.dashboard import DashboardQueries
 from asyncevents.core.store.deliveries import DeliveryQueries
 from asyncevents.core.store.engine import make_engine
+from asyncevents.core.store.health import HealthQueries
 from asyncevents.core.store.idempotency import IdempotencyQueries
 from asyncevents.core.store.metrics import MetricsQueries
 from asyncevents.core.store.search import SearchQueries
@@ -31,6 +32,7 @@ class Store(
     WorkerQueries,
     DashboardQueries,
     StatsQueries,
+    HealthQueries,
 ):
     """Reads and writes subscriptions, deliveries, attempts, API tokens and idempotency keys.
 

@@ -1,0 +1,181 @@
+"""Circuit breaker, auto-disable and operational events (issue 15, item 5), over a worker,
+real local receivers and SQLite and PostgreSQL stores: a receiver that fails then recovers
+(its circuit opens, its deliveries wait instead of dying, a probe closes it), the
+operational events received by a second receiver, never about itself."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from asyncevents.core.app import App
+from asyncevents.core.settings import Settings
+from asyncevents.core.worker import WorkerLimits
+from tests.api.conftest import Api, _keep_logging_config, make_api  # noqa: F401
+from tests.api.test_console import login
+from tests.helpers import Recorder, run_cli
+from tests.test_receiver_protection_headers import WHSEC
+
+
+@pytest.fixture
+def server() -> Iterator[HTTPServer]:
+    httpd = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    httpd.start()
+    yield httpd
+    httpd.stop()
+
+
+def _app(store: str, make_settings: Callable[..., Settings], request: pytest.FixtureRequest,
+         **overrides: Any) -> App:
+    if store == "postgresql":
+        pg = request.getfixturevalue("pg_url")
+        overrides.update(database_url=pg, transport_url=f"sqla+{pg}")
+        from asyncevents.core.store import Store
+        Store.open(pg, auto_migrate=True).close()
+    return App(make_settings(**overrides))
+
+
+def _wait(what: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.1)
+
+
+def _events(recorder: Recorder, path: str) -> list[tuple[str, dict[str, Any]]]:
+    return [(hit.json["type"], hit.json["data"]) for hit in recorder.on(path)]
+
+
+def _worker(app: App, seconds: float) -> threading.Thread:
+    thread = threading.Thread(target=app.run_worker, args=(WorkerLimits(
+        concurrency=4, time_limit=seconds, max_idle_time=4),), daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_a_failing_receiver_opens_the_circuit_its_deliveries_wait_a_probe_closes_it(
+        store: str, server: HTTPServer, make_settings: Callable[..., Settings],
+        request: pytest.FixtureRequest) -> None:
+    # Without the circuit, 0.2 s retries would kill every delivery (5 deaths) long
+    # before the receiver recovers; with it they wait for the probe.
+    app = _app(store, make_settings, request, circuit_consecutive_failures=2,
+               circuit_cooldown=1.0, max_deaths=5, backoff="fixed", backoff_base=0.2,
+               max_backoff=0.2)
+    failing = threading.Event()
+    failing.set()
+
+    def receiver(req: Request) -> Response:
+        return Response("down" if failing.is_set() else "ok",
+                        status=503 if failing.is_set() else 200)
+
+    server.expect_request("/a", method="POST").respond_with_handler(receiver)
+    recorder = Recorder(server)
+    ops = recorder.route("/ops")
+    try:
+        sub = app.subscribe("sales.order.created", server.url_for("/a"), token=WHSEC)
+        watcher = app.subscribe("asyncevents.*", ops, token=WHSEC)
+        worker = _worker(app, 60)
+        app.publish("sales.order.created", {"n": 1})
+        _wait(lambda: any(t == "asyncevents.subscription.circuit_opened"
+                          for t, _ in _events(recorder, "/ops")))
+        circuit = app.store.circuit_health([sub.id])[sub.id]
+        assert circuit.state == "open" and circuit.consecutive_failures >= 2
+        assert circuit.last_error and "503" in circuit.last_error
+        for n in range(2, 7):  # published while the circuit is open: they wait
+            app.publish("sales.order.created", {"n": n})
+        time.sleep(2.5)  # a probe or two, failing
+        failing.clear()
+        _wait(lambda: sum(d.status == "delivered" for d in app.store.recent_deliveries(100)
+                          if d.subscription_id == sub.id) == 6)
+        worker.join(60)
+        mine = [d for d in app.store.recent_deliveries(100) if d.subscription_id == sub.id]
+        assert [d.status for d in mine] == ["delivered"] * 6  # none died waiting
+        events = _events(recorder, "/ops")
+        kinds = [t for t, data in events if data.get("subscription_id") == sub.id]
+        assert kinds[:1] == ["asyncevents.subscription.circuit_opened"]
+        assert "asyncevents.subscription.circuit_closed" in kinds
+        assert all(data.get("subscription_id") != watcher.id for _, data in events)
+        assert app.store.circuit_health([sub.id])[sub.id].state == "closed"
+        # `subscriptions show` and the REST API show the circuit.
+        shown = app.store.circuit_health([sub.id])[sub.id].public()
+        assert shown["state"] == "closed" and shown["last_error"]
+    finally:
+        app.close()
+
+
+def test_dead_deliveries_and_auto_disable_publish_operational_events(
+        server: HTTPServer, make_settings: Callable[..., Settings]) -> None:
+    app = App(make_settings(circuit_consecutive_failures=1000, circuit_min_attempts=1000,
+                            backoff="fixed", backoff_base=0.3, max_backoff=0.3))
+    recorder = Recorder(server)
+    ops = recorder.route("/ops")
+    gone = recorder.route("/gone", statuses=[500] * 1000)
+    try:
+        once = app.subscribe("sales.order.created", recorder.route("/once", statuses=[400]),
+                             token=WHSEC)
+        # Fails for good: disabled after 2 s (disable_after is in hours) without a success.
+        dying = app.subscribe("sales.order.created", gone, token=WHSEC,
+                              disable_after=2 / 3600, retry_policy={"max_deaths": 1000})
+        watcher = app.subscribe("asyncevents.*", ops, token=WHSEC)
+        worker = _worker(app, 40)
+        app.publish("sales.order.created", {"id": 7})
+        _wait(lambda: any(t == "asyncevents.subscription.disabled"
+                          for t, _ in _events(recorder, "/ops")))
+        worker.join(60)
+        events = _events(recorder, "/ops")
+        dead = [d for t, d in events if t == "asyncevents.delivery.dead"]
+        assert any(d["subscription_id"] == once.id and "HTTP 400" in d["error"] for d in dead)
+        disabled = [d for t, d in events if t == "asyncevents.subscription.disabled"]
+        assert [d["subscription_id"] for d in disabled] == [dying.id]
+        assert disabled[0]["last_error"].startswith("HTTP 500")
+        assert app.store.get_subscription(dying.id).active is False
+        assert all(d.get("subscription_id") != watcher.id for _, d in events)
+        # The dying subscription's waiting delivery stays visible (and replayable).
+        left = [d for d in app.store.recent_deliveries(100) if d.subscription_id == dying.id]
+        assert len(left) == 1
+    finally:
+        app.close()
+
+
+def test_the_operational_events_are_in_the_catalog_and_show_lists_the_circuit(
+        tmp_path: Any) -> None:
+    (tmp_path / "asyncevents.toml").write_text('allowed_networks = ["127.0.0.0/8"]\n')
+    listed = run_cli("events", "--json", cwd=tmp_path)
+    names = {e["name"] for e in json.loads(listed.stdout)}
+    assert {"asyncevents.subscription.circuit_opened", "asyncevents.subscription.circuit_closed",
+            "asyncevents.subscription.disabled", "asyncevents.delivery.dead"} <= names
+    # Subscribable in strict mode like any event.
+    made = run_cli("subscribe", "asyncevents.subscription.*", "http://127.0.0.1:9/ops",
+                   "--token", WHSEC, "--json", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    sub_id = json.loads(made.stdout)["id"]
+    shown = json.loads(run_cli("subscriptions", "show", sub_id, "--json", cwd=tmp_path).stdout)
+    assert shown["circuit"]["state"] == "closed" and shown["circuit"]["failure_ratio"] is None
+
+
+def test_rest_and_console_show_the_circuit(make_api: Callable[..., Api]) -> None:  # noqa: F811
+    api = make_api()
+    sub = api.subscription()
+    got = api.client.get(f"/v1/subscriptions/{sub.id}/circuit", headers=api.auth())
+    assert got.status_code == 200 and got.json()["state"] == "closed"
+    missing = api.client.get("/v1/subscriptions/nope/circuit", headers=api.auth())
+    assert missing.status_code == 404
+    from asyncevents.core.clock import utcnow
+    from asyncevents.core.store import CircuitPolicy, Outcome
+    policy = CircuitPolicy(consecutive_failures=2)
+    changes = api.app.store.record_health(
+        [Outcome(sub.id, False, "HTTP 503 Service Unavailable", utcnow())] * 2, policy)
+    assert [c.change for c in changes] == ["opened"]
+    assert api.client.get(f"/v1/subscriptions/{sub.id}/circuit",
+                          headers=api.auth()).json()["state"] == "open"
+    login(api)
+    page = api.client.get(f"/console/subscriptions/{sub.id}").text
+    assert 'id="circuit"' in page and ">open<" in page and "HTTP 503" in page

@@ -28,6 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -189,7 +190,10 @@ class Settings(BaseSettings):
     def _routing(cls, value: dict[str, Any]) -> dict[str, str]:
         from asyncevents.core.routing import check_routing  # it needs the catalog, which needs us
 
-        return check_routing(value)
+        try:
+            return check_routing(value)
+        except ValueError as exc:  # the message alone, without pydantic's "Value error, "
+            raise PydanticCustomError("routing", str(exc)) from None
 
     @classmethod
     def settings_customise_sources(

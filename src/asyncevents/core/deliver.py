@@ -28,7 +28,15 @@ from asyncevents.core.plugins import Plugins
 from asyncevents.core.retry import RetryManagement, RetryPolicy, through_outage
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult, Sink
-from asyncevents.core.store import CircuitPolicy, HealthChange, NewAttempt, Outcome, Store
+from asyncevents.core.store import (
+    Admission,
+    CircuitPolicy,
+    HealthChange,
+    NewAttempt,
+    Outcome,
+    Store,
+    Wanted,
+)
 from asyncevents.errors import PermanentSinkError, RetryableSinkError, UnknownSink
 
 if TYPE_CHECKING:
@@ -188,30 +196,44 @@ class Deliverer:
         """
         if self._slots is None:
             self._slots = Slots(self.lanes)
-        gates = await self._gates(jobs, threads)
-        settled = await asyncio.gather(*(self._attempt(job, threads, gates) for job in jobs))
+        admission = await self._admit(jobs, threads)
+        settled = await asyncio.gather(*(self._attempt(job, threads, admission)
+                                         for job in jobs))
         done = [d for d in settled if isinstance(d, _Done)]
         deferred = [(job, delay) for job, delay in
                     (d for d in settled if isinstance(d, tuple))]
         if not done and not deferred:
             return [True] * len(jobs)
-        recorded = await threads.io(self._record_all, done, deferred)
+        released = sorted(admission.admitted)  # max_in_flight permits given back after
+        recorded = await threads.io(self._record_all, done, deferred, released)
         by_job = {id(d.job): ok for d, ok in zip(done, recorded, strict=True)}
         return [by_job.get(id(job), True) for job in jobs]
 
-    async def _gates(self, jobs: Sequence[Job], threads: Threads) -> dict[str, str]:
-        """The batch's open circuits (``open``/``probe`` by subscription): one store call."""
-        ids = {job.subscription.id for job in jobs
-               if job.subscription is not None and job.subscription.active
-               and job.delivery.status not in ("delivered", "dead")}
+    async def _admit(self, jobs: Sequence[Job], threads: Threads) -> Admission:
+        """The batch's open circuits and the permits of its rate-limited or
+        max-in-flight subscriptions: one store call for the whole batch."""
+        ids: set[str] = set()
+        wanted: dict[str, list[str]] = {}
+        limits: dict[str, Subscription] = {}
+        for job in jobs:
+            sub = job.subscription
+            if sub is None or not sub.active or job.delivery.status in ("delivered", "dead"):
+                continue
+            ids.add(sub.id)
+            if sub.rate is not None or sub.max_in_flight is not None:
+                wanted.setdefault(sub.id, []).append(job.delivery.id)
+                limits[sub.id] = sub
         if not ids:
-            return {}
-        gates: dict[str, str] = dict(await threads.io(self.store.circuit_gate, ids,
-                                                      self.circuits))
-        return gates
+            return Admission()
+        asks = {sub_id: Wanted(delivery_ids, limits[sub_id].rate_per_second,
+                               limits[sub_id].max_in_flight)
+                for sub_id, delivery_ids in wanted.items()}
+        admission: Admission = await threads.io(self.store.admit, sorted(ids), asks,
+                                                self.circuits, self.circuits.probe_lease)
+        return admission
 
     async def _attempt(self, job: Job, threads: Threads,
-                       gates: dict[str, str]) -> _Done | tuple[Job, float] | None:
+                       admission: Admission) -> _Done | tuple[Job, float] | None:
         delivery, subscription = job.delivery, job.subscription
         if delivery.status in ("delivered", "dead"):
             # A duplicate message (redelivery after a crash): the work is done.
@@ -243,6 +265,10 @@ class Deliverer:
             return _Done(job, DeliveryResult.failed(
                 "not sent: an operational event about this subscription itself",
                 retryable=False), started, 0.0, request, counted=False)
+        gates = admission.gates
+        wait = admission.waits.get(delivery.id)
+        if wait is not None:  # over a limit, or the circuit is open: waits, no attempt used
+            return job, wait
         gate = gates.get(subscription.id)
         if gate == "open":  # waits, without an attempt, until the cool-down's probe
             return job, self.circuits.cooldown
@@ -290,7 +316,8 @@ class Deliverer:
             return await call_sink_async(sink, request)
         return await threads.sink(call_sink, sink, request)
 
-    def _record_all(self, done: list[_Done], deferred: list[tuple[Job, float]]) -> list[bool]:
+    def _record_all(self, done: list[_Done], deferred: list[tuple[Job, float]],
+                    released: Sequence[str] = ()) -> list[bool]:
         """Write the attempts in one transaction, then schedule what comes back later."""
         writes: list[tuple[str, NewAttempt]] = []
         retries: list[tuple[DeliverMessage, float] | None] = []
@@ -325,11 +352,11 @@ class Deliverer:
                        retrying)
             log.debug("delivery deferred (slow subscription at its share, or circuit open)",
                       delivery_id=job.delivery.id, retry_in=delay)
-        self._after(done, writes, numbers)
+        self._after(done, writes, numbers, released)
         return recorded
 
     def _after(self, done: list[_Done], writes: list[tuple[str, NewAttempt]],
-               numbers: Sequence[int | None]) -> None:
+               numbers: Sequence[int | None], released: Sequence[str]) -> None:
         """The subscriptions' health (one store call) and the operational events."""
         outcomes = [Outcome(item.job.subscription.id, item.result.success, item.result.error,
                             item.started)
@@ -339,9 +366,10 @@ class Deliverer:
                      for item in done if item.job.subscription is not None
                      and item.job.subscription.disable_after is not None}
         changes: list[HealthChange] = []
-        if outcomes:
+        if outcomes or released:
             try:
-                changes = self.store.record_health(outcomes, self.circuits, overrides)
+                changes = self.store.record_health(outcomes, self.circuits, overrides,
+                                                   released)
             except Exception as exc:  # health is advisory: the attempts are recorded
                 log.warning("cannot record the subscriptions' health", error=str(exc))
         subs = {item.job.subscription.id: item.job.subscription for item in done

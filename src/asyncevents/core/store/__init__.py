@@ -21,6 +21,7 @@ from asyncevents.core.store.crypto import (
 from asyncevents.core.store.deliveries import EventTargets
 from asyncevents.core.store.health import CircuitHealth, CircuitPolicy, HealthChange, Outcome
 from asyncevents.core.store.idempotency import IDEMPOTENCY_PENDING, IdempotencyRecord
+from asyncevents.core.store.limits import Admission, Wanted
 from asyncevents.core.store.metrics import AttemptDurations
 from asyncevents.core.store.outbox import (
     OUTBOX_TABLE,
@@ -41,6 +42,7 @@ __all__ = [
     "IDEMPOTENCY_PENDING",
     "KEY_FILE",
     "OUTBOX_TABLE",
+    "Admission",
     "ApiTokenRow",
     "AttemptDurations",
     "CircuitHealth",
@@ -55,6 +57,7 @@ __all__ = [
     "ScheduledRow",
     "Store",
     "TokenCipher",
+    "Wanted",
     "WorkerInfo",
     "add_to_outbox",
     "key_file_for",

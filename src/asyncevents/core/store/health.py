@@ -15,14 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import Connection, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from asyncevents.core.clock import utcnow
 from asyncevents.core.store.base import StoreBase
-from asyncevents.core.store.schema import subscription_health, subscriptions
+from asyncevents.core.store.schema import in_flight, subscription_health, subscriptions
 
-__all__ = ["CircuitHealth", "CircuitPolicy", "HealthChange", "HealthQueries", "Outcome"]
+__all__ = ["CircuitHealth", "CircuitPolicy", "HealthChange", "HealthQueries", "Outcome",
+           "circuit_gates", "ensure_health_rows"]
 
 _H = subscription_health.c
 
@@ -104,40 +105,30 @@ class HealthQueries(StoreBase):
         ids = sorted(set(subscription_ids))
         if not ids:
             return {}
-        now = utcnow()
-        gates: dict[str, Literal["open", "probe"]] = {}
         with self.begin() as conn:
-            rows = conn.execute(select(_H.subscription_id, _H.opened_at, _H.probe_until)
-                                .where(_H.subscription_id.in_(ids), _H.state == "open")).all()
-            for sub_id, opened_at, probe_until in rows:
-                cooling = opened_at is not None and (now - opened_at).total_seconds() < \
-                    policy.cooldown
-                if cooling or (probe_until is not None and probe_until > now):
-                    gates[sub_id] = "open"
-                    continue
-                claimed = conn.execute(
-                    update(subscription_health)
-                    .where(_H.subscription_id == sub_id, _H.state == "open",
-                           or_(_H.probe_until.is_(None), _H.probe_until <= now))
-                    .values(probe_until=now + timedelta(seconds=policy.probe_lease))).rowcount
-                gates[sub_id] = "probe" if claimed else "open"
-        return gates
+            return circuit_gates(conn, ids, policy, utcnow())
 
     def record_health(self, outcomes: Sequence[Outcome], policy: CircuitPolicy,
-                      disable_after: Mapping[str, float] | None = None) -> list[HealthChange]:
+                      disable_after: Mapping[str, float] | None = None,
+                      released: Sequence[str] = ()) -> list[HealthChange]:
         """Count a batch's outcomes; open, close, disable; return what changed. One transaction.
 
-        ``disable_after``: hours by subscription, overriding the policy's.
+        ``disable_after``: hours by subscription, overriding the policy's;
+        ``released``: deliveries no longer in flight (``max_in_flight``).
         """
         by_sub: dict[str, list[Outcome]] = {}
         for outcome in outcomes:
             by_sub.setdefault(outcome.subscription_id, []).append(outcome)
-        if not by_sub:
+        if not by_sub and not released:
             return []
         now = utcnow()
         ids = sorted(by_sub)
         changes: list[HealthChange] = []
         with self.begin() as conn:
+            if released:
+                conn.execute(delete(in_flight).where(in_flight.c.delivery_id.in_(released)))
+            if not ids:
+                return []
             query = select(subscription_health).where(_H.subscription_id.in_(ids))
             rows = {r["subscription_id"]: dict(r)
                     for r in conn.execute(query.with_for_update()).mappings()}
@@ -229,6 +220,42 @@ class HealthQueries(StoreBase):
                     last_success_at=row["last_success_at"],
                     failing_since=row["failing_since"], opened_at=row["opened_at"])
         return found
+
+
+def circuit_gates(conn: Connection, ids: Sequence[str], policy: CircuitPolicy,
+                  now: datetime) -> dict[str, Literal["open", "probe"]]:
+    """:meth:`HealthQueries.circuit_gate` inside the caller's transaction."""
+    gates: dict[str, Literal["open", "probe"]] = {}
+    rows = conn.execute(select(_H.subscription_id, _H.opened_at, _H.probe_until)
+                        .where(_H.subscription_id.in_(ids), _H.state == "open")).all()
+    for sub_id, opened_at, probe_until in rows:
+        cooling = opened_at is not None and (now - opened_at).total_seconds() < policy.cooldown
+        if cooling or (probe_until is not None and probe_until > now):
+            gates[sub_id] = "open"
+            continue
+        claimed = conn.execute(
+            update(subscription_health)
+            .where(_H.subscription_id == sub_id, _H.state == "open",
+                   or_(_H.probe_until.is_(None), _H.probe_until <= now))
+            .values(probe_until=now + timedelta(seconds=policy.probe_lease))).rowcount
+        gates[sub_id] = "probe" if claimed else "open"
+    return gates
+
+
+def ensure_health_rows(conn: Connection, ids: Sequence[str], now: datetime) -> None:
+    """Make the health rows of ``ids`` that do not exist yet (another worker may race)."""
+    existing = set(conn.execute(select(_H.subscription_id)
+                                .where(_H.subscription_id.in_(ids))).scalars())
+    for sub_id in ids:
+        if sub_id in existing:
+            continue
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(subscription_health).values(
+                    subscription_id=sub_id, state="closed", window_attempts=0,
+                    window_failures=0, consecutive_failures=0, updated_at=now))
+        except IntegrityError:
+            pass  # another worker made it first
 
 
 def _change(sub_id: str, change: Literal["opened", "closed", "disabled"],

@@ -10,6 +10,7 @@ from asyncevents.core.store.deliveries import DeliveryQueries
 from asyncevents.core.store.engine import make_engine
 from asyncevents.core.store.health import HealthQueries
 from asyncevents.core.store.idempotency import IdempotencyQueries
+from asyncevents.core.store.limits import LimitQueries
 from asyncevents.core.store.metrics import MetricsQueries
 from asyncevents.core.store.search import SearchQueries
 from asyncevents.core.store.stats import StatsQueries
@@ -33,6 +34,7 @@ class Store(
     DashboardQueries,
     StatsQueries,
     HealthQueries,
+    LimitQueries,
 ):
     """Reads and writes subscriptions, deliveries, attempts, API tokens and idempotency keys.
 

@@ -243,3 +243,25 @@ def test_the_readme_section_runs_as_written(tmp_path: Path) -> None:
     assert '"handled": 2' in done.stdout
     assert done.stderr.strip().splitlines()[-1] == (
         "nothing waiting on queue(s) critical: the worker did not start")
+
+
+def test_deliveries_routed_by_sink_wait_for_their_queue(transport_settings: Settings,
+                                                        httpserver: HTTPServer) -> None:
+    settings = transport_settings.model_copy(update={
+        "routing": {"shop.* http": "webhooks", "shop.*": "critical"}})
+    app = App(settings)
+    recorder = Recorder(httpserver)
+    app.subscribe("shop.*", recorder.route("/hook"), token="t")
+    event_id = app.publish("shop.order", {})
+    try:
+        # The event's worker dispatches it, but does not attempt a webhook routed elsewhere.
+        assert _worker(app, ["critical"]).handled == 1
+        (delivery,) = app.store.recent_deliveries(5)
+        assert delivery.status == "pending" and recorder.hits == []
+        assert _worker(app, ["webhooks"]).handled == 1
+        assert [hit.json["id"] for hit in recorder.hits] == [event_id]
+        assert app.store.get_delivery(delivery.id).status == "delivered"
+    finally:
+        app.close()
+        with suppress(Exception):
+            _delete_named_queues(settings, ("webhooks", "critical"))

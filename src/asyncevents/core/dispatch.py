@@ -133,10 +133,12 @@ class Dispatcher:
             # Each copy carries the event's trace context (see core/otel), if any.
             trace, state = message.traceparent, message.tracestate
             for delivery in pending:
-                # Attempted here or not, its retries go to its routed queue.
+                # Its routed queue: its retries go there, and a delivery routed
+                # elsewhere than the event is left to that queue's workers.
                 queue = self.router.deliver_queue(message.name,
                                                   subs[delivery.subscription_id].sink)
-                if len(now) < inline and not self.lanes.is_slow(delivery.subscription_id):
+                if (len(now) < inline and queue == message.queue
+                        and not self.lanes.is_slow(delivery.subscription_id)):
                     now.append(Job(DeliverMessage(delivery.id, traceparent=trace,
                                                   tracestate=state, queue=queue), delivery,
                                    subs[delivery.subscription_id]))

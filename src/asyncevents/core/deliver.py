@@ -33,9 +33,11 @@ from asyncevents.core.store import (
     CircuitPolicy,
     HealthChange,
     NewAttempt,
+    Ordered,
     Outcome,
     Store,
     Wanted,
+    ordering_value,
 )
 from asyncevents.errors import PermanentSinkError, RetryableSinkError, UnknownSink
 
@@ -215,6 +217,7 @@ class Deliverer:
         ids: set[str] = set()
         wanted: dict[str, list[str]] = {}
         limits: dict[str, Subscription] = {}
+        ordered: dict[str, Ordered] = {}
         for job in jobs:
             sub = job.subscription
             if sub is None or not sub.active or job.delivery.status in ("delivered", "dead"):
@@ -223,13 +226,19 @@ class Deliverer:
             if sub.rate is not None or sub.max_in_flight is not None:
                 wanted.setdefault(sub.id, []).append(job.delivery.id)
                 limits[sub.id] = sub
+            if sub.ordering_key:
+                batch = ordered.setdefault(sub.id, Ordered(sub.ordering_key, []))
+                assert isinstance(batch.deliveries, list)
+                batch.deliveries.append((job.delivery.id, ordering_value(
+                    job.delivery.payload, sub.ordering_key), job.delivery.published_at))
         if not ids:
             return Admission()
         asks = {sub_id: Wanted(delivery_ids, limits[sub_id].rate_per_second,
                                limits[sub_id].max_in_flight)
                 for sub_id, delivery_ids in wanted.items()}
         admission: Admission = await threads.io(self.store.admit, sorted(ids), asks,
-                                                self.circuits, self.circuits.probe_lease)
+                                                self.circuits, self.circuits.probe_lease,
+                                                ordered)
         return admission
 
     async def _attempt(self, job: Job, threads: Threads,

@@ -21,7 +21,7 @@ from asyncevents.core.store.crypto import (
 from asyncevents.core.store.deliveries import EventTargets
 from asyncevents.core.store.health import CircuitHealth, CircuitPolicy, HealthChange, Outcome
 from asyncevents.core.store.idempotency import IDEMPOTENCY_PENDING, IdempotencyRecord
-from asyncevents.core.store.limits import Admission, Wanted
+from asyncevents.core.store.limits import Admission, Ordered, Wanted, ordering_value
 from asyncevents.core.store.metrics import AttemptDurations
 from asyncevents.core.store.outbox import (
     OUTBOX_TABLE,
@@ -51,6 +51,7 @@ __all__ = [
     "HealthChange",
     "IdempotencyRecord",
     "NewAttempt",
+    "Ordered",
     "OutboxRow",
     "Outcome",
     "Schedule",
@@ -62,6 +63,7 @@ __all__ = [
     "add_to_outbox",
     "key_file_for",
     "needs_secret_key",
+    "ordering_value",
     "outbox_engine",
     "parse_database_url",
     "same_database",

@@ -1,0 +1,92 @@
+"""Ordering keys (issue 15, item 7): three worker processes on one PostgreSQL store and queue;
+a receiver that fails some first attempts; per key, deliveries arrive one at a time and
+succeed in publish order, while other keys go on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from asyncevents.core.app import App
+from asyncevents.core.settings import Settings
+from asyncevents.core.store import Store
+from tests.test_receiver_protection_headers import WHSEC
+
+
+@pytest.fixture
+def server() -> Iterator[HTTPServer]:
+    httpd = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    httpd.start()
+    yield httpd
+    httpd.stop()
+
+
+class Receiver:
+    """Fails the first attempt of every third event; records successes and overlaps per key."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.tries: dict[tuple[str, int], int] = {}
+        self.succeeded: dict[str, list[int]] = {}
+        self.busy: dict[str, int] = {}
+        self.overlap = 0
+
+    def __call__(self, request: Request) -> Response:
+        data = json.loads(request.get_data())["data"]
+        key, n = data["customer_id"], data["n"]
+        with self.lock:
+            self.busy[key] = self.busy.get(key, 0) + 1
+            self.overlap = max(self.overlap, self.busy[key])
+            tries = self.tries[(key, n)] = self.tries.get((key, n), 0) + 1
+        threading.Event().wait(0.05)
+        ok = not (n % 3 == 0 and tries == 1)
+        with self.lock:
+            self.busy[key] -= 1
+            if ok:
+                self.succeeded.setdefault(key, []).append(n)
+        return Response("ok" if ok else "again", status=200 if ok else 503)
+
+
+def test_one_at_a_time_in_publish_order_per_key_across_three_workers(
+        pg_url: str, make_settings: Callable[..., Settings], server: HTTPServer) -> None:
+    Store.open(pg_url, auto_migrate=True).close()
+    app = App(make_settings(database_url=pg_url, transport_url=f"sqla+{pg_url}",
+                            queue_prefix=f"t{uuid.uuid4().hex[:12]}"))
+    receiver = Receiver()
+    server.expect_request("/hook", method="POST").respond_with_handler(receiver)
+    try:
+        sub = app.subscribe("sales.order.created", server.url_for("/hook"), token=WHSEC,
+                            ordering_key="data.customer_id")
+        for n in range(8):
+            for customer in ("alice", "bob", "carol"):
+                app.publish("sales.order.created", {"customer_id": customer, "n": n})
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCEVENTS_")}
+        env.update({
+            "ASYNCEVENTS_DATABASE_URL": pg_url, "ASYNCEVENTS_TRANSPORT_URL": f"sqla+{pg_url}",
+            "ASYNCEVENTS_SECRET_KEY": "the test suite's token key",
+            "ASYNCEVENTS_QUEUE_PREFIX": app.settings.queue_prefix,
+            "ASYNCEVENTS_ALLOWED_NETWORKS": "127.0.0.0/8", "ASYNCEVENTS_STRICT_EVENTS": "false",
+            "ASYNCEVENTS_POLLING_INTERVAL": "0.05", "ASYNCEVENTS_BACKOFF": "fixed",
+            "ASYNCEVENTS_BACKOFF_BASE": "0.2"})
+        workers = [subprocess.Popen(
+            [sys.executable, "-m", "asyncevents", "worker", "--concurrency", "4",
+             "--max-idle-time", "4", "--time-limit", "120"], env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(3)]
+        for worker in workers:
+            assert worker.wait(150) == 0
+        assert receiver.overlap == 1  # one at a time per key
+        for customer in ("alice", "bob", "carol"):
+            assert receiver.succeeded[customer] == list(range(8)), customer
+        mine = [d for d in app.store.recent_deliveries(100) if d.subscription_id == sub.id]
+        assert len(mine) == 24 and all(d.status == "delivered" for d in mine)
+    finally:
+        app.close()

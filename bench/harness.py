@@ -24,7 +24,7 @@ AMQP_URL = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//
 PG_SERVER = os.environ.get("BENCH_PG", "postgres@127.0.0.1:5432")
 EVENT = "bench.order.created"
 TOKEN = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # any base64 key
-WORKER_CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "8"))
+WORKER_CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "16"))
 #: A copy of src/asyncevents taken when the run starts (see ``snapshot_source``).
 SNAPSHOT: str | None = None
 

@@ -122,6 +122,10 @@ class Engine:
         asyncio.run_coroutine_threadsafe(self.run([(message, False)], strict=True),
                                          loop).result()
 
+    def stop_starting(self) -> None:
+        """Start no more deliveries: those waiting for a slot end unattempted (requeued)."""
+        self.deliverer.stopping.set()
+
     def close(self) -> None:
         """Close the sinks, stop the loop and the threads."""
         with self._lock:

@@ -75,8 +75,12 @@ _RECONNECT_MAX = 30.0
 
 
 def batch_size(concurrency: int) -> int:
-    """The most messages one batch takes, for a worker running ``concurrency`` deliveries."""
-    return min(200, max(50, 2 * concurrency))
+    """The most messages one batch takes, for a worker running ``concurrency`` deliveries.
+
+    Several per slot, for the batch's writes to be shared; not many more, so a
+    worker does not hold (prefetch) work that others could do sooner.
+    """
+    return min(200, max(10, 4 * concurrency))
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,7 @@ class Worker:
         self.batch = batch_size(self.limits.concurrency)
         self.report = WorkerReport()
         self._stop = threading.Event()
+        self._drain = False
         # Messages received and not yet handed to the engine, since when.
         self._inbox: list[Received] = []
         self._inbox_since = 0.0
@@ -232,10 +237,15 @@ class Worker:
         if self.presence is not None:
             self.presence.queues = None if self.queues == [DEFAULT_QUEUE] else list(self.queues)
 
-    def stop(self, reason: str = "stopped") -> None:
-        """Ask the worker to finish what it holds and return."""
+    def stop(self, reason: str = "stopped", *, drain: bool = False) -> None:
+        """Ask the worker to finish the deliveries in flight and return.
+
+        Messages not started yet go back to their queue for another worker;
+        with ``drain`` (the message limit) the ones received are handled first.
+        """
         if not self._stop.is_set():
             self.report.reason = reason
+            self._drain = drain
             self._stop.set()
 
     def _beat(self) -> None:
@@ -330,11 +340,21 @@ class Worker:
                 self._housekeeping()
                 self._check_limits(started)
             session.cancel()
-            # Finish what we hold: the gathered messages too.
-            self._flush(generation, quiet=True, force=True)
+            if self._drain:  # the message limit: handle what was received
+                self._flush(generation, quiet=True, force=True)
+            else:  # finish what is in flight; the rest goes back to the queue
+                self.engine.stop_starting()
+                self._requeue_inbox()
             self._finish_in_flight(session)
         finally:
             session.close()
+
+    def _requeue_inbox(self) -> None:
+        """Give the gathered messages back to their queue (a graceful stop)."""
+        inbox, self._inbox = self._inbox, []
+        self._in_flight -= len(inbox)
+        for received in inbox:
+            received.requeue()
 
     def _forget_inbox(self) -> None:
         """Drop the gathered messages of a lost connection (the broker has them again)."""
@@ -365,7 +385,7 @@ class Worker:
         self._received += 1
         self._last_activity = time.monotonic()
         if self.limits.limit is not None and self._received >= self.limits.limit:
-            self.stop("message limit reached")
+            self.stop("message limit reached", drain=True)
 
     def _flush(self, generation: int, *, quiet: bool, force: bool = False) -> None:
         """Hand the gathered messages to the engine when the batch is full or has waited."""

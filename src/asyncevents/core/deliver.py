@@ -11,6 +11,7 @@ then does the worker ack the messages: a crash before that sends them again.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -75,6 +76,8 @@ class _Done:
     counted: bool = True
 
 
+#: Seconds between two reads of the installation's open circuits by one worker.
+_OPEN_CIRCUITS_EVERY = 1.0
 #: Publishes an operational event (name, data) through the normal publish path.
 OperationalPublish = Callable[[str, dict[str, Any]], object]
 _CHANGE_EVENTS = {"opened": "asyncevents.subscription.circuit_opened",
@@ -133,6 +136,9 @@ class Deliverer:
         self.patience = 30.0
         self.lanes = SubscriptionLanes()
         self._slots: Slots | None = None
+        #: Set when the worker stops: deliveries not started yet are left
+        #: unattempted (their messages go back to the queue).
+        self.stopping = threading.Event()
         self._hooked = bool(plugins.hook.before_delivery.get_hookimpls()
                             or plugins.hook.after_delivery.get_hookimpls())
         self.circuits = CircuitPolicy(
@@ -144,6 +150,10 @@ class Deliverer:
             disable_after_hours=settings.disable_after)
         #: Set by the App: publishes the operational events (None: not published).
         self.operational: OperationalPublish | None = None
+        # The installation's open circuits, asked at most once a second: a batch
+        # without them (nor limited or ordered subscriptions) needs no admission call.
+        self._open: set[str] = set()
+        self._open_at = -_OPEN_CIRCUITS_EVERY
 
     def use_slots(self, slots: int) -> None:
         """Tell the deliverer how many deliveries its worker runs at once."""
@@ -204,12 +214,13 @@ class Deliverer:
         done = [d for d in settled if isinstance(d, _Done)]
         deferred = [(job, delay) for job, delay in
                     (d for d in settled if isinstance(d, tuple))]
-        if not done and not deferred:
-            return [True] * len(jobs)
         released = sorted(admission.admitted)  # max_in_flight permits given back after
+        if not done and not deferred and not released:
+            return [outcome is not False for outcome in settled]
         recorded = await threads.io(self._record_all, done, deferred, released)
         by_job = {id(d.job): ok for d, ok in zip(done, recorded, strict=True)}
-        return [by_job.get(id(job), True) for job in jobs]
+        return [False if outcome is False else by_job.get(id(job), True)
+                for job, outcome in zip(jobs, settled, strict=True)]
 
     async def _admit(self, jobs: Sequence[Job], threads: Threads) -> Admission:
         """The batch's open circuits and the permits of its rate-limited or
@@ -233,16 +244,23 @@ class Deliverer:
                     job.delivery.payload, sub.ordering_key), job.delivery.published_at))
         if not ids:
             return Admission()
+        clock = time.monotonic()
+        if clock - self._open_at >= _OPEN_CIRCUITS_EVERY:
+            self._open = await threads.io(self.store.open_circuits)
+            self._open_at = clock
+        gated = ids & self._open
+        if not gated and not wanted and not ordered:
+            return Admission()
         asks = {sub_id: Wanted(delivery_ids, limits[sub_id].rate_per_second,
                                limits[sub_id].max_in_flight)
                 for sub_id, delivery_ids in wanted.items()}
-        admission: Admission = await threads.io(self.store.admit, sorted(ids), asks,
+        admission: Admission = await threads.io(self.store.admit, sorted(gated), asks,
                                                 self.circuits, self.circuits.probe_lease,
                                                 ordered)
         return admission
 
     async def _attempt(self, job: Job, threads: Threads,
-                       admission: Admission) -> _Done | tuple[Job, float] | None:
+                       admission: Admission) -> _Done | tuple[Job, float] | bool | None:
         delivery, subscription = job.delivery, job.subscription
         if delivery.status in ("delivered", "dead"):
             # A duplicate message (redelivery after a crash): the work is done.
@@ -292,6 +310,8 @@ class Deliverer:
             return job, self.lanes.defer_for(key)
         fast = await self._slots.acquire(key)
         try:
+            if self.stopping.is_set():
+                return False  # the worker stops: not started, requeued
             if not fast and self.lanes.must_defer(key):
                 return job, self.lanes.defer_for(key)  # found slow while it waited
             lane = self.lanes.start(key)
@@ -384,6 +404,10 @@ class Deliverer:
         subs = {item.job.subscription.id: item.job.subscription for item in done
                 if item.job.subscription is not None}
         for change in changes:
+            if change.change == "opened":
+                self._open.add(change.subscription_id)  # this worker holds back at once
+            elif change.change == "closed":
+                self._open.discard(change.subscription_id)
             sub = subs.get(change.subscription_id)
             log.warning(f"subscription circuit {change.change}",
                         subscription_id=change.subscription_id, error=change.last_error)

@@ -108,6 +108,12 @@ class HealthQueries(StoreBase):
         with self.begin() as conn:
             return circuit_gates(conn, ids, policy, utcnow())
 
+    def open_circuits(self) -> set[str]:
+        """The subscriptions whose circuit is open now (one small query)."""
+        with self.begin() as conn:
+            return set(conn.execute(select(_H.subscription_id)
+                                    .where(_H.state == "open")).scalars())
+
     def record_health(self, outcomes: Sequence[Outcome], policy: CircuitPolicy,
                       disable_after: Mapping[str, float] | None = None,
                       released: Sequence[str] = ()) -> list[HealthChange]:

@@ -96,7 +96,7 @@ class LimitQueries(StoreBase):
         its subscription and ordering value is pending or retrying.
         """
         answer = Admission()
-        ids = sorted(set(subscription_ids))
+        ids = sorted(set(subscription_ids) | set(wanted) | set(ordered or {}))
         if not ids:
             return answer
         now = utcnow()

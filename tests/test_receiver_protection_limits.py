@@ -94,11 +94,13 @@ def test_three_workers_share_one_rate_limit(pg_app: App, server: HTTPServer) -> 
                            rate="4/s")
     _run(pg_app, processes=3, events=16)
     assert len(arrivals.times) == 16
-    # The bucket holds one second (4); then 4 a second, whichever worker sends.
-    # Unlimited, 3 workers x 4 slots send the 16 within a fraction of a second.
+    # The bucket holds one second (4); then 4 a second, whichever worker sends:
+    # 8 permits at most in any second, plus a request or two a loaded machine
+    # granted earlier but sent late. Unlimited, 3 workers x 4 slots send the 16
+    # within a fraction of a second.
     times = sorted(arrivals.times)
     busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
-    assert busiest <= 8, busiest
+    assert busiest <= 10, busiest
     assert times[-1] - times[0] >= 2.0  # (16 - 4) / 4 = 3 s at least, less a bucket's slack
     mine = [d for d in pg_app.store.recent_deliveries(100) if d.subscription_id == sub.id]
     assert [d.status for d in mine] == ["delivered"] * 16

@@ -124,18 +124,23 @@ def test_dead_deliveries_and_auto_disable_publish_operational_events(
         # Fails for good: disabled after 2 s (disable_after is in hours) without a success.
         dying = app.subscribe("sales.order.created", gone, token=WHSEC,
                               disable_after=2 / 3600, retry_policy={"max_deaths": 1000})
+        asked = app.subscribe("sales.order.created", recorder.route("/410", statuses=[410]),
+                              token=WHSEC)
         watcher = app.subscribe("asyncevents.*", ops, token=WHSEC)
         worker = _worker(app, 40)
         app.publish("sales.order.created", {"id": 7})
         _wait(lambda: any(t == "asyncevents.subscription.disabled"
-                          for t, _ in _events(recorder, "/ops")))
+                          and d["subscription_id"] == dying.id
+                          for t, d in _events(recorder, "/ops")))
         worker.join(60)
         events = _events(recorder, "/ops")
         dead = [d for t, d in events if t == "asyncevents.delivery.dead"]
         assert any(d["subscription_id"] == once.id and "HTTP 400" in d["error"] for d in dead)
-        disabled = [d for t, d in events if t == "asyncevents.subscription.disabled"]
-        assert [d["subscription_id"] for d in disabled] == [dying.id]
-        assert disabled[0]["last_error"].startswith("HTTP 500")
+        disabled = {d["subscription_id"]: d for t, d in events
+                    if t == "asyncevents.subscription.disabled"}
+        assert sorted(disabled) == sorted([dying.id, asked.id])
+        assert disabled[dying.id]["last_error"].startswith("HTTP 500")
+        assert disabled[asked.id]["last_error"].startswith("HTTP 410")  # the receiver asked
         assert app.store.get_subscription(dying.id).active is False
         assert all(d.get("subscription_id") != watcher.id for _, d in events)
         # The dying subscription's waiting delivery stays visible (and replayable).

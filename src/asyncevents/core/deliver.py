@@ -419,6 +419,13 @@ class Deliverer:
                 "last_error": change.last_error,
                 "failing_since": change.failing_since.isoformat()
                 if change.failing_since else None})
+        for item, number in zip(done, numbers, strict=True):
+            gone = item.job.subscription
+            if item.result.disable_subscription and gone is not None and number is not None:
+                self._publish("asyncevents.subscription.disabled", {  # 410 Gone
+                    "subscription_id": gone.id, "recipient": gone.recipient,
+                    "failure_ratio": None, "consecutive_failures": None,
+                    "last_error": item.result.error, "failing_since": None})
         for item, (_, attempt), number in zip(done, writes, numbers, strict=True):
             delivery = item.job.delivery
             if (attempt.status == "dead" and number is not None and item.counted

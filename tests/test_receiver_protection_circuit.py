@@ -53,9 +53,9 @@ def _events(recorder: Recorder, path: str) -> list[tuple[str, dict[str, Any]]]:
     return [(hit.json["type"], hit.json["data"]) for hit in recorder.on(path)]
 
 
-def _worker(app: App, seconds: float) -> threading.Thread:
+def _worker(app: App, seconds: float, idle: float = 4) -> threading.Thread:
     thread = threading.Thread(target=app.run_worker, args=(WorkerLimits(
-        concurrency=4, time_limit=seconds, max_idle_time=4),), daemon=True)
+        concurrency=4, time_limit=seconds, max_idle_time=idle),), daemon=True)
     thread.start()
     return thread
 
@@ -117,7 +117,11 @@ def test_dead_deliveries_and_auto_disable_publish_operational_events(
                             backoff="fixed", backoff_base=0.3, max_backoff=0.3))
     recorder = Recorder(server)
     ops = recorder.route("/ops")
-    gone = recorder.route("/gone", statuses=[500] * 1000)
+    down = threading.Event()
+    down.set()
+    server.expect_request("/gone", method="POST").respond_with_handler(
+        lambda req: Response("down", status=500) if down.is_set() else Response("ok"))
+    gone = server.url_for("/gone")
     try:
         once = app.subscribe("sales.order.created", recorder.route("/once", statuses=[400]),
                              token=WHSEC)
@@ -143,9 +147,18 @@ def test_dead_deliveries_and_auto_disable_publish_operational_events(
         assert disabled[asked.id]["last_error"].startswith("HTTP 410")  # the receiver asked
         assert app.store.get_subscription(dying.id).active is False
         assert all(d.get("subscription_id") != watcher.id for _, d in events)
-        # The dying subscription's waiting delivery stays visible (and replayable).
-        left = [d for d in app.store.recent_deliveries(100) if d.subscription_id == dying.id]
-        assert len(left) == 1
+        # The disabled subscription's delivery waits, visible, neither dead nor attempted...
+        (left,) = [d for d in app.store.recent_deliveries(100)
+                   if d.subscription_id == dying.id]
+        assert left.status == "retrying"
+        tried = left.attempts
+        # ... and resumes once the subscription is enabled again.
+        down.clear()
+        app.update_subscription(dying.id, active=True)
+        worker = _worker(app, 60, idle=20)  # it comes back within 15 s
+        _wait(lambda: app.store.get_delivery(left.id).status == "delivered", timeout=40)
+        assert app.store.get_delivery(left.id).attempts == tried + 1
+        worker.join(60)
     finally:
         app.close()
 

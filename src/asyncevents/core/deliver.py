@@ -76,6 +76,8 @@ class _Done:
     counted: bool = True
 
 
+#: Seconds between two looks of a disabled subscription's waiting delivery at its state.
+_DISABLED_WAIT = 15.0
 #: Seconds between two reads of the installation's open circuits by one worker.
 _OPEN_CIRCUITS_EVERY = 1.0
 #: Publishes an operational event (name, data) through the normal publish path.
@@ -282,6 +284,10 @@ class Deliverer:
             signature=subscription.signature, signing_key=subscription.signing_key,
             previous_token=_in_grace(subscription, started),
         )
+        if not subscription.active and not subscription.deleted:
+            # Disabled (by hand, by 410 Gone, or for failing too long): its deliveries
+            # wait, visible, without an attempt, and resume once it is enabled again.
+            return job, _DISABLED_WAIT
         if not subscription.active:
             return _Done(job, DeliveryResult.failed("subscription is disabled or deleted",
                                                     retryable=False), started, 0.0, request,

@@ -59,6 +59,8 @@ class Subscription:
     #: The token replaced by a rotation, still signing until ``previous_token_until``.
     previous_token: str = field(default="", repr=False)
     previous_token_until: datetime | None = None
+    #: Deleted (soft): its deliveries end dead; a disabled one's wait for it to be enabled.
+    deleted: bool = False
 
     @property
     def rate_per_second(self) -> float | None:

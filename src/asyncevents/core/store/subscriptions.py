@@ -47,6 +47,7 @@ def subscription_from_row(row: Any, token: str,
         signing_key=secret(row.get("signing_key") or ""),
         previous_token=secret(row.get("previous_token") or ""),
         previous_token_until=row.get("previous_token_until"),
+        deleted=row.get("deleted_at") is not None,
     )
 
 

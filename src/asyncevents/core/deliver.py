@@ -156,6 +156,14 @@ class Deliverer:
         # without them (nor limited or ordered subscriptions) needs no admission call.
         self._open: set[str] = set()
         self._open_at = -_OPEN_CIRCUITS_EVERY
+        # Successes of subscriptions whose last written outcomes were all
+        # successes: counted in the store at most once a second, not in every
+        # batch (each write locks the subscription's health row, which all the
+        # installation's workers share). A failure is written at once.
+        self._healthy: set[str] = set()
+        self._held_ok: list[Outcome] = []
+        self._held_since = 0.0
+        self._held_lock = threading.Lock()  # _after runs in the I/O threads
 
     def use_slots(self, slots: int) -> None:
         """Tell the deliverer how many deliveries its worker runs at once."""
@@ -390,6 +398,30 @@ class Deliverer:
         self._after(done, writes, numbers, released)
         return recorded
 
+    def _coalesced(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """The outcomes to write now; healthy subscriptions' successes wait (a second at most)."""
+        with self._held_lock:
+            return self._coalesce(outcomes)
+
+    def _coalesce(self, outcomes: list[Outcome]) -> list[Outcome]:
+        failing = {o.subscription_id for o in outcomes if not o.success}
+        now = time.monotonic()
+        if not self._held_ok:
+            self._held_since = now
+        write: list[Outcome] = []
+        for outcome in outcomes:
+            if outcome.subscription_id in self._healthy and outcome.subscription_id not in failing:
+                self._held_ok.append(outcome)
+            else:
+                write.append(outcome)
+        if self._held_ok and (failing or now - self._held_since >= 1.0):
+            write.extend(self._held_ok)
+            self._held_ok = []
+        written = {o.subscription_id for o in write}
+        self._healthy -= failing
+        self._healthy |= written - failing - self._open
+        return write
+
     def _after(self, done: list[_Done], writes: list[tuple[str, NewAttempt]],
                numbers: Sequence[int | None], released: Sequence[str]) -> None:
         """The subscriptions' health (one store call) and the operational events."""
@@ -400,6 +432,7 @@ class Deliverer:
         overrides = {item.job.subscription.id: item.job.subscription.disable_after
                      for item in done if item.job.subscription is not None
                      and item.job.subscription.disable_after is not None}
+        outcomes = self._coalesced(outcomes)
         changes: list[HealthChange] = []
         if outcomes or released:
             try:

@@ -46,6 +46,8 @@ _T = TypeVar("_T")
 # database outage does not turn into a hot loop.
 _FAILED_PAUSE = 1.0
 _IO_THREADS = 4
+#: Deliveries of one event attempted by the batch that dispatched it, at least.
+INLINE_FANOUT = 100
 
 
 class Threads:
@@ -83,10 +85,12 @@ class Engine:
         deliverer.use_slots(self.concurrency)
         dispatcher.lanes = deliverer.lanes
         self.dead_reason = dead_reason
-        # How many of an event's deliveries its dispatch attempts itself; the
-        # rest go through the delivery queue (to this worker's next batches
-        # and to the other workers). Inline transports take them all.
-        self.inline = 1_000_000 if inline_all else self.concurrency
+        # How many of an event's deliveries its dispatch attempts itself (no
+        # trip through the queue and back: a fan-out to 100 subscriptions is
+        # one message, not 101); a larger fan-out's rest goes through the
+        # delivery queue, to be shared with the other workers. Inline
+        # transports take them all.
+        self.inline = 1_000_000 if inline_all else max(self.concurrency, INLINE_FANOUT)
         self.threads = Threads(self.concurrency)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,aws,otel]'
+	$(BIN)/python -m pip install --quiet -e '.[test,aws,otel,docs]'
 	touch $(STAMP)
 
 ## The main job on the embedded SQLite default: subscribe, publish, deliver, show traces.

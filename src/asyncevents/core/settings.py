@@ -123,7 +123,7 @@ class Settings(BaseSettings):
     # row, or when this share of at least circuit_min_attempts attempts within
     # circuit_window seconds failed; then one probe every circuit_cooldown seconds.
     circuit_consecutive_failures: int = Field(default=10, ge=1)
-    circuit_failure_ratio: float = Field(default=0.5, gt=0, le=1)
+    circuit_failure_ratio: float = Field(default=0.9, gt=0, le=1)
     circuit_min_attempts: int = Field(default=20, ge=1)
     circuit_window: float = Field(default=60.0, gt=0)
     circuit_cooldown: float = Field(default=30.0, gt=0)

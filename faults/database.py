@@ -1,7 +1,7 @@
 """PostgreSQL restarted while workers run.
 
 The store is on PostgreSQL (with the queue too, on ``sqla+postgresql``). Two
-workers deliver to a healthy receiver and to a flaky one (500 on each first
+workers deliver to a healthy receiver and to a flaky one (500 on every other first
 try, so retries are scheduled through the outage). Afterwards every request
 the receivers got must have its attempt row, every event must have arrived,
 and the workers must still run, having said in their logs what happened.

@@ -13,8 +13,8 @@ worker to the third, so a row can hit one role at a time:
   elected and delivery go on, with neither client disconnected.
 - ``quorum-rolling``: every node is stopped and started again, one after the
   other (each once the cluster is whole again), while events flow.
-- ``quorum-retry``: no node fails; every delivery fails once (the receiver's
-  ``flaky`` path), so each one goes through a retry, parked in a quorum delay
+- ``quorum-retry``: no node fails; every other delivery fails once (the receiver's
+  ``flaky`` path), so it goes through a retry, parked in a quorum delay
   queue that the worker's threads create on first use (together: a backlog
   waits for the worker when it starts, in every row), for longer than the
   delay queue's ``x-expires``.
@@ -360,6 +360,6 @@ def _retries_flow(run: _Run) -> None:
 
 def run_retry(transport: str, directory: Path, *, short: bool = False,
               cluster: Cluster | None = None) -> Row:
-    """``quorum-retry``: every delivery retried once through a quorum delay queue."""
+    """``quorum-retry``: every other delivery retried once through a quorum delay queue."""
     return _scenario(cluster, directory, "retries through quorum delay queues", short,
                      _retries_flow, mode="flaky")

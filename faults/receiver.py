@@ -6,7 +6,10 @@ Modes (the first path segment picks one):
 - ``slow``: answers 200 after ``slow_seconds`` (2 s unless told).
 - ``hang``: holds the request ``hang_seconds``, longer than any sink timeout.
 - ``reset``: reads the request, then closes the connection with a TCP RST.
-- ``flaky``: answers 500 to the first try of each ``webhook-id``, then 200.
+- ``flaky``: answers 500 to the first try of every other new ``webhook-id``
+  (then 200): retries all the way, without the steady failures that would open
+  the subscription's circuit breaker (a burst of first tries that all failed
+  would, at its default settings, and its deliveries would then wait).
 - ``bigheaders``: 200 with a response header of ``big_header_bytes``.
 - ``bigbody``: 200 with a ``big_body_bytes`` body, streamed until the client hangs up.
 - ``echo``: 500 with everything it got (headers and body) as the response body.
@@ -70,6 +73,7 @@ class Receiver:
         self.in_flight = 0
         """Requests being handled right now."""
         self._tries: Counter[str] = Counter()
+        self._new_ids = 0
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self.server = _Server(("127.0.0.1", 0), _handler_for(self))
@@ -94,10 +98,13 @@ class Receiver:
             self.hits.append(hit)
 
     def first_try(self, webhook_id: str) -> bool:
-        """True the first time ``webhook_id`` is seen (``flaky`` mode)."""
+        """True the first time ``webhook_id`` is seen, for every other new id (``flaky``)."""
         with self._lock:
             self._tries[webhook_id] += 1
-            return self._tries[webhook_id] == 1
+            if self._tries[webhook_id] != 1:
+                return False
+            self._new_ids += 1
+            return self._new_ids % 2 == 1
 
     def snapshot(self) -> list[Hit]:
         """A copy of the hits so far."""

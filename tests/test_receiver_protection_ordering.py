@@ -90,3 +90,65 @@ def test_one_at_a_time_in_publish_order_per_key_across_three_workers(
         assert len(mine) == 24 and all(d.status == "delivered" for d in mine)
     finally:
         app.close()
+
+
+@pytest.mark.slow
+def test_order_is_kept_when_a_worker_is_killed_mid_delivery(
+        pg_url: str, make_settings: Callable[..., Settings], server: HTTPServer) -> None:
+    """kill -9 of one of three workers: its keys wait for their lease, then go on in order."""
+    import signal
+    import time
+
+    Store.open(pg_url, auto_migrate=True).close()
+    app = App(make_settings(database_url=pg_url, transport_url=f"sqla+{pg_url}",
+                            queue_prefix=f"t{uuid.uuid4().hex[:12]}"))
+    receiver = Receiver()
+    server.expect_request("/hook", method="POST").respond_with_handler(receiver)
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        app.subscribe("sales.order.created", server.url_for("/hook"), token=WHSEC,
+                      ordering_key="data.customer_id")
+        for n in range(8):
+            for customer in ("alice", "bob", "carol"):
+                app.publish("sales.order.created", {"customer_id": customer, "n": n})
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCEVENTS_")}
+        env.update({  # the lease, timeouts and retry policy at their defaults
+            "ASYNCEVENTS_DATABASE_URL": pg_url, "ASYNCEVENTS_TRANSPORT_URL": f"sqla+{pg_url}",
+            "ASYNCEVENTS_SECRET_KEY": "the test suite's token key",
+            "ASYNCEVENTS_QUEUE_PREFIX": app.settings.queue_prefix,
+            "ASYNCEVENTS_ALLOWED_NETWORKS": "127.0.0.0/8", "ASYNCEVENTS_STRICT_EVENTS": "false"})
+        workers = [subprocess.Popen(
+            [sys.executable, "-m", "asyncevents", "worker", "--concurrency", "4",
+             "--time-limit", "170"], env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(3)]
+
+        def successes() -> int:
+            with receiver.lock:
+                return sum(len(v) for v in receiver.succeeded.values())
+
+        deadline = time.monotonic() + 60
+        while successes() < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        workers[0].send_signal(signal.SIGKILL)  # mid-stream: some keys' leases are its
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and not all(
+                set(receiver.succeeded.get(c, ())) == set(range(8))
+                for c in ("alice", "bob", "carol")):
+            time.sleep(0.2)
+        assert receiver.overlap == 1  # never two at once for a key, kill included
+        for customer in ("alice", "bob", "carol"):
+            got = receiver.succeeded[customer]
+            # At least once: a request the killed worker had sent may come again,
+            # but never before an earlier event of the same key.
+            assert set(got) == set(range(8)), (customer, got)
+            assert got == sorted(got), (customer, got)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        app.close()

@@ -20,7 +20,6 @@ from asyncevents.core.transport.sqlschema import messages as queue_table
 from asyncevents.testing import sink_plugin
 from tests.helpers import Recorder, drain, inline_plugins
 
-
 QUEUE_TABLE = queue_table.name
 
 

@@ -50,6 +50,8 @@ __all__ = ["Deliverer", "Job", "call_sink", "call_sink_async"]
 log = structlog.get_logger("asyncevents.deliver")
 
 _ERROR_LIMIT = 1000
+# How the error of an attempt whose sink is not installed starts (UnknownSink's text).
+_UNKNOWN_SINK = "unknown sink "
 _T = TypeVar("_T")
 
 
@@ -338,7 +340,11 @@ class Deliverer:
             duration_ms = (time.perf_counter() - clock) * 1000
         finally:
             self._slots.release(fast)
-        return _Done(job, result, started, duration_ms, request)
+        # A sink that is not installed says nothing about the receiver: its
+        # failures do not count towards the circuit breaker (the policy makes
+        # them dead, replayable once the plugin is back).
+        local = result.error is not None and result.error.startswith(_UNKNOWN_SINK)
+        return _Done(job, result, started, duration_ms, request, counted=not local)
 
     async def _deliver(self, sink_name: str, request: DeliveryRequest,
                        threads: Threads) -> DeliveryResult:

@@ -74,7 +74,8 @@ def test_unknown_keys_of_the_config_file_are_warned_about(workdir: Path) -> None
         "[events.customer.created]\ndescription = 'not quoted'\n")
     result = run_cli("events", "--json", cwd=workdir)
     assert result.returncode == 0, result.stderr
-    assert {e["name"] for e in json.loads(result.stdout)} == {"sales.order.created",
+    assert {e["name"] for e in json.loads(result.stdout)
+            if not e["name"].startswith("asyncevents.")} == {"sales.order.created",
                                                                "customer"}
     assert _lines(result.stderr) == [
         "warning: asyncevents.toml: unknown key 'max_death' is ignored "

@@ -224,11 +224,11 @@ def show(subscription_id: str, as_json: bool) -> None:
     """One subscription (the token is never shown), with its circuit's state."""
     store = get_app().store
     sub = store.get_subscription(subscription_id).public()
-    sub["circuit"] = store.circuit_health([subscription_id])[subscription_id].public()
+    circuit = store.circuit_health([subscription_id])[subscription_id].public()
     if as_json:
-        print_json(sub)
-    else:
-        print_fields(sub)
+        print_json({**sub, "circuit": circuit})
+    else:  # one line each, as a user would type them back
+        print_fields({**sub, **{f"circuit_{key}": value for key, value in circuit.items()}})
 
 
 def _set_active(subscription_id: str, active: bool, as_json: bool) -> None:

@@ -95,6 +95,11 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # One delivery at a time means one in queue order: batches are handled
+        # one after the other, so their attempts come in the order the
+        # messages did (with more slots, batches overlap and order is kept
+        # only by ordering keys).
+        self._in_order = asyncio.Lock() if self.concurrency == 1 else None
 
     def _started(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -148,6 +153,12 @@ class Engine:
 
         With ``strict``, a handler's error is raised instead of becoming a requeue.
         """
+        if self._in_order is None:
+            return await self._run(items, strict)
+        async with self._in_order:
+            return await self._run(items, strict)
+
+    async def _run(self, items: Sequence[Item], strict: bool) -> list[Outcome]:
         outcomes: list[Outcome] = [True] * len(items)
         jobs: list[tuple[int, Job]] = []
         triggers = [(i, m) for i, (m, dead) in enumerate(items)

@@ -18,6 +18,7 @@ from asyncevents.core.messages import ROUTES, DeliverMessage, TriggerMessage
 from asyncevents.core.models import Subscription
 from asyncevents.core.outbox import Outbox, Transactional
 from asyncevents.core.plugins import Plugins
+from asyncevents.core.presence import Presence
 from asyncevents.core.publish import Publisher
 from asyncevents.core.retry import RetryManagement, RetryPolicy
 from asyncevents.core.search import compile_filter
@@ -25,7 +26,7 @@ from asyncevents.core.settings import Settings, load_settings
 from asyncevents.core.store import GENERATE_KEY, Store, needs_secret_key, store_cipher
 from asyncevents.core.subscriptions import DEFAULT_GRACE, SubscriptionRules, parse_grace
 from asyncevents.core.transport import Transport
-from asyncevents.core.worker import Presence, Worker, WorkerLimits, WorkerReport
+from asyncevents.core.worker import Worker, WorkerLimits, WorkerReport
 from asyncevents.errors import ConfigError
 
 __all__ = ["App"]
@@ -234,7 +235,7 @@ class App:
 
     def _engine(self, concurrency: int, inline_all: bool = False) -> Engine:
         deliverer = Deliverer(self.settings, self.store, self.plugins, self.retries, self.policy)
-        deliverer.operational = self.publish  # circuit_opened, ...: the normal publish path
+        deliverer.guard.operational = self.publish  # circuit_opened, ...: the normal publish path
         dispatcher = Dispatcher(self.catalog, self.store, self.transport, self.retries,
                                 self.policy, self.filter_fn())
         reason = ("the queue gave up on this message: it was handed out "

@@ -6,6 +6,8 @@ loop: asynchronous sinks (``deliver_async``) are awaited there, synchronous
 ones (third-party sinks included) run in the engine's sink threads. The
 outcomes are then written in one transaction, retries scheduled, and only
 then does the worker ack the messages: a crash before that sends them again.
+Circuits, limits, ordering and the operational events are the
+:class:`~asyncevents.core.admission.Guard`'s, asked before and told after.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from asyncevents.core.catalog import OPERATIONAL_EVENTS
+from asyncevents.core.admission import Guard, Settled
 from asyncevents.core.clock import utcnow
 from asyncevents.core.lanes import Slots, SubscriptionLanes
 from asyncevents.core.messages import DeliverMessage
@@ -29,17 +31,7 @@ from asyncevents.core.plugins import Plugins
 from asyncevents.core.retry import RetryManagement, RetryPolicy, through_outage
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult, Sink
-from asyncevents.core.store import (
-    Admission,
-    CircuitPolicy,
-    HealthChange,
-    NewAttempt,
-    Ordered,
-    Outcome,
-    Store,
-    Wanted,
-    ordering_value,
-)
+from asyncevents.core.store import Admission, NewAttempt, Store
 from asyncevents.errors import PermanentSinkError, RetryableSinkError, UnknownSink
 
 if TYPE_CHECKING:
@@ -50,8 +42,6 @@ __all__ = ["Deliverer", "Job", "call_sink", "call_sink_async"]
 log = structlog.get_logger("asyncevents.deliver")
 
 _ERROR_LIMIT = 1000
-# How the error of an attempt whose sink is not installed starts (UnknownSink's text).
-_UNKNOWN_SINK = "unknown sink "
 _T = TypeVar("_T")
 
 
@@ -80,13 +70,6 @@ class _Done:
 
 #: Seconds between two looks of a disabled subscription's waiting delivery at its state.
 _DISABLED_WAIT = 15.0
-#: Seconds between two reads of the installation's open circuits by one worker.
-_OPEN_CIRCUITS_EVERY = 1.0
-#: Publishes an operational event (name, data) through the normal publish path.
-OperationalPublish = Callable[[str, dict[str, Any]], object]
-_CHANGE_EVENTS = {"opened": "asyncevents.subscription.circuit_opened",
-                  "closed": "asyncevents.subscription.circuit_closed",
-                  "disabled": "asyncevents.subscription.disabled"}
 
 
 def _exception_result(exc: BaseException) -> DeliveryResult:
@@ -145,27 +128,8 @@ class Deliverer:
         self.stopping = threading.Event()
         self._hooked = bool(plugins.hook.before_delivery.get_hookimpls()
                             or plugins.hook.after_delivery.get_hookimpls())
-        self.circuits = CircuitPolicy(
-            consecutive_failures=settings.circuit_consecutive_failures,
-            failure_ratio=settings.circuit_failure_ratio,
-            min_attempts=settings.circuit_min_attempts, window=settings.circuit_window,
-            cooldown=settings.circuit_cooldown,
-            probe_lease=settings.http_timeout + settings.http_connect_timeout + 30,
-            disable_after_hours=settings.disable_after)
-        #: Set by the App: publishes the operational events (None: not published).
-        self.operational: OperationalPublish | None = None
-        # The installation's open circuits, asked at most once a second: a batch
-        # without them (nor limited or ordered subscriptions) needs no admission call.
-        self._open: set[str] = set()
-        self._open_at = -_OPEN_CIRCUITS_EVERY
-        # Successes of subscriptions whose last written outcomes were all
-        # successes: counted in the store at most once a second, not in every
-        # batch (each write locks the subscription's health row, which all the
-        # installation's workers share). A failure is written at once.
-        self._healthy: set[str] = set()
-        self._held_ok: list[Outcome] = []
-        self._held_since = 0.0
-        self._held_lock = threading.Lock()  # _after runs in the I/O threads
+        #: Circuits, limits, ordering and operational events.
+        self.guard = Guard(settings, store)
 
     def use_slots(self, slots: int) -> None:
         """Tell the deliverer how many deliveries its worker runs at once."""
@@ -220,7 +184,8 @@ class Deliverer:
         """
         if self._slots is None:
             self._slots = Slots(self.lanes)
-        admission = await self._admit(jobs, threads)
+        admission = await self.guard.admit([(j.delivery, j.subscription) for j in jobs],
+                                           threads)
         settled = await asyncio.gather(*(self._attempt(job, threads, admission)
                                          for job in jobs))
         done = [d for d in settled if isinstance(d, _Done)]
@@ -233,43 +198,6 @@ class Deliverer:
         by_job = {id(d.job): ok for d, ok in zip(done, recorded, strict=True)}
         return [False if outcome is False else by_job.get(id(job), True)
                 for job, outcome in zip(jobs, settled, strict=True)]
-
-    async def _admit(self, jobs: Sequence[Job], threads: Threads) -> Admission:
-        """The batch's open circuits and the permits of its rate-limited or
-        max-in-flight subscriptions: one store call for the whole batch."""
-        ids: set[str] = set()
-        wanted: dict[str, list[str]] = {}
-        limits: dict[str, Subscription] = {}
-        ordered: dict[str, Ordered] = {}
-        for job in jobs:
-            sub = job.subscription
-            if sub is None or not sub.active or job.delivery.status in ("delivered", "dead"):
-                continue
-            ids.add(sub.id)
-            if sub.rate is not None or sub.max_in_flight is not None:
-                wanted.setdefault(sub.id, []).append(job.delivery.id)
-                limits[sub.id] = sub
-            if sub.ordering_key:
-                batch = ordered.setdefault(sub.id, Ordered(sub.ordering_key, []))
-                assert isinstance(batch.deliveries, list)
-                batch.deliveries.append((job.delivery.id, ordering_value(
-                    job.delivery.payload, sub.ordering_key), job.delivery.published_at))
-        if not ids:
-            return Admission()
-        clock = time.monotonic()
-        if clock - self._open_at >= _OPEN_CIRCUITS_EVERY:
-            self._open = await threads.io(self.store.open_circuits)
-            self._open_at = clock
-        gated = ids & self._open
-        if not gated and not wanted and not ordered:
-            return Admission()
-        asks = {sub_id: Wanted(delivery_ids, limits[sub_id].rate_per_second,
-                               limits[sub_id].max_in_flight)
-                for sub_id, delivery_ids in wanted.items()}
-        admission: Admission = await threads.io(self.store.admit, sorted(gated), asks,
-                                                self.circuits, self.circuits.probe_lease,
-                                                ordered)
-        return admission
 
     async def _attempt(self, job: Job, threads: Threads,
                        admission: Admission) -> _Done | tuple[Job, float] | bool | None:
@@ -302,21 +230,14 @@ class Deliverer:
             return _Done(job, DeliveryResult.failed("subscription is disabled or deleted",
                                                     retryable=False), started, 0.0, request,
                          counted=False)
-        if (delivery.event_name in OPERATIONAL_EVENTS
-                and delivery.payload.get("subscription_id") == subscription.id):
+        if self.guard.about_itself(delivery, subscription):
             # No loops: a subscription never receives operational events about itself.
             return _Done(job, DeliveryResult.failed(
                 "not sent: an operational event about this subscription itself",
                 retryable=False), started, 0.0, request, counted=False)
-        gates = admission.gates
-        wait = admission.waits.get(delivery.id)
-        if wait is not None:  # over a limit, or the circuit is open: waits, no attempt used
+        wait = self.guard.wait(delivery, subscription, admission)
+        if wait is not None:  # over a limit, ordered, or the circuit is open: no attempt used
             return job, wait
-        gate = gates.get(subscription.id)
-        if gate == "open":  # waits, without an attempt, until the cool-down's probe
-            return job, self.circuits.cooldown
-        if gate == "probe":
-            gates[subscription.id] = "open"  # one probe: the batch's others wait
         assert self._slots is not None
         key = subscription.id
         # A slow subscription over its share leaves the batch at once (deferred,
@@ -334,7 +255,7 @@ class Deliverer:
             started = utcnow()
             clock = time.perf_counter()
             try:
-                result = await self._deliver(subscription.sink, request, threads)
+                result, reached = await self._deliver(subscription.sink, request, threads)
             finally:
                 self.lanes.leave(key, lane)
             duration_ms = (time.perf_counter() - clock) * 1000
@@ -343,27 +264,27 @@ class Deliverer:
         # A sink that is not installed says nothing about the receiver: its
         # failures do not count towards the circuit breaker (the policy makes
         # them dead, replayable once the plugin is back).
-        local = result.error is not None and result.error.startswith(_UNKNOWN_SINK)
-        return _Done(job, result, started, duration_ms, request, counted=not local)
+        return _Done(job, result, started, duration_ms, request, counted=reached)
 
     async def _deliver(self, sink_name: str, request: DeliveryRequest,
-                       threads: Threads) -> DeliveryResult:
+                       threads: Threads) -> tuple[DeliveryResult, bool]:
+        """The attempt's result, and whether a sink was there to make it."""
         try:
             sink = self.sink(sink_name)
         except UnknownSink as exc:
             # Uninstalled or disabled since the subscription was made: an attempt
             # that failed, retried by the policy until dead (visible, replayable
             # once the plugin is back), never a message requeued in a loop.
-            return DeliveryResult.failed(str(exc), retryable=True)
+            return DeliveryResult.failed(str(exc), retryable=True), False
         except Exception as exc:  # the sink's own start-up failed (a client, a setting)
             return DeliveryResult.failed(
                 f"sink {sink_name!r} could not be started: {type(exc).__name__}: {exc}",
-                retryable=True)
+                retryable=True), True
         if self._hooked:
             self.plugins.hook.before_delivery(request=request)
         if hasattr(sink, "deliver_async"):
-            return await call_sink_async(sink, request)
-        return await threads.sink(call_sink, sink, request)
+            return await call_sink_async(sink, request), True
+        return await threads.sink(call_sink, sink, request), True
 
     def _record_all(self, done: list[_Done], deferred: list[tuple[Job, float]],
                     released: Sequence[str] = ()) -> list[bool]:
@@ -404,91 +325,15 @@ class Deliverer:
         self._after(done, writes, numbers, released)
         return recorded
 
-    def _coalesced(self, outcomes: list[Outcome]) -> list[Outcome]:
-        """The outcomes to write now; healthy subscriptions' successes wait (a second at most)."""
-        with self._held_lock:
-            return self._coalesce(outcomes)
-
-    def _coalesce(self, outcomes: list[Outcome]) -> list[Outcome]:
-        failing = {o.subscription_id for o in outcomes if not o.success}
-        now = time.monotonic()
-        if not self._held_ok:
-            self._held_since = now
-        write: list[Outcome] = []
-        for outcome in outcomes:
-            if outcome.subscription_id in self._healthy and outcome.subscription_id not in failing:
-                self._held_ok.append(outcome)
-            else:
-                write.append(outcome)
-        if self._held_ok and (failing or now - self._held_since >= 1.0):
-            write.extend(self._held_ok)
-            self._held_ok = []
-        written = {o.subscription_id for o in write}
-        self._healthy -= failing
-        self._healthy |= written - failing - self._open
-        return write
-
     def _after(self, done: list[_Done], writes: list[tuple[str, NewAttempt]],
                numbers: Sequence[int | None], released: Sequence[str]) -> None:
-        """The subscriptions' health (one store call) and the operational events."""
-        outcomes = [Outcome(item.job.subscription.id, item.result.success, item.result.error,
-                            item.started)
-                    for item, number in zip(done, numbers, strict=True)
-                    if item.counted and number is not None and item.job.subscription is not None]
-        overrides = {item.job.subscription.id: item.job.subscription.disable_after
-                     for item in done if item.job.subscription is not None
-                     and item.job.subscription.disable_after is not None}
-        outcomes = self._coalesced(outcomes)
-        changes: list[HealthChange] = []
-        if outcomes or released:
-            try:
-                changes = self.store.record_health(outcomes, self.circuits, overrides,
-                                                   released)
-            except Exception as exc:  # health is advisory: the attempts are recorded
-                log.warning("cannot record the subscriptions' health", error=str(exc))
-        subs = {item.job.subscription.id: item.job.subscription for item in done
-                if item.job.subscription is not None}
-        for change in changes:
-            if change.change == "opened":
-                self._open.add(change.subscription_id)  # this worker holds back at once
-            elif change.change == "closed":
-                self._open.discard(change.subscription_id)
-            sub = subs.get(change.subscription_id)
-            log.warning(f"subscription circuit {change.change}",
-                        subscription_id=change.subscription_id, error=change.last_error)
-            self._publish(_CHANGE_EVENTS[change.change], {
-                "subscription_id": change.subscription_id,
-                "recipient": sub.recipient if sub else None,
-                "failure_ratio": change.failure_ratio,
-                "consecutive_failures": change.consecutive_failures,
-                "last_error": change.last_error,
-                "failing_since": change.failing_since.isoformat()
-                if change.failing_since else None})
-        for item, number in zip(done, numbers, strict=True):
-            gone = item.job.subscription
-            if item.result.disable_subscription and gone is not None and number is not None:
-                self._publish("asyncevents.subscription.disabled", {  # 410 Gone
-                    "subscription_id": gone.id, "recipient": gone.recipient,
-                    "failure_ratio": None, "consecutive_failures": None,
-                    "last_error": item.result.error, "failing_since": None})
-        for item, (_, attempt), number in zip(done, writes, numbers, strict=True):
-            delivery = item.job.delivery
-            if (attempt.status == "dead" and number is not None and item.counted
-                    and delivery.event_name not in OPERATIONAL_EVENTS):
-                self._publish("asyncevents.delivery.dead", {
-                    "delivery_id": delivery.id, "event_id": delivery.event_id,
-                    "event_name": delivery.event_name,
-                    "subscription_id": delivery.subscription_id, "attempts": number,
-                    "error": attempt.error})
-
-    def _publish(self, name: str, data: dict[str, Any]) -> None:
-        if self.operational is None:
-            return
-        try:
-            self.operational(name, data)
-        except Exception as exc:  # the broker is down: the event is lost, the log says so
-            log.error("cannot publish an operational event", event_name=name,
-                      error=str(exc), subscription_id=data.get("subscription_id"))
+        """Tell the guard what was recorded (health, operational events)."""
+        settled = [Settled(item.job.delivery, item.job.subscription, item.result.success,
+                           attempt.error, item.started, attempt.status, number, item.counted,
+                           gone=item.result.disable_subscription)
+                   for item, (_, attempt), number in zip(done, writes, numbers, strict=True)
+                   if number is not None and item.job.subscription is not None]
+        self.guard.after(settled, released)
 
     def _decide(self, item: _Done) -> tuple[NewAttempt, tuple[DeliverMessage, float] | None]:
         """The attempt row for one outcome, and the retry it calls for."""

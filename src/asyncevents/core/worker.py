@@ -13,14 +13,7 @@ an error in the log.
 Named queues (``[routing]``, :mod:`~asyncevents.core.routing`): a worker
 consumes the queues it is given (``--queues critical,default``), else every
 queue the routing names and ``default``. Given several, it takes them in that
-order of priority, as Symfony Messenger does: it starts with the first one
-alone, and every ``_GATE_EVERY`` seconds opens the next one once nothing of
-those it consumes waits (the transport counts the ready messages, on the SQL
-queue those claimed for us too) nor is in its hands; a message arriving from
-an earlier queue pauses the later ones again at once.
-A paused queue's consumers are cancelled, so the broker keeps its messages
-for the other workers; what it had already sent is handled, after the
-earlier queues' messages (a batch takes them in priority order).
+order of priority (:mod:`~asyncevents.core.priority`).
 
 When the broker goes away the worker reconnects by itself, waiting longer
 after each failed try (0.5 s doubling up to 30 s), and logs both the loss and
@@ -33,11 +26,8 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import socket
 import threading
 import time
-import uuid
-from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -48,14 +38,15 @@ import structlog
 
 from asyncevents.core.engine import Engine, Outcome
 from asyncevents.core.messages import DEFAULT_QUEUE, ROUTES, Route
+from asyncevents.core.presence import Presence
+from asyncevents.core.priority import QueuePriority
 from asyncevents.core.retry import RetryManagement, misconfiguration
 from asyncevents.core.routing import Router
-from asyncevents.core.store import Store
 from asyncevents.core.transport import Consumption, Received, Transport, describe
 from asyncevents.core.transport.base import Prioritised
-from asyncevents.errors import AsyncEventsError, ConfigError
+from asyncevents.errors import ConfigError
 
-__all__ = ["Presence", "Worker", "WorkerLimits", "WorkerReport", "batch_size"]
+__all__ = ["Worker", "WorkerLimits", "WorkerReport", "batch_size"]
 
 log = structlog.get_logger("asyncevents.worker")
 
@@ -69,8 +60,6 @@ _GATHER = 0.003
 # Batches handled at once: one dispatching or recording while another delivers.
 _BATCHES = 2
 _RECONNECT_FIRST = 0.5
-# Seconds between two looks at the earlier queues while later ones are paused.
-_GATE_EVERY = 0.2
 _RECONNECT_MAX = 30.0
 
 
@@ -112,49 +101,6 @@ class WorkerReport:
     """True when ``only_if_waiting`` found nothing waiting and the worker never consumed."""
 
 
-class Presence:
-    """The worker's entry in the store's list of live workers (``asyncevents workers``).
-
-    A store that cannot be reached never stops the worker: the entry is only
-    a report, and the next beat tries again.
-    """
-
-    #: Seconds between heartbeats.
-    every = 5.0
-
-    def __init__(self, store: Store, routes: list[Route], concurrency: int) -> None:
-        self.store = store
-        self.id = str(uuid.uuid4())
-        self.routes = routes
-        self.concurrency = concurrency
-        #: The named queues the worker consumes; None for ``default`` alone
-        #: (listed by route then, as before named queues).
-        self.queues: list[str] | None = None
-        self._registered = False
-
-    def beat(self, in_flight: int, handled: int) -> bool:
-        """Register or refresh the entry; True when ``stop-workers`` asked us to stop."""
-        try:
-            if not self._registered:
-                self.store.register_worker(self.id, host=socket.gethostname(), pid=os.getpid(),
-                                           queues=list(self.queues or self.routes),
-                                           concurrency=self.concurrency)
-                self._registered = True
-                return False
-            return self.store.worker_heartbeat(self.id, in_flight=in_flight, handled=handled)
-        except AsyncEventsError as exc:
-            log.warning("cannot record this worker's heartbeat", error=str(exc))
-            return False
-
-    def leave(self) -> None:
-        """Remove the entry."""
-        if self._registered:
-            try:
-                self.store.unregister_worker(self.id)
-            except AsyncEventsError as exc:
-                log.warning("cannot remove this worker's entry", error=str(exc))
-
-
 @dataclass
 class _Periodic:
     every: float
@@ -189,7 +135,8 @@ class Worker:
         self.routes = list(routes or ROUTES)
         self.presence = presence
         self.queues: list[str] = []
-        self.prioritised = False
+        #: The order between several named queues (None: one queue, or no order).
+        self.priority: QueuePriority | None = None
         self.use_queues(queues)
         self.on_exit = on_exit
         # Housekeeping run from the main loop, the first time after one period.
@@ -218,22 +165,16 @@ class Worker:
         self._last_activity = time.monotonic()
         self._last_pump = 0.0
         self._failures_in_row = 0
-        # Priority between queues: later ones from this index on are paused
-        # (None: none is), the earliest queue a message came from this turn,
-        # and when to look at the earlier queues again.
-        self._paused_from: int | None = None
-        self._arrived: int | None = None
-        self._gate_due = 0.0
-        self._held: Counter[int] = Counter()  # messages in hand, by queue rank
         self._session: Consumption | None = None
 
     def use_queues(self, queues: Sequence[str] | None) -> None:
         """Consume these named queues, earlier ones first; None: every routed queue, unordered."""
         if queues:
-            self.queues, self.prioritised = list(queues), len(queues) > 1
+            self.queues = list(queues)
+            self.priority = QueuePriority(queues) if len(queues) > 1 else None
         else:
             self.queues = Router(self.transport.settings.routing).queues
-            self.prioritised = False
+            self.priority = None
         if self.presence is not None:
             self.presence.queues = None if self.queues == [DEFAULT_QUEUE] else list(self.queues)
 
@@ -311,20 +252,19 @@ class Worker:
         prefetch = (_BATCHES + 1) * self.batch
         # With priorities, the first queue alone to begin with: a backlog in a
         # later one is not sent to us before the earlier ones are seen empty.
-        self._paused_from = 1 if self.prioritised else None
-        self._arrived, self._gate_due = None, 0.0
+        paused = self.priority.start() if self.priority is not None else []
         if self.queues == [DEFAULT_QUEUE]:  # what any transport takes, a plugin's too
             session = self.transport.consume(self.routes, self._on_message, self._on_dropped,
                                              prefetch=prefetch)
         else:
             session = self.transport.consume(self.routes, self._on_message, self._on_dropped,
                                              prefetch=prefetch, queues=self.queues,
-                                             paused=self.queues[1:] if self.prioritised else ())
+                                             paused=paused)
         self._session = session
-        if self.prioritised and not isinstance(session, Prioritised):
+        if self.priority is not None and not isinstance(session, Prioritised):
             log.warning("this transport cannot pause a queue: the queues are consumed "
                         "together, in no order of priority", transport=self.transport.scheme)
-            self.prioritised = False
+            self.priority = None
         try:
             while not self._stop.is_set():
                 # While batches run, come back at once to ack what they
@@ -333,7 +273,8 @@ class Worker:
                 session.drain(_BUSY_DRAIN if self._in_flight else _DRAIN_TIMEOUT)
                 session.heartbeat()
                 self._restored()  # only once a full turn worked
-                self._prioritise(session)
+                if self.priority is not None:
+                    self.priority.step(session)
                 self._flush(generation, quiet=self._received == before)
                 self._ack_done()
                 self._pump()
@@ -375,11 +316,8 @@ class Worker:
             return
         if not self._inbox:
             self._inbox_since = time.monotonic()
-        if self.prioritised:
-            rank = self._rank(received)
-            self._held[rank] += 1
-            if self._arrived is None or rank < self._arrived:
-                self._arrived = rank
+        if self.priority is not None:
+            self.priority.arrived(received)
         self._inbox.append(received)
         self._in_flight += 1
         self._received += 1
@@ -397,48 +335,17 @@ class Worker:
             room = self._in_flight - len(self._inbox) < _BATCHES * self.batch
             if not (force or ((full or waited) and room)):
                 return
-            if self.prioritised:  # earlier queues' messages first (a stable sort)
-                self._inbox.sort(key=self._rank)
+            if self.priority is not None:  # earlier queues' messages first (a stable sort)
+                self._inbox.sort(key=self.priority.rank)
             batch, self._inbox = self._inbox[:self.batch], self._inbox[self.batch:]
             self._inbox_since = time.monotonic()
             self._batches += 1
             future = self.engine.submit([(r.message, r.dead) for r in batch])
             future.add_done_callback(self._on_done(batch, generation))
 
-    def _rank(self, received: Received) -> int:
-        try:
-            return self.queues.index(received.message.queue)
-        except ValueError:  # not one of ours (a transport that ignores queues)
-            return len(self.queues)
-
     def _let_go(self, received: list[Received]) -> None:
-        if self.prioritised:
-            for one in received:
-                self._held[self._rank(one)] -= 1
-
-    def _prioritise(self, session: Consumption) -> None:
-        """Pause later queues while an earlier one has messages; open them in turn when not."""
-        if not self.prioritised or not isinstance(session, Prioritised):
-            return
-        arrived, self._arrived = self._arrived, None
-        if arrived is not None and arrived + 1 < len(self.queues) and (
-                self._paused_from is None or arrived + 1 < self._paused_from):
-            session.pause(self.queues[arrived + 1:])
-            self._paused_from = arrived + 1
-            self._gate_due = time.monotonic() + _GATE_EVERY
-            return
-        now = time.monotonic()
-        if self._paused_from is None or now < self._gate_due:
-            return
-        self._gate_due = now + _GATE_EVERY
-        earlier = self.queues[:self._paused_from]
-        if (sum(self._held[rank] for rank in range(self._paused_from)) == 0
-                and session.ready(earlier) == 0):
-            # Nothing of the queues we take waits, nor is in hand: open the next one.
-            session.resume(self.queues[self._paused_from:self._paused_from + 1])
-            self._paused_from += 1
-            if self._paused_from >= len(self.queues):
-                self._paused_from = None
+        if self.priority is not None:
+            self.priority.let_go(received)
 
     def _on_done(self, batch: list[Received],
                  generation: int) -> Callable[[Future[list[Outcome]]], None]:

@@ -36,17 +36,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     Column,
     Connection,
-    DateTime,
     Engine,
     Index,
-    Integer,
     MetaData,
     String,
     Table,
-    Text,
     bindparam,
     create_engine,
     delete,
@@ -55,11 +51,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from asyncevents.core.clock import naive_utcnow
+from asyncevents.core.store.columns import LONG_TEXT, MICRO_TIME, ROW_ID
 from asyncevents.core.store.engine import normalize_url
 from asyncevents.errors import ConfigError
 
@@ -78,22 +74,21 @@ __all__ = [
 #: The outbox table's name in the application's database.
 OUTBOX_TABLE = "asyncevents_outbox"
 
-_TIME = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 _metadata = MetaData()
 _outbox = Table(
     OUTBOX_TABLE,
     _metadata,
-    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+    Column("id", ROW_ID, primary_key=True,
            autoincrement=True),
     Column("event_id", String(36), nullable=False),
     # The installation (queue prefix) it is for: several may share a database.
     Column("installation", String(200), nullable=False),
     # The trigger message's JSON body, as it travels on the queue.
-    Column("message", Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"),
+    Column("message", LONG_TEXT,
            nullable=False),
-    Column("created_at", _TIME, nullable=False),
+    Column("created_at", MICRO_TIME, nullable=False),
     # A delayed publish: not sent before this time (naive UTC); NULL: at once.
-    Column("due_at", _TIME, nullable=True),
+    Column("due_at", MICRO_TIME, nullable=True),
     Index(f"ix_{OUTBOX_TABLE}_event_id", "event_id"),
     Index(f"ix_{OUTBOX_TABLE}_installation", "installation", "id"),
     # Ids are the order of the events: never reuse one.

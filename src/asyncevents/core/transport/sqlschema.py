@@ -21,17 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     Column,
     Connection,
-    DateTime,
     Engine,
     Index,
     Integer,
     MetaData,
     String,
     Table,
-    Text,
     bindparam,
     create_engine,
     delete,
@@ -41,11 +38,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 
 from asyncevents.core.clock import naive_utcnow as utcnow
+from asyncevents.core.store.columns import LONG_TEXT, MICRO_TIME, ROW_ID
 from asyncevents.core.store.engine import DEFAULT_DRIVERS, run, sqlite_pragmas
 
 __all__ = [
@@ -64,20 +61,19 @@ __all__ = [
 #: The queue table's name.
 TABLE_NAME = "asyncevents_queue_message"
 
-_TIME = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 #: The metadata holding only :data:`messages`.
 metadata = MetaData()
 #: The SQLAlchemy Core table behind every queue.
 messages = Table(
     TABLE_NAME,
     metadata,
-    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+    Column("id", ROW_ID, primary_key=True,
            autoincrement=True),
     Column("queue", String(200), nullable=False),
-    Column("payload", Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"),
+    Column("payload", LONG_TEXT,
            nullable=False),
-    Column("created_at", _TIME, nullable=False),
-    Column("visible_at", _TIME, nullable=False),
+    Column("created_at", MICRO_TIME, nullable=False),
+    Column("visible_at", MICRO_TIME, nullable=False),
     Column("deliveries", Integer, nullable=False),
     Index(f"ix_{TABLE_NAME}_ready", "queue", "visible_at", "id"),
     # Never reuse an id: a stale lease token must not match a newer row.

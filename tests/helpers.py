@@ -7,10 +7,12 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
@@ -107,6 +109,19 @@ def inline_plugins() -> Plugins:
     for module in (amqp, sql, kombubase, sync):
         plugins.register(module, name=module.__name__)
     return plugins
+
+
+@pytest.fixture(autouse=True, params=["sync client", "async client"])
+def both_http_clients(request: pytest.FixtureRequest,
+                      monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Every test of a module that imports this runs against both HTTP clients:
+    ``deliver``, then ``deliver_async``."""
+    if request.param == "sync client":
+        yield request.param
+        return
+    patched = AsyncClientOnly(monkeypatch)
+    yield request.param
+    patched.close()
 
 
 class AsyncClientOnly:

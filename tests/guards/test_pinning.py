@@ -34,18 +34,7 @@ from asyncevents.sinks.addresses import AllowList
 from asyncevents.sinks.http import HttpSink
 from asyncevents.sinks.pinning import PinnedTransport, PinningBackend, checked_addresses, pinned
 from tests.guards.conftest import FakeDNS
-from tests.helpers import AsyncClientOnly
-
-
-@pytest.fixture(autouse=True, params=["sync client", "async client"])
-def client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Every test here runs against both HTTP clients: deliver and deliver_async."""
-    if request.param == "sync client":
-        yield request.param
-        return
-    patched = AsyncClientOnly(monkeypatch)
-    yield request.param
-    patched.close()
+from tests.helpers import AsyncClientOnly, both_http_clients  # noqa: F401
 
 
 @dataclass

@@ -20,21 +20,10 @@ from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, Sink
 from asyncevents.errors import InvalidRecipient
 from asyncevents.sinks.http import USER_AGENT, HttpSink, register_sinks, retry_after_seconds
-from tests.helpers import AsyncClientOnly
+from tests.helpers import AsyncClientOnly, both_http_clients  # noqa: F401
 
 WHSEC = "whsec_" + base64.b64encode(b"a 24 byte signing secret").decode()
 RAW_TOKEN = "correct horse battery staple"
-
-
-@pytest.fixture(autouse=True, params=["sync client", "async client"])
-def client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Every test here runs against both HTTP clients: deliver and deliver_async."""
-    if request.param == "sync client":
-        yield request.param
-        return
-    patched = AsyncClientOnly(monkeypatch)
-    yield request.param
-    patched.close()
 
 
 @pytest.fixture

@@ -20,15 +20,7 @@ from werkzeug import Request, Response
 from asyncevents.core.app import App
 from asyncevents.core.settings import Settings
 from asyncevents.core.store import Store
-from tests.test_receiver_protection_headers import WHSEC
-
-
-@pytest.fixture
-def server() -> Iterator[HTTPServer]:
-    httpd = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    httpd.start()
-    yield httpd
-    httpd.stop()
+from tests.protection.test_headers import WHSEC
 
 
 class Arrivals:

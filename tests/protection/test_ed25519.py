@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,8 +19,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from pytest_httpserver import HTTPServer
 
 from asyncevents.core.app import App
-from asyncevents.core.settings import Settings
-from asyncevents.core.store import Store
 from asyncevents.core.store.crypto import TokenCipher
 from asyncevents.errors import ConfigError
 from tests.api.conftest import Api, _keep_logging_config, make_api  # noqa: F401
@@ -28,14 +26,6 @@ from tests.api.test_console import login
 from tests.helpers import Hit, Recorder, drain, run_cli
 
 TOKEN = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
-
-
-@pytest.fixture
-def server() -> Iterator[HTTPServer]:
-    httpd = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    httpd.start()
-    yield httpd
-    httpd.stop()
 
 
 def _verifies(public_key: str, hit: Hit) -> bool:
@@ -54,14 +44,8 @@ def _verifies(public_key: str, hit: Hit) -> bool:
 
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_a_worker_signs_v1a_that_the_public_key_verifies(
-        store: str, server: HTTPServer, make_settings: Callable[..., Settings],
-        request: pytest.FixtureRequest) -> None:
-    overrides = {}
-    if store == "postgresql":
-        pg = request.getfixturevalue("pg_url")
-        overrides = {"database_url": pg, "transport_url": f"sqla+{pg}"}
-        Store.open(pg, auto_migrate=True).close()
-    app = App(make_settings(**overrides))
+        store: str, server: HTTPServer, app_on: Callable[..., App]) -> None:
+    app = app_on(store)
     recorder = Recorder(server)
     try:
         hook = recorder.route("/hook")

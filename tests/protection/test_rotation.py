@@ -8,7 +8,7 @@ import base64
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,6 @@ from pytest_httpserver import HTTPServer
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from asyncevents.core.app import App
-from asyncevents.core.settings import Settings
 from asyncevents.core.store import Store
 from asyncevents.core.store.crypto import TokenCipher
 from asyncevents.errors import ConfigError
@@ -33,14 +32,6 @@ def _secret() -> str:
 OLD, NEW = _secret(), _secret()
 
 
-@pytest.fixture
-def server() -> Iterator[HTTPServer]:
-    httpd = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    httpd.start()
-    yield httpd
-    httpd.stop()
-
-
 def _verifies(secret: str, hit: Hit) -> bool:
     try:
         Webhook(secret).verify(hit.body, {k: hit.headers[k] for k in
@@ -53,14 +44,8 @@ def _verifies(secret: str, hit: Hit) -> bool:
 
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_both_signatures_during_the_grace_then_only_the_new(
-        store: str, server: HTTPServer, make_settings: Callable[..., Settings],
-        request: pytest.FixtureRequest) -> None:
-    overrides = {}
-    if store == "postgresql":
-        pg = request.getfixturevalue("pg_url")
-        overrides = {"database_url": pg, "transport_url": f"sqla+{pg}"}
-        Store.open(pg, auto_migrate=True).close()
-    app = App(make_settings(**overrides))
+        store: str, server: HTTPServer, app_on: Callable[..., App]) -> None:
+    app = app_on(store)
     recorder = Recorder(server)
     try:
         hook = recorder.route("/hook")

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -19,15 +19,7 @@ from werkzeug import Request, Response
 from asyncevents.core.app import App
 from asyncevents.core.settings import Settings
 from asyncevents.core.store import Store
-from tests.test_receiver_protection_headers import WHSEC
-
-
-@pytest.fixture
-def server() -> Iterator[HTTPServer]:
-    httpd = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    httpd.start()
-    yield httpd
-    httpd.stop()
+from tests.protection.test_headers import WHSEC
 
 
 class Receiver:

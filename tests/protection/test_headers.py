@@ -21,28 +21,9 @@ from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest
 from asyncevents.errors import ConfigError
 from asyncevents.sinks.http import HttpSink
-from tests.helpers import AsyncClientOnly
+from tests.helpers import AsyncClientOnly, both_http_clients  # noqa: F401
 
 WHSEC = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
-
-
-@pytest.fixture(autouse=True, params=["sync client", "async client"])
-def client(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Every test here runs against both HTTP clients: deliver and deliver_async."""
-    if request.param == "sync client":
-        yield request.param
-        return
-    patched = AsyncClientOnly(monkeypatch)
-    yield request.param
-    patched.close()
-
-
-@pytest.fixture
-def server() -> Iterator[HTTPServer]:
-    httpd = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    httpd.start()
-    yield httpd
-    httpd.stop()
 
 
 class _Forwarder(socketserver.StreamRequestHandler):

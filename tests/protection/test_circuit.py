@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,25 +21,7 @@ from asyncevents.core.worker import WorkerLimits
 from tests.api.conftest import Api, _keep_logging_config, make_api  # noqa: F401
 from tests.api.test_console import login
 from tests.helpers import Recorder, run_cli
-from tests.test_receiver_protection_headers import WHSEC
-
-
-@pytest.fixture
-def server() -> Iterator[HTTPServer]:
-    httpd = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    httpd.start()
-    yield httpd
-    httpd.stop()
-
-
-def _app(store: str, make_settings: Callable[..., Settings], request: pytest.FixtureRequest,
-         **overrides: Any) -> App:
-    if store == "postgresql":
-        pg = request.getfixturevalue("pg_url")
-        overrides.update(database_url=pg, transport_url=f"sqla+{pg}")
-        from asyncevents.core.store import Store
-        Store.open(pg, auto_migrate=True).close()
-    return App(make_settings(**overrides))
+from tests.protection.test_headers import WHSEC
 
 
 def _wait(what: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -62,13 +44,11 @@ def _worker(app: App, seconds: float, idle: float = 4) -> threading.Thread:
 
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_a_failing_receiver_opens_the_circuit_its_deliveries_wait_a_probe_closes_it(
-        store: str, server: HTTPServer, make_settings: Callable[..., Settings],
-        request: pytest.FixtureRequest) -> None:
+        store: str, server: HTTPServer, app_on: Callable[..., App]) -> None:
     # Without the circuit, 0.2 s retries would kill every delivery (5 deaths) long
     # before the receiver recovers; with it they wait for the probe.
-    app = _app(store, make_settings, request, circuit_consecutive_failures=2,
-               circuit_cooldown=1.0, max_deaths=5, backoff="fixed", backoff_base=0.2,
-               max_backoff=0.2)
+    app = app_on(store, circuit_consecutive_failures=2, circuit_cooldown=1.0, max_deaths=5,
+                 backoff="fixed", backoff_base=0.2, max_backoff=0.2)
     failing = threading.Event()
     failing.set()
 

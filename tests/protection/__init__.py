@@ -1,0 +1,1 @@
+"""Receiver protection (issue 15): limits, circuits, ordering, rotation, Ed25519, headers."""

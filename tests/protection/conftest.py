@@ -1,0 +1,38 @@
+"""Fixtures shared by the receiver-protection tests: a receiver, an app on either store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from asyncevents.core.app import App
+from asyncevents.core.settings import Settings
+from asyncevents.core.store import Store
+
+
+@pytest.fixture
+def server() -> Iterator[HTTPServer]:
+    """A real, threaded HTTP receiver on 127.0.0.1 (a slow handler blocks nobody)."""
+    httpd = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    httpd.start()
+    yield httpd
+    httpd.stop()
+
+
+@pytest.fixture
+def app_on(make_settings: Callable[..., Settings],
+           request: pytest.FixtureRequest) -> Callable[..., App]:
+    """``app_on("sqlite" | "postgresql", **settings)``: an App whose store and queue
+    are the embedded SQLite default, or a fresh PostgreSQL database (``sqla+`` queue)."""
+
+    def build(store: str, **overrides: Any) -> App:
+        if store == "postgresql":
+            pg = request.getfixturevalue("pg_url")
+            overrides.update(database_url=pg, transport_url=f"sqla+{pg}")
+            Store.open(pg, auto_migrate=True).close()
+        return App(make_settings(**overrides))
+
+    return build

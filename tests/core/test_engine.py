@@ -79,8 +79,9 @@ def test_the_sql_queue_acks_a_batch_in_one_statement(make_settings: Callable[...
     finally:
         event.remove(Engine, "before_cursor_execute", on_execute)
     assert report.handled == 40 and len(recorder.hits) == 40
-    # 40 messages, each deleted once acked: in a statement or a few, not 40.
-    assert 1 <= len(deletes) <= 4, deletes
+    # 40 messages, each deleted once acked: a statement per batch (of 10 at
+    # concurrency 1, and the first of a burst may go alone), not one each.
+    assert 1 <= len(deletes) <= 8, deletes
     app.close()
 
 

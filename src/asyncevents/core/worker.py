@@ -55,7 +55,9 @@ _PUMP_EVERY = 0.2
 # message, which the prefetch window holds back until then) prompt.
 _DRAIN_TIMEOUT = 0.05
 _BUSY_DRAIN = 0.002
-# A batch waits at most this long (seconds) for more messages to join it.
+# A batch waits at most this long (seconds) for more messages to join it, and
+# only when they come closer together than that: a message that arrives alone,
+# this long after the one before it, goes at once (no company is coming).
 _GATHER = 0.003
 # Batches handled at once: one dispatching or recording while another delivers.
 _BATCHES = 2
@@ -153,6 +155,8 @@ class Worker:
         # Messages received and not yet handed to the engine, since when.
         self._inbox: list[Received] = []
         self._inbox_since = 0.0
+        self._last_arrival = 0.0
+        self._alone = False  # the inbox's first message came long after the one before
         # (batch, its future, the connection it came on); settled by the main
         # thread, which alone touches the consuming connection.
         self._done: queue.Queue[tuple[list[Received], Future[list[Outcome]], int]] = \
@@ -314,14 +318,17 @@ class Worker:
         if self.limits.limit is not None and self._received >= self.limits.limit:
             received.requeue()  # past the limit: for another worker
             return
+        now = time.monotonic()
         if not self._inbox:
-            self._inbox_since = time.monotonic()
+            self._inbox_since = now
+            self._alone = now - self._last_arrival >= _GATHER
+        self._last_arrival = now
         if self.priority is not None:
             self.priority.arrived(received)
         self._inbox.append(received)
         self._in_flight += 1
         self._received += 1
-        self._last_activity = time.monotonic()
+        self._last_activity = now
         if self.limits.limit is not None and self._received >= self.limits.limit:
             self.stop("message limit reached", drain=True)
 
@@ -329,7 +336,8 @@ class Worker:
         """Hand the gathered messages to the engine when the batch is full or has waited."""
         while self._inbox:
             full = len(self._inbox) >= self.batch
-            waited = quiet or time.monotonic() - self._inbox_since >= _GATHER
+            waited = (quiet or (self._alone and len(self._inbox) == 1)
+                      or time.monotonic() - self._inbox_since >= _GATHER)
             # Room by messages, not batches: a batch held by a slow delivery
             # must not keep the next events from starting.
             room = self._in_flight - len(self._inbox) < _BATCHES * self.batch

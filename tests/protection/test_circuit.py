@@ -177,3 +177,27 @@ def test_rest_and_console_show_the_circuit(make_api: Callable[..., Api]) -> None
     login(api)
     page = api.client.get(f"/console/subscriptions/{sub.id}").text
     assert 'id="circuit"' in page and ">open<" in page and "HTTP 503" in page
+
+
+def test_an_idle_worker_writes_the_successes_it_held_back(
+        server: HTTPServer, app_on: Callable[..., App]) -> None:
+    # A healthy subscription's successes are counted at most once a second;
+    # a worker with nothing more to do must still write them.
+    app = app_on("sqlite")
+    recorder = Recorder(server)
+    try:
+        sub = app.subscribe("sales.order.created", recorder.route("/hook"), token=WHSEC)
+        worker = _worker(app, seconds=30, idle=8)
+        app.publish("sales.order.created", {"n": 1})
+        _wait(lambda: len(recorder.on("/hook")) == 1)
+        _wait(lambda: app.store.circuit_health([sub.id])[sub.id].last_success_at is not None)
+        first = app.store.circuit_health([sub.id])[sub.id].last_success_at
+        time.sleep(0.3)
+        app.publish("sales.order.created", {"n": 2})  # healthy now: its success is held
+        _wait(lambda: len(recorder.on("/hook")) == 2)
+        _wait(lambda: app.store.circuit_health([sub.id])[sub.id].last_success_at != first,
+              timeout=4.0)  # written within about a second, while the worker idles
+        assert worker.is_alive()
+        worker.join(30)
+    finally:
+        app.close()

@@ -187,6 +187,20 @@ class Guard:
                     "subscription_id": s.delivery.subscription_id, "attempts": s.number,
                     "error": s.error})
 
+    def flush(self, older_than: float = 0.0) -> None:
+        """Write the successes held back for ``older_than`` seconds or more
+        (called when the worker is idle, and when it stops)."""
+        with self._held_lock:
+            if not self._held_ok or time.monotonic() - self._held_since < older_than:
+                return
+            held, self._held_ok = self._held_ok, []
+        try:
+            changes = self.store.record_health(held, self.circuits, {}, ())
+        except Exception as exc:  # advisory, as in ``after``
+            log.warning("cannot record the subscriptions' health", error=str(exc))
+            return
+        self._changed(changes, {})
+
     def _changed(self, changes: Sequence[HealthChange],
                  subs: Mapping[str, Subscription]) -> None:
         for change in changes:

@@ -256,7 +256,10 @@ class App:
         sync_handler_subscriptions(self)  # @handler functions become python subscriptions
         concurrency = (limits or WorkerLimits()).concurrency
         engine = self._engine(concurrency)
-        periodic: list[tuple[float, Callable[[], object]]] = []
+        # Successes held back from the health rows (at most a second in a busy
+        # worker) are written by an idle one too.
+        periodic: list[tuple[float, Callable[[], object]]] = [
+            (1.0, lambda: engine.deliverer.guard.flush(older_than=1.0))]
         if retention_days is not None:
             periodic.append((3600.0, lambda: self.cleanup(retention_days)))
         if self.outbox.swept_url is not None:  # what a crash left in the outbox after a commit

@@ -147,6 +147,7 @@ class Engine:
         else:
             asyncio.run(self.deliverer.aclose())
         self.threads.shutdown()
+        self.deliverer.guard.flush()  # the successes held back for the health rows
 
     async def run(self, items: Sequence[Item], strict: bool = False) -> list[Outcome]:
         """Handle a batch: dispatch, attempts, records; each message's outcome.

@@ -26,6 +26,7 @@ OWN_DATABASE = ("core/transport/",)
 ALLOWED = {
     "asyncevents.core.store.schema": ("core/migrations/", "core/search/sql.py"),
     "asyncevents.core.store.engine": ("core/transport/",),
+    "asyncevents.core.store.columns": ("core/transport/",),  # the queue table's types
 }
 
 

@@ -48,27 +48,41 @@ class Receiver:
         return Response("ok" if ok else "again", status=200 if ok else 503)
 
 
-def test_one_at_a_time_in_publish_order_per_key_across_three_workers(
-        pg_url: str, make_settings: Callable[..., Settings], server: HTTPServer) -> None:
+def _ordered(pg_url: str, make_settings: Callable[..., Settings], server: HTTPServer,
+             receiver: Receiver) -> tuple[App, str]:
+    """An app on PostgreSQL (store and queue), an ordered subscription to ``receiver``
+    and 8 events for each of three keys; the app and the subscription's id."""
     Store.open(pg_url, auto_migrate=True).close()
     app = App(make_settings(database_url=pg_url, transport_url=f"sqla+{pg_url}",
                             queue_prefix=f"t{uuid.uuid4().hex[:12]}"))
-    receiver = Receiver()
     server.expect_request("/hook", method="POST").respond_with_handler(receiver)
+    sub = app.subscribe("sales.order.created", server.url_for("/hook"), token=WHSEC,
+                        ordering_key="data.customer_id")
+    for n in range(8):
+        for customer in ("alice", "bob", "carol"):
+            app.publish("sales.order.created", {"customer_id": customer, "n": n})
+    return app, sub.id
+
+
+def _worker_env(app: App, pg_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a worker process on ``app``'s store and queue."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCEVENTS_")}
+    env.update({
+        "ASYNCEVENTS_DATABASE_URL": pg_url, "ASYNCEVENTS_TRANSPORT_URL": f"sqla+{pg_url}",
+        "ASYNCEVENTS_SECRET_KEY": "the test suite's token key",
+        "ASYNCEVENTS_QUEUE_PREFIX": app.settings.queue_prefix,
+        "ASYNCEVENTS_ALLOWED_NETWORKS": "127.0.0.0/8", "ASYNCEVENTS_STRICT_EVENTS": "false",
+        **extra})
+    return env
+
+
+def test_one_at_a_time_in_publish_order_per_key_across_three_workers(
+        pg_url: str, make_settings: Callable[..., Settings], server: HTTPServer) -> None:
+    receiver = Receiver()
+    app, sub_id = _ordered(pg_url, make_settings, server, receiver)
     try:
-        sub = app.subscribe("sales.order.created", server.url_for("/hook"), token=WHSEC,
-                            ordering_key="data.customer_id")
-        for n in range(8):
-            for customer in ("alice", "bob", "carol"):
-                app.publish("sales.order.created", {"customer_id": customer, "n": n})
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCEVENTS_")}
-        env.update({
-            "ASYNCEVENTS_DATABASE_URL": pg_url, "ASYNCEVENTS_TRANSPORT_URL": f"sqla+{pg_url}",
-            "ASYNCEVENTS_SECRET_KEY": "the test suite's token key",
-            "ASYNCEVENTS_QUEUE_PREFIX": app.settings.queue_prefix,
-            "ASYNCEVENTS_ALLOWED_NETWORKS": "127.0.0.0/8", "ASYNCEVENTS_STRICT_EVENTS": "false",
-            "ASYNCEVENTS_POLLING_INTERVAL": "0.05", "ASYNCEVENTS_BACKOFF": "fixed",
-            "ASYNCEVENTS_BACKOFF_BASE": "0.2"})
+        env = _worker_env(app, pg_url, ASYNCEVENTS_POLLING_INTERVAL="0.05",
+                          ASYNCEVENTS_BACKOFF="fixed", ASYNCEVENTS_BACKOFF_BASE="0.2")
         workers = [subprocess.Popen(
             [sys.executable, "-m", "asyncevents", "worker", "--concurrency", "4",
              "--max-idle-time", "4", "--time-limit", "120"], env=env,
@@ -78,7 +92,7 @@ def test_one_at_a_time_in_publish_order_per_key_across_three_workers(
         assert receiver.overlap == 1  # one at a time per key
         for customer in ("alice", "bob", "carol"):
             assert receiver.succeeded[customer] == list(range(8)), customer
-        mine = [d for d in app.store.recent_deliveries(100) if d.subscription_id == sub.id]
+        mine = [d for d in app.store.recent_deliveries(100) if d.subscription_id == sub_id]
         assert len(mine) == 24 and all(d.status == "delivered" for d in mine)
     finally:
         app.close()
@@ -91,24 +105,11 @@ def test_order_is_kept_when_a_worker_is_killed_mid_delivery(
     import signal
     import time
 
-    Store.open(pg_url, auto_migrate=True).close()
-    app = App(make_settings(database_url=pg_url, transport_url=f"sqla+{pg_url}",
-                            queue_prefix=f"t{uuid.uuid4().hex[:12]}"))
     receiver = Receiver()
-    server.expect_request("/hook", method="POST").respond_with_handler(receiver)
+    app, _ = _ordered(pg_url, make_settings, server, receiver)
     workers: list[subprocess.Popen[bytes]] = []
     try:
-        app.subscribe("sales.order.created", server.url_for("/hook"), token=WHSEC,
-                      ordering_key="data.customer_id")
-        for n in range(8):
-            for customer in ("alice", "bob", "carol"):
-                app.publish("sales.order.created", {"customer_id": customer, "n": n})
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCEVENTS_")}
-        env.update({  # the lease, timeouts and retry policy at their defaults
-            "ASYNCEVENTS_DATABASE_URL": pg_url, "ASYNCEVENTS_TRANSPORT_URL": f"sqla+{pg_url}",
-            "ASYNCEVENTS_SECRET_KEY": "the test suite's token key",
-            "ASYNCEVENTS_QUEUE_PREFIX": app.settings.queue_prefix,
-            "ASYNCEVENTS_ALLOWED_NETWORKS": "127.0.0.0/8", "ASYNCEVENTS_STRICT_EVENTS": "false"})
+        env = _worker_env(app, pg_url)  # the lease, timeouts and retry policy at their defaults
         workers = [subprocess.Popen(
             [sys.executable, "-m", "asyncevents", "worker", "--concurrency", "4",
              "--time-limit", "170"], env=env,

@@ -220,12 +220,15 @@ def test_a_worker_survives_poison_and_hostile_receivers(
         by_path.setdefault(delivery.recipient.rsplit("/", 2)[1], []).append(delivery.status)
     assert by_path["ok"] == ["delivered"] * 5
     assert by_path["bigbody"] == ["delivered"] * 5
-    # Each failed twice: dead, or (the tenth failure in a row opened the
-    # subscription's circuit) waiting behind the open circuit, visible.
+    # Each failed: dead at its third failure (max_deaths=2), or waiting, visible,
+    # behind the circuit that the tenth failure in a row opened. Which of the
+    # two is a race between the retries (0.2 s) and the health write that opens
+    # the circuit; both are the policy at work.
     big = [d for d in deliveries if "/bigheaders/" in d.recipient]
-    assert len(big) == 5 and all(d.attempts == 2 for d in big)
+    assert len(big) == 5
+    assert all(d.attempts == 3 for d in big if d.status == "dead")
     waiting = [d for d in big if d.status != "dead"]
-    assert all(d.status == "retrying" for d in waiting)
+    assert all(d.status == "retrying" and d.attempts == 2 for d in waiting)
     if waiting:
         assert circuits[waiting[0].subscription_id].state == "open"
     hits = [h for h in receiver.snapshot() if h.path == "/ok/good"]

@@ -23,7 +23,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from asyncevents.core.log import configure_logging
-    from asyncevents.core.worker import WorkerLimits
+    from asyncevents.core.worker.worker import WorkerLimits
 
     configure_logging("WARNING")  # as the bench's workers run
     with Receiver() as receiver, rigs.AsyncEventsRig(receiver, args.transport,

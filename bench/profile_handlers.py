@@ -59,7 +59,7 @@ def main() -> None:
     configure_logging("WARNING")  # as the bench's workers run
 
     from asyncevents.core.clock import utcnow
-    from asyncevents.core.dispatch import Dispatcher
+    from asyncevents.core.delivery.dispatch import Dispatcher
     from asyncevents.core.messages import TriggerMessage, decode
 
     with Receiver() as receiver, rigs.AsyncEventsRig(receiver, args.transport,
@@ -75,7 +75,7 @@ def main() -> None:
 
         event.listen(app.store.engine, "before_cursor_execute", on_exec)
         event.listen(app.store.engine, "begin", on_begin)
-        from asyncevents.core.worker import batch_size
+        from asyncevents.core.worker.worker import batch_size
 
         engine = app._engine(args.concurrency)
         engine.threads = _InlineThreads()

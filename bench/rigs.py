@@ -160,7 +160,7 @@ class AsyncEventsRig(Rig):
         if self.app is not None:
             self.app.close()
         with contextlib.suppress(Exception):
-            from asyncevents.core.transport.sqlschema import dispose_engines
+            from asyncevents.core.transport.sql.schema import dispose_engines
 
             dispose_engines()
         import gc

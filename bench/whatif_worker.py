@@ -24,7 +24,7 @@ from typing import Any
 
 
 def _patch() -> None:
-    import asyncevents.core.worker as worker
+    import asyncevents.core.worker.worker as worker
 
     drain = os.environ.get("BENCH_DRAIN_TIMEOUT")
     if drain:
@@ -41,7 +41,7 @@ def _patch() -> None:
         import sqlalchemy
 
         import asyncevents.core.store.engine as store_engine
-        import asyncevents.core.transport.sqlschema as qschema
+        import asyncevents.core.transport.sql.schema as qschema
 
         def sized(create: Any, is_store: bool) -> Any:
             def create_engine(url: Any, **kwargs: Any) -> Any:

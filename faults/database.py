@@ -78,7 +78,7 @@ def run(transport: str, directory: Path, *, short: bool = False) -> Row:
         row.notes.append(
             f"kombu wrote {dumps} emergency dumps of unacked messages to /tmp (removed): "
             "SqlChannel._restore raised while the database was down; the rows came back "
-            "when their lease ran out (fix reported for core/transport/sqlkombu.py)")
+            "when their lease ran out (fix reported for core/transport/sql/channel.py)")
     row.check(all(r.startswith("TransportError") for r in publisher.refused),
               "a publish failed with something other than TransportError")
     row.check(recovered, "a worker died instead of recovering")

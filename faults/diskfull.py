@@ -132,7 +132,7 @@ def _disk_full(row: Row, directory: Path, events: int) -> None:
     row.add(tally(hits, published, [_FULL]))
     if dumps:
         row.notes.append(f"disk full: kombu wrote {dumps} emergency dumps of unacked messages "
-                         "to /tmp (removed; fix reported for core/transport/sqlkombu.py)")
+                         "to /tmp (removed; fix reported for core/transport/sql/channel.py)")
     held = log.count("cannot record the attempt yet")
     told = refused[0].rsplit(": ", 1)[-1][:100] if refused else ""
     row.notes.append(f"disk full: {len(refused)} of 10 publishes refused ({told!r}), the rest "

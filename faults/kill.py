@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from asyncevents.core.clock import naive_utcnow
 from asyncevents.core.messages import ROUTES
 from asyncevents.core.transport.kombubase import KombuTransport
-from asyncevents.core.transport.sqlschema import engine_url, messages
+from asyncevents.core.transport.sql.schema import engine_url, messages
 from faults.figures import Row, tally
 from faults.receiver import Hit, Receiver
 from faults.stack import Stack

@@ -257,7 +257,7 @@ class Stack:
         if self._app is not None:
             self._app.close()
             self._app = None
-        from asyncevents.core.transport.sqlschema import dispose_engines
+        from asyncevents.core.transport.sql.schema import dispose_engines
 
         dispose_engines()
 

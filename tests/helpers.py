@@ -20,7 +20,7 @@ from werkzeug import Request, Response
 from asyncevents.core.app import App
 from asyncevents.core.plugins import Plugins
 from asyncevents.core.settings import Settings
-from asyncevents.core.worker import WorkerLimits, WorkerReport
+from asyncevents.core.worker.worker import WorkerLimits, WorkerReport
 from faults.stack import delete_amqp
 
 
@@ -103,7 +103,8 @@ def sqlite_rows(path: Path, table: str) -> int:
 
 def inline_plugins() -> Plugins:
     """A plugin manager without entry points, with the shipped transports registered inline."""
-    from asyncevents.core.transport import amqp, kombubase, sql, sync
+    from asyncevents.core.transport import amqp, kombubase, sync
+    from asyncevents.core.transport.sql import transport as sql
 
     plugins = Plugins.load(entry_points=False)
     for module in (amqp, sql, kombubase, sync):

@@ -8,7 +8,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from asyncevents.core.app import App
-from asyncevents.core.dispatch import DISPATCH_SINK
+from asyncevents.core.delivery.dispatch import DISPATCH_SINK
 from asyncevents.core.settings import EventDefinition
 from tests.helpers import Recorder, drain
 
@@ -99,7 +99,7 @@ def test_bad_filter_is_refused_at_subscribe(make_settings: Any) -> None:
 def test_the_first_attempts_are_made_by_the_dispatching_batch(
         transport_settings: Any, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch,
         inline: int, messages: int) -> None:
-    from asyncevents.core import engine
+    from asyncevents.core.delivery import engine
 
     monkeypatch.setattr(engine, "INLINE_FANOUT", inline)
     app = App(transport_settings)
@@ -124,8 +124,8 @@ def test_a_running_worker_sees_subscription_changes(make_settings: Any,
     import threading
     import time
 
-    from asyncevents.core.dispatch import SUBSCRIPTIONS_FRESH
-    from asyncevents.core.worker import WorkerLimits
+    from asyncevents.core.delivery.dispatch import SUBSCRIPTIONS_FRESH
+    from asyncevents.core.worker.worker import WorkerLimits
 
     app = App(make_settings())
     recorder = Recorder(httpserver)

@@ -9,7 +9,7 @@ from pytest_httpserver import HTTPServer
 from standardwebhooks.webhooks import Webhook
 
 from asyncevents.core.app import App
-from asyncevents.core.catalog import matches
+from asyncevents.core.events.patterns import matches
 from tests.helpers import Recorder, drain
 
 TOKEN = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()

@@ -20,11 +20,11 @@ from structlog.testing import capture_logs
 
 from asyncevents import Event, hookimpl
 from asyncevents.core.app import App
-from asyncevents.core.handlers import PYTHON_SINK, handler, sync_handler_subscriptions
 from asyncevents.core.models import Delivery, Subscription
 from asyncevents.core.plugins import Plugins
 from asyncevents.core.settings import Settings, load_settings
 from asyncevents.core.sink import DeliveryRequest
+from asyncevents.core.subscribing.handlers import PYTHON_SINK, handler, sync_handler_subscriptions
 from asyncevents.errors import ConfigError, InvalidRecipient
 from asyncevents.sinks.python import PythonSink
 from tests import handlers_for_tests, handlers_for_tests_plugin

@@ -153,7 +153,7 @@ INERT = """
 import sys
 from asyncevents.api.metrics import BUCKETS
 from asyncevents.core.app import App
-from asyncevents.core.worker import WorkerLimits
+from asyncevents.core.worker.worker import WorkerLimits
 
 def loaded(prefixes):
     return sorted(m for m, module in list(sys.modules.items())

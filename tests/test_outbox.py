@@ -37,7 +37,7 @@ from asyncevents.core.store import (
     outbox_engine,
     take_from_outbox,
 )
-from asyncevents.core.worker import WorkerLimits
+from asyncevents.core.worker.worker import WorkerLimits
 from tests.helpers import Recorder, delete_amqp_queues, drain, run_cli
 
 metadata = sa.MetaData()

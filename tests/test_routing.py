@@ -20,11 +20,11 @@ from kombu import Connection
 from pytest_httpserver import HTTPServer
 
 from asyncevents.core.app import App
+from asyncevents.core.events.routing import Router, parse_queues
 from asyncevents.core.messages import DeliverMessage, TriggerMessage, decode
-from asyncevents.core.routing import Router, parse_queues
 from asyncevents.core.settings import Settings, load_settings
 from asyncevents.core.transport.topology import Topology
-from asyncevents.core.worker import WorkerLimits, WorkerReport
+from asyncevents.core.worker.worker import WorkerLimits, WorkerReport
 from asyncevents.errors import ConfigError
 from tests.helpers import Recorder, run_cli
 

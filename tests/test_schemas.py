@@ -12,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from asyncevents.core.app import App
-from asyncevents.core.catalog import Catalog
+from asyncevents.core.events.catalog import Catalog
 from asyncevents.core.settings import EventDefinition, load_settings, unknown_keys
 from asyncevents.errors import ConfigError, InvalidPayload
 from tests.api.conftest import Api, make_api  # noqa: F401 - the REST tests' fixture

@@ -20,7 +20,7 @@ from asyncevents.core.models import Subscription
 from asyncevents.core.store import Store
 from asyncevents.core.store.schema import deliveries
 from asyncevents.core.transport.base import QueueStats, Received
-from asyncevents.core.worker import WorkerLimits
+from asyncevents.core.worker.worker import WorkerLimits
 from tests.helpers import Recorder, run_cli
 
 

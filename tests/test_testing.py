@@ -11,7 +11,7 @@ import pytest
 from asyncevents.core.app import App
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult
-from asyncevents.core.worker import WorkerLimits
+from asyncevents.core.worker.worker import WorkerLimits
 from asyncevents.errors import InvalidRecipient, PermanentSinkError, RetryableSinkError
 from asyncevents.testing import (
     TEST_TOKEN,

@@ -16,7 +16,7 @@ from asyncevents.core.clock import utcnow
 from asyncevents.core.messages import TriggerMessage
 from asyncevents.core.settings import Settings
 from asyncevents.core.store import Schedule
-from asyncevents.core.worker import WorkerLimits, WorkerReport
+from asyncevents.core.worker.worker import WorkerLimits, WorkerReport
 from tests.helpers import Recorder, run_cli, sqlite_rows
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from asyncevents.core.app import App
-from asyncevents.core.handlers import Event, handler
 from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.settings import EventDefinition, Settings, load_settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult, Sink, cloudevent
+from asyncevents.core.subscribing.handlers import Event, handler
 from asyncevents.errors import (
     AsyncEventsError,
     AsyncEventsWarning,

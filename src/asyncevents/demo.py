@@ -9,7 +9,7 @@ from asyncevents.cli.output import console, print_table
 from asyncevents.core.app import App
 from asyncevents.core.log import configure_logging
 from asyncevents.core.settings import EventDefinition, load_settings
-from asyncevents.core.worker import WorkerLimits
+from asyncevents.core.worker.worker import WorkerLimits
 from asyncevents.receiver import Receiver
 
 __all__ = ["run_demo"]

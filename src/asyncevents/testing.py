@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from asyncevents.core.deliver import call_sink, call_sink_async
+from asyncevents.core.delivery.deliver import call_sink, call_sink_async
 from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult, Sink, SinkFactory

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import update
 
 from asyncevents.cli import main
-from asyncevents.core.dispatch import Dispatcher
+from asyncevents.core.delivery.dispatch import Dispatcher
 from asyncevents.core.store.schema import deliveries
 from tests.api.conftest import TOKEN, Api
 from tests.api.test_console import login

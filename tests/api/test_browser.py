@@ -29,7 +29,7 @@ from asyncevents.api.tokens import create_token
 from asyncevents.core.app import App
 from asyncevents.core.clock import utcnow
 from asyncevents.core.settings import EventDefinition
-from asyncevents.core.worker import WorkerLimits
+from asyncevents.core.worker.worker import WorkerLimits
 from tests.helpers import Recorder
 
 pytestmark = pytest.mark.slow

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from asyncevents.core.catalog import Catalog, load_resolver, matches
+from asyncevents.core.events.catalog import Catalog, load_resolver
+from asyncevents.core.events.patterns import matches
 from asyncevents.core.settings import EventDefinition
 from asyncevents.errors import ConfigError, UnknownEvent
 

@@ -16,7 +16,7 @@ from asyncevents.core.app import App
 from asyncevents.core.messages import TriggerMessage
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult
-from asyncevents.core.transport.sqlschema import messages as queue_table
+from asyncevents.core.transport.sql.schema import messages as queue_table
 from asyncevents.testing import sink_plugin
 from tests.helpers import Recorder, drain, inline_plugins
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from asyncevents.core import lanes as deliver
-from asyncevents.core.lanes import Slots, SubscriptionLanes
+from asyncevents.core.delivery import lanes as deliver
+from asyncevents.core.delivery.lanes import Slots, SubscriptionLanes
 
 
 class Clock:

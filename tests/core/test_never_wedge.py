@@ -8,7 +8,7 @@ from pathlib import Path
 
 from asyncevents.core.app import App
 from asyncevents.core.settings import Settings
-from asyncevents.core.worker import WorkerLimits
+from asyncevents.core.worker.worker import WorkerLimits
 from asyncevents.testing import FakeSink, sink_plugin
 from tests.helpers import inline_plugins, run_cli
 

@@ -128,7 +128,7 @@ def test_inline_plugin_registers_sinks_and_events(make_settings: Any) -> None:
 
 
 def _quick() -> Any:
-    from asyncevents.core.worker import WorkerLimits
+    from asyncevents.core.worker.worker import WorkerLimits
 
     return WorkerLimits(max_idle_time=1.0, time_limit=30)
 

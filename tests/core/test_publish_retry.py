@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
 from asyncevents.core.app import App
-from asyncevents.core.transport import sqlkombu as sqltransport
+from asyncevents.core.transport.sql import channel as sqltransport
 from asyncevents.errors import TransportError
 
 

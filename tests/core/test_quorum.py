@@ -16,7 +16,7 @@ from asyncevents.core.clock import utcnow
 from asyncevents.core.messages import DeliverMessage, TriggerMessage
 from asyncevents.core.settings import Settings
 from asyncevents.core.transport.amqp import AmqpTransport
-from asyncevents.core.worker import WorkerLimits
+from asyncevents.core.worker.worker import WorkerLimits
 from asyncevents.testing import FakeSink, sink_plugin
 from faults.stack import delete_amqp
 from tests.helpers import inline_plugins

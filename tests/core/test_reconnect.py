@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from asyncevents.core.app import App
-from asyncevents.core.worker import WorkerLimits
+from asyncevents.core.worker.worker import WorkerLimits
 
 
 def _closed_port() -> int:

@@ -16,11 +16,12 @@ import pytest
 from asyncevents import DeliveryResult, hookimpl
 from asyncevents.core.app import App
 from asyncevents.core.messages import DeliverMessage, Message
-from asyncevents.core.retry import RetryManagement, TransportDelays
+from asyncevents.core.retry.base import RetryManagement
+from asyncevents.core.retry.schedules import TransportDelays
 from asyncevents.core.settings import Settings
 from asyncevents.core.store import Store
 from asyncevents.core.transport import Transport
-from asyncevents.core.worker import WorkerLimits
+from asyncevents.core.worker.worker import WorkerLimits
 from asyncevents.testing import FakeSink, sink_plugin
 from tests.helpers import inline_plugins
 

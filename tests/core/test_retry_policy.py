@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from asyncevents.core.retry import RetryPolicy
+from asyncevents.core.retry.policy import RetryPolicy
 from asyncevents.errors import ConfigError
 
 

@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import OperationalError
 
-from asyncevents.core.transport.sqlkombu import (
+from asyncevents.core.transport.sql.channel import (
     LeasedSqlTransport,
     SqlConnection,
     connection,
@@ -32,7 +32,7 @@ from asyncevents.core.transport.sqlkombu import (
     get_engines,
     messages,
 )
-from asyncevents.core.transport.sqlschema import run
+from asyncevents.core.transport.sql.schema import run
 
 
 @pytest.fixture
@@ -133,7 +133,7 @@ def test_consumed_and_acked_messages_leave_no_rows(url: str, queue: str) -> None
 def _fetch_and_die(url: str, queue: str, lease_seconds: float) -> subprocess.CompletedProcess[str]:
     code = (
         "import os, signal, sys\n"
-        "from asyncevents.core.transport.sqlkombu import connection\n"
+        "from asyncevents.core.transport.sql.channel import connection\n"
         f"conn = connection({url!r}, lease_seconds={lease_seconds})\n"
         f"m = conn.SimpleQueue({queue!r}).get(timeout=10)\n"
         "print(m.payload['n'], flush=True)\n"
@@ -377,7 +377,7 @@ def test_enqueue_many_inserts_every_row_in_one_transaction(make_settings: Any,
 
     from asyncevents.core.clock import utcnow
     from asyncevents.core.messages import TriggerMessage
-    from asyncevents.core.transport.sql import SqlTransport
+    from asyncevents.core.transport.sql.transport import SqlTransport
 
     transport = SqlTransport(make_settings(transport_url=url))
     transport.enqueue(TriggerMessage("warm", "e", {}, utcnow()))  # connect, declare
@@ -401,7 +401,7 @@ def test_enqueue_many_inserts_every_row_in_one_transaction(make_settings: Any,
 def test_a_delay_is_a_row_visible_later(make_settings: Any, url: str) -> None:
     from asyncevents.core.clock import utcnow
     from asyncevents.core.messages import TriggerMessage
-    from asyncevents.core.transport.sql import SqlTransport
+    from asyncevents.core.transport.sql.transport import SqlTransport
 
     transport = SqlTransport(make_settings(transport_url=url))
     queue = f"{transport.settings.queue_prefix}.trigger"
@@ -422,7 +422,7 @@ def test_a_delay_is_a_row_visible_later(make_settings: Any, url: str) -> None:
 
 
 def _consumer(make_settings: Any, url: str, prefix: str, lease: float) -> Any:
-    from asyncevents.core.transport.sql import SqlTransport
+    from asyncevents.core.transport.sql.transport import SqlTransport
 
     return SqlTransport(make_settings(transport_url=url, queue_prefix=prefix,
                                       lease_seconds=lease))

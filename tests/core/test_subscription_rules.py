@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from asyncevents.core.app import App
-from asyncevents.core.subscriptions import SubscriptionRules, collect_warnings
+from asyncevents.core.subscribing.rules import SubscriptionRules, collect_warnings
 from asyncevents.errors import (
     AsyncEventsError,
     ConfigError,

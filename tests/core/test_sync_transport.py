@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 from asyncevents import DeliveryResult
 from asyncevents.core.app import App
-from asyncevents.core.retry import DatabaseSchedule
+from asyncevents.core.retry.schedules import DatabaseSchedule
 from asyncevents.core.settings import Settings
-from asyncevents.core.worker import WorkerLimits
+from asyncevents.core.worker.worker import WorkerLimits
 from asyncevents.testing import FakeSink, sink_plugin
 from tests.helpers import inline_plugins
 

@@ -17,7 +17,7 @@ from werkzeug import Request, Response
 
 from asyncevents.core.app import App
 from asyncevents.core.settings import Settings
-from asyncevents.core.worker import WorkerLimits
+from asyncevents.core.worker.worker import WorkerLimits
 from tests.api.conftest import Api, _keep_logging_config, make_api  # noqa: F401
 from tests.api.test_console import login
 from tests.helpers import Recorder, run_cli

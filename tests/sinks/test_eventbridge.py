@@ -18,7 +18,7 @@ from moto import mock_aws
 from asyncevents.core.app import App
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, cloudevent
-from asyncevents.core.worker import WorkerLimits
+from asyncevents.core.worker.worker import WorkerLimits
 from asyncevents.errors import ConfigError, InvalidRecipient
 from asyncevents.sinks.eventbridge import (
     EventBridgeSettings,

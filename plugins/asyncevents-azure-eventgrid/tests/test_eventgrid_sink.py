@@ -17,7 +17,7 @@ from eventgrid_server import TopicServer
 
 from asyncevents import App, ConfigError, DeliveryRequest, InvalidRecipient, Settings, cloudevent
 from asyncevents.core.plugins import Plugins
-from asyncevents.core.worker import WorkerLimits
+from asyncevents.core.worker.worker import WorkerLimits
 from asyncevents.testing import TEST_TOKEN, FailureCase, SinkContract, make_request
 
 AZURE = EventGridSettings().hosts

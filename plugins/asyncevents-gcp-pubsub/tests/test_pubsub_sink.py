@@ -23,7 +23,7 @@ from publisher_server import PublisherServer
 
 from asyncevents import App, ConfigError, DeliveryRequest, InvalidRecipient, Settings, cloudevent
 from asyncevents.core.plugins import Plugins
-from asyncevents.core.worker import WorkerLimits
+from asyncevents.core.worker.worker import WorkerLimits
 from asyncevents.testing import FailureCase, SinkContract, make_request
 
 TOPIC = "projects/test-project/topics/orders"

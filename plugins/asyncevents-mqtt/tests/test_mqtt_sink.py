@@ -11,7 +11,7 @@ from asyncevents_mqtt.sink import CONTENT_TYPE, classify
 
 from asyncevents import App, ConfigError, DeliveryRequest, InvalidRecipient, Settings, cloudevent
 from asyncevents.core.plugins import Plugins
-from asyncevents.core.worker import WorkerLimits
+from asyncevents.core.worker.worker import WorkerLimits
 from asyncevents.testing import TEST_TOKEN, FailureCase, SinkContract, make_request
 from conftest import HOST, Listener, SecuredBroker, free_port, listen
 

@@ -12,7 +12,7 @@ from asyncevents_nats.sink import classify
 
 from asyncevents import App, ConfigError, DeliveryRequest, InvalidRecipient, Settings, cloudevent
 from asyncevents.core.plugins import Plugins
-from asyncevents.core.worker import WorkerLimits
+from asyncevents.core.worker.worker import WorkerLimits
 from asyncevents.testing import TEST_TOKEN, FailureCase, SinkContract, make_request
 from conftest import AuthServer, Stream, create_stream, delete_stream, free_port
 

@@ -11,7 +11,7 @@ from asyncevents_redis import RedisSettings, RedisStreamSink, stream_fields
 
 from asyncevents import App, ConfigError, DeliveryRequest, InvalidRecipient, Settings
 from asyncevents.core.plugins import Plugins
-from asyncevents.core.worker import WorkerLimits
+from asyncevents.core.worker.worker import WorkerLimits
 from asyncevents.testing import FailureCase, SinkContract, make_request
 
 

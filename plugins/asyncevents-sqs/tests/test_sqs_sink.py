@@ -14,7 +14,7 @@ from botocore.stub import Stubber
 
 from asyncevents import App, DeliveryRequest, InvalidRecipient, Settings, cloudevent
 from asyncevents.core.plugins import Plugins
-from asyncevents.core.worker import WorkerLimits
+from asyncevents.core.worker.worker import WorkerLimits
 from asyncevents.testing import FailureCase, SinkContract, make_request
 
 REGION = "eu-west-1"

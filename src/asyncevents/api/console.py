@@ -23,7 +23,7 @@ from asyncevents.api.problems import Problem
 from asyncevents.api.routes_deliveries import export_lines, replay_all
 from asyncevents.api.tokens import authenticate
 from asyncevents.core import search as engine
-from asyncevents.core.catalog import is_pattern
+from asyncevents.core.events.patterns import is_pattern
 from asyncevents.core.search.parse import parse_query
 from asyncevents.core.search.results import trace_document
 from asyncevents.core.search.sql import compile_where

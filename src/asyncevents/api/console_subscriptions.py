@@ -27,7 +27,7 @@ from asyncevents.api.deps import app_of
 from asyncevents.api.problems import Problem, validation_problem
 from asyncevents.api.schemas import SubscriptionCreate, SubscriptionUpdate, TokenRotation
 from asyncevents.core.models import Subscription
-from asyncevents.core.subscriptions import OPTIONS, SubscriptionRules
+from asyncevents.core.subscribing.rules import OPTIONS, SubscriptionRules
 from asyncevents.errors import AsyncEventsError, InvalidQuery, NotFound
 
 __all__ = ["POLICY_FIELDS", "RotationForm", "SubscriptionForm", "router"]

@@ -13,7 +13,7 @@ from asyncevents.api.idempotency import publish_once
 from asyncevents.api.problems import field_errors
 from asyncevents.api.schemas import Catalog, EventDefinition, PublishRequest, PublishResult
 from asyncevents.api.tokens import ApiToken
-from asyncevents.core.catalog import is_pattern
+from asyncevents.core.events.patterns import is_pattern
 from asyncevents.errors import InvalidPayload, UnknownEvent
 
 __all__ = ["router"]

@@ -18,7 +18,7 @@ from asyncevents.api.schemas import (
     SubscriptionUpdate,
     TokenRotation,
 )
-from asyncevents.core.subscriptions import OPTIONS
+from asyncevents.core.subscribing.rules import OPTIONS
 
 __all__ = ["router"]
 

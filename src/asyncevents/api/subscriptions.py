@@ -1,6 +1,6 @@
 """Subscriptions as the API and the console change them: every refusal names its field.
 
-The checks are the core's (:mod:`asyncevents.core.subscriptions`, run by
+The checks are the core's (:mod:`asyncevents.core.subscribing.rules`, run by
 ``App.subscribe`` and ``App.update_subscription``); this module speaks the
 API's field names (``verification_token`` for the core's ``token``), renames
 them for the Magento routes, hands back the warnings of what was accepted
@@ -21,7 +21,7 @@ from typing import Any
 from asyncevents.api.problems import Problem
 from asyncevents.core.app import App
 from asyncevents.core.models import Subscription
-from asyncevents.core.subscriptions import collect_warnings
+from asyncevents.core.subscribing.rules import collect_warnings
 from asyncevents.errors import AsyncEventsError
 
 __all__ = [

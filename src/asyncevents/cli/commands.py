@@ -14,10 +14,10 @@ from asyncevents.cli.subscriptions import subscribe, subscriptions
 from asyncevents.cli.tokens import tokens
 from asyncevents.cli.workers import stop_workers, workers
 from asyncevents.core.app import App
+from asyncevents.core.events.routing import Router, parse_queues
 from asyncevents.core.log import get_logger
-from asyncevents.core.retry import through_outage
-from asyncevents.core.routing import Router, parse_queues
-from asyncevents.core.worker import WorkerLimits
+from asyncevents.core.retry.outage import through_outage
+from asyncevents.core.worker.worker import WorkerLimits
 from asyncevents.errors import ConfigError
 
 log = get_logger("asyncevents.cli")

@@ -12,7 +12,7 @@ import click
 
 from asyncevents.cli.context import get_app
 from asyncevents.cli.output import console
-from asyncevents.core.worker import Worker, WorkerLimits
+from asyncevents.core.worker.worker import Worker, WorkerLimits
 
 if TYPE_CHECKING:
     import uvicorn

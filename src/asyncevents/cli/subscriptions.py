@@ -10,13 +10,13 @@ import click
 
 from asyncevents.cli.context import get_app, json_option, parse_json_object
 from asyncevents.cli.output import console, print_fields, print_json, print_table
-from asyncevents.core.subscriptions import collect_warnings
+from asyncevents.core.subscribing.rules import collect_warnings
 from asyncevents.errors import AsyncEventsError
 
 __all__ = ["subscribe", "subscriptions"]
 
 _COLUMNS = ("id", "event_name", "sink", "recipient", "active", "filter", "created_at")
-# The options of ``subscribe`` by the field they set (see core/subscriptions.py).
+# The options of ``subscribe`` by the field they set (see core/subscribing/rules.py).
 _OPTIONS = {"sink": "--sink", "token": "--token", "filter": "--filter",
             "retry_policy": "--retry-policy", "recipient": "--recipient",
             "rate": "--rate", "max_in_flight": "--max-in-flight",

@@ -8,25 +8,26 @@ from functools import cached_property
 from typing import Any
 
 from asyncevents.core import otel
-from asyncevents.core.catalog import Catalog
 from asyncevents.core.clock import utcnow
-from asyncevents.core.deliver import Deliverer
-from asyncevents.core.dispatch import DISPATCH_SINK, Dispatcher, FilterFn
-from asyncevents.core.engine import Engine
-from asyncevents.core.handlers import sync_handler_subscriptions
+from asyncevents.core.delivery.deliver import Deliverer
+from asyncevents.core.delivery.dispatch import DISPATCH_SINK, Dispatcher, FilterFn
+from asyncevents.core.delivery.engine import Engine
+from asyncevents.core.events.catalog import Catalog
 from asyncevents.core.messages import ROUTES, DeliverMessage, TriggerMessage
 from asyncevents.core.models import Subscription
-from asyncevents.core.outbox import Outbox, Transactional
 from asyncevents.core.plugins import Plugins
-from asyncevents.core.presence import Presence
-from asyncevents.core.publish import Publisher
-from asyncevents.core.retry import RetryManagement, RetryPolicy
+from asyncevents.core.publishing.outbox import Outbox, Transactional
+from asyncevents.core.publishing.publish import Publisher
+from asyncevents.core.retry.base import RetryManagement
+from asyncevents.core.retry.policy import RetryPolicy
 from asyncevents.core.search import compile_filter
 from asyncevents.core.settings import Settings, load_settings
 from asyncevents.core.store import GENERATE_KEY, Store, needs_secret_key, store_cipher
-from asyncevents.core.subscriptions import DEFAULT_GRACE, SubscriptionRules, parse_grace
+from asyncevents.core.subscribing.handlers import sync_handler_subscriptions
+from asyncevents.core.subscribing.rules import DEFAULT_GRACE, SubscriptionRules, parse_grace
 from asyncevents.core.transport import Transport
-from asyncevents.core.worker import Worker, WorkerLimits, WorkerReport
+from asyncevents.core.worker.presence import Presence
+from asyncevents.core.worker.worker import Worker, WorkerLimits, WorkerReport
 from asyncevents.errors import ConfigError
 
 __all__ = ["App"]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from asyncevents.core.retry import RetryManagement
+    from asyncevents.core.retry.base import RetryManagement
     from asyncevents.core.settings import Settings
     from asyncevents.core.sink import DeliveryRequest, DeliveryResult
     from asyncevents.core.store import Store

@@ -58,7 +58,7 @@ class Plugins:
         """Build the manager with the core defaults and every enabled entry point."""
         manager = pluggy.PluginManager("asyncevents")
         manager.add_hookspecs(hookspecs)
-        from asyncevents.core import retry
+        from asyncevents.core.retry import schedules as retry
 
         # The core's own hook implementations (trylast): the default RetryManagement.
         manager.register(retry, name="asyncevents.core.retry")

@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     disable_plugins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Modules whose @handler functions become python subscriptions when a worker starts.
     handler_modules: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    # [routing]: event pattern (optionally "pattern sink") -> named queue; see core/routing.py.
+    # [routing]: event pattern (optionally "pattern sink") -> named queue (core/events/routing.py).
     routing: dict[str, Any] = Field(default_factory=dict)
 
     http_connect_timeout: float = Field(default=5.0, gt=0)
@@ -188,7 +188,9 @@ class Settings(BaseSettings):
     @field_validator("routing")
     @classmethod
     def _routing(cls, value: dict[str, Any]) -> dict[str, str]:
-        from asyncevents.core.routing import check_routing  # it needs the catalog, which needs us
+        from asyncevents.core.events.routing import (
+            check_routing,  # it needs the catalog, which needs us
+        )
 
         try:
             return check_routing(value)

@@ -5,7 +5,7 @@ imports it once (and again after a failed import, so a fixed module is found
 without a restart), checks that it is a function decorated with
 ``@asyncevents.handler`` under that very path, and calls it with an
 :class:`asyncevents.Event`. Its subscriptions come from code only (see
-:mod:`asyncevents.core.handlers`).
+:mod:`asyncevents.core.subscribing.handlers`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,16 @@ import traceback
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from asyncevents.core.handlers import PYTHON_SINK, Event, HandlerGone, HandlerSpec, load_handler
 from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult
+from asyncevents.core.subscribing.handlers import (
+    PYTHON_SINK,
+    Event,
+    HandlerGone,
+    HandlerSpec,
+    load_handler,
+)
 from asyncevents.errors import InvalidRecipient, PermanentSinkError, RetryableSinkError
 
 __all__ = ["PythonSink", "register_sinks"]

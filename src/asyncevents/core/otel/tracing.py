@@ -46,7 +46,7 @@ from asyncevents.core.otel.resource import resource, version
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult
 
 if TYPE_CHECKING:
-    from asyncevents.core.deliver import Job
+    from asyncevents.core.delivery.deliver import Job
 
 __all__ = ["AttemptSpans", "Dispatching", "Tracing"]
 

@@ -1,6 +1,6 @@
 """Column types shared by the tables that live beside the application's data.
 
-The SQL queue (:mod:`asyncevents.core.transport.sqlschema`) and the outbox
+The SQL queue (:mod:`asyncevents.core.transport.sql.schema`) and the outbox
 (:mod:`asyncevents.core.store.outbox`) are plain tables, created without
 migrations in whichever database they are given; both need the same three
 portable types.

@@ -3,7 +3,7 @@
 ``App.publish(..., connection=conn)`` writes one row per event through the
 application's own connection, in its transaction: the row exists if and only
 if that transaction commits. Right after the commit the row is relayed to the
-transport and deleted (:mod:`asyncevents.core.outbox`); what a crash left
+transport and deleted (:mod:`asyncevents.core.publishing.outbox`); what a crash left
 behind is relayed by a worker's sweep.
 
 Rows are taken in ``id`` order, in a transaction that stays open while they

@@ -3,8 +3,8 @@
 - :mod:`.base`: the interface (:class:`Transport`, :class:`Received`, :class:`Consumption`)
 - :mod:`.kombubase`: kombu publishing and consuming; ``memory://`` and ``redis://``
 - :mod:`.amqp`: RabbitMQ, batched confirms, TTL delay queues
-- :mod:`.sql`: the crash-safe SQL queue (:mod:`.sqlkombu`, :mod:`.sqlschema`,
-  :mod:`.sqlwakeup`), delays as a future ``visible_at``
+- :mod:`.sql`: the crash-safe SQL queue (:mod:`.sql.channel`, :mod:`.sql.schema`,
+  :mod:`.sql.wakeup`), delays as a future ``visible_at``
 """
 
 from asyncevents.core.transport.base import (

@@ -21,9 +21,9 @@ from kombu import Connection, Consumer, Producer, Queue
 from kombu import Message as KombuMessage
 from kombu.exceptions import OperationalError
 
+from asyncevents.core.events.routing import Router
 from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.messages import DEFAULT_QUEUE, MalformedMessage, Message, Route, decode
-from asyncevents.core.routing import Router
 from asyncevents.core.settings import Settings
 from asyncevents.core.transport.base import (
     OnDropped,

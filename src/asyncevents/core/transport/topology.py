@@ -1,7 +1,7 @@
 """The kombu topology: one exchange, the trigger and delivery queues, delay queues.
 
 Queue names, for the prefix ``P``, a route (``trigger``, ``deliver``) and a
-named queue (:mod:`asyncevents.core.routing`):
+named queue (:mod:`asyncevents.core.events.routing`):
 
 ============================  ==============================  =================================
 what                          ``default``                     a named queue ``Q``

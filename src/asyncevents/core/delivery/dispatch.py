@@ -9,14 +9,16 @@ from typing import Any
 
 import structlog
 
-from asyncevents.core.catalog import Catalog, matches
 from asyncevents.core.clock import utcnow
-from asyncevents.core.deliver import Job
-from asyncevents.core.lanes import SubscriptionLanes
+from asyncevents.core.delivery.deliver import Job
+from asyncevents.core.delivery.lanes import SubscriptionLanes
+from asyncevents.core.events.catalog import Catalog
+from asyncevents.core.events.patterns import matches
+from asyncevents.core.events.routing import Router
 from asyncevents.core.messages import DeliverMessage, TriggerMessage
 from asyncevents.core.models import Subscription
-from asyncevents.core.retry import RetryManagement, RetryPolicy
-from asyncevents.core.routing import Router
+from asyncevents.core.retry.base import RetryManagement
+from asyncevents.core.retry.policy import RetryPolicy
 from asyncevents.core.store import EventTargets, NewAttempt, Store
 from asyncevents.core.transport import Transport
 

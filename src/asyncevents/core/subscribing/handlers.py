@@ -278,7 +278,7 @@ class HandlerSync:
 
 
 def _check(app: App, spec: HandlerSpec) -> None:
-    from asyncevents.core.subscriptions import SubscriptionRules
+    from asyncevents.core.subscribing.rules import SubscriptionRules
 
     rules = SubscriptionRules(app.settings, app.catalog, app.plugins)
     try:

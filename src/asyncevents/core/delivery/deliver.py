@@ -7,7 +7,7 @@ ones (third-party sinks included) run in the engine's sink threads. The
 outcomes are then written in one transaction, retries scheduled, and only
 then does the worker ack the messages: a crash before that sends them again.
 Circuits, limits, ordering and the operational events are the
-:class:`~asyncevents.core.admission.Guard`'s, asked before and told after.
+:class:`~asyncevents.core.delivery.admission.Guard`'s, asked before and told after.
 """
 
 from __future__ import annotations
@@ -22,20 +22,22 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from asyncevents.core.admission import Guard, Settled
 from asyncevents.core.clock import utcnow
-from asyncevents.core.lanes import Slots, SubscriptionLanes
+from asyncevents.core.delivery.admission import Guard, Settled
+from asyncevents.core.delivery.lanes import Slots, SubscriptionLanes
 from asyncevents.core.messages import DeliverMessage
 from asyncevents.core.models import Delivery, DeliveryStatus, Subscription
 from asyncevents.core.plugins import Plugins
-from asyncevents.core.retry import RetryManagement, RetryPolicy, through_outage
+from asyncevents.core.retry.base import RetryManagement
+from asyncevents.core.retry.outage import through_outage
+from asyncevents.core.retry.policy import RetryPolicy
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult, Sink
 from asyncevents.core.store import Admission, NewAttempt, Store
 from asyncevents.errors import PermanentSinkError, RetryableSinkError, UnknownSink
 
 if TYPE_CHECKING:
-    from asyncevents.core.engine import Threads
+    from asyncevents.core.delivery.engine import Threads
 
 __all__ = ["Deliverer", "Job", "call_sink", "call_sink_async"]
 

@@ -25,8 +25,8 @@ from typing import ParamSpec, TypeVar
 import structlog
 
 from asyncevents.core import otel
-from asyncevents.core.deliver import Deliverer, Job
-from asyncevents.core.dispatch import Dispatcher
+from asyncevents.core.delivery.deliver import Deliverer, Job
+from asyncevents.core.delivery.dispatch import Dispatcher
 from asyncevents.core.messages import DeliverMessage, Message, TriggerMessage
 from asyncevents.core.transport import describe
 from asyncevents.errors import NotFound

@@ -43,11 +43,10 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from asyncevents.core.catalog import Catalog
-from asyncevents.core.handlers import PYTHON_SINK
+from asyncevents.core.events.catalog import Catalog
 from asyncevents.core.models import Subscription
 from asyncevents.core.plugins import Plugins
-from asyncevents.core.retry import RetryPolicy
+from asyncevents.core.retry.policy import RetryPolicy
 from asyncevents.core.search import compile_filter
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import (
@@ -57,6 +56,7 @@ from asyncevents.core.sink import (
     is_reserved_header,
     signing_key,
 )
+from asyncevents.core.subscribing.handlers import PYTHON_SINK
 from asyncevents.errors import (
     AsyncEventsError,
     ConfigError,

@@ -13,57 +13,25 @@ schema on ``sales.order.*`` thus checks ``sales.order.created`` too, unless
 from __future__ import annotations
 
 import importlib
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, cast
 
 from pydantic import ValidationError
 
+from asyncevents.core.events.patterns import is_pattern, matches
+from asyncevents.core.events.schemas import EventSchema, load_schema
 from asyncevents.core.log import get_logger
-from asyncevents.core.schemas import EventSchema, load_schema
 from asyncevents.core.settings import EventDefinition
 from asyncevents.errors import ConfigError, UnknownEvent
 
-__all__ = ["OPERATIONAL_EVENTS", "OPERATIONAL_PREFIX", "Catalog", "Resolver", "is_pattern",
-           "load_resolver", "matches"]
+__all__ = ["OPERATIONAL_EVENTS", "Catalog", "Resolver", "load_resolver"]
 
 Resolver = Callable[[dict[str, Any]], dict[str, Any]]
 
 log = get_logger("asyncevents.catalog")
 #: Published names remembered with the definition covering them; cleared when full.
 _COVERING_CACHE = 4096
-
-
-def is_pattern(name: str) -> bool:
-    """True when ``name`` holds a wildcard."""
-    return "*" in name
-
-
-@lru_cache(maxsize=1024)
-def _compile(pattern: str) -> re.Pattern[str]:
-    # ``*`` spans any characters, dots included: ``sales.*`` covers
-    # ``sales.order.created`` as Magento's wildcard subscriptions do.
-    return re.compile("^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$")
-
-
-OPERATIONAL_PREFIX = "asyncevents."
-"""The namespace of asyncevents' own events: only patterns in it match them."""
-
-
-def matches(pattern: str, name: str) -> bool:
-    """True when the event ``name`` falls under ``pattern``.
-
-    asyncevents' own events (``asyncevents.…``) fall only under patterns that
-    name that namespace (``asyncevents.*``, not ``*``): an application's
-    wildcard subscriptions do not start receiving operational events.
-    """
-    if not is_pattern(pattern):
-        return pattern == name
-    if name.startswith(OPERATIONAL_PREFIX) and not pattern.startswith(OPERATIONAL_PREFIX):
-        return False
-    return _compile(pattern).match(name) is not None
 
 
 def load_resolver(path: str) -> Resolver:

@@ -2,7 +2,7 @@
 
 kombu's stock SQLAlchemy transport hides a row for good when it is fetched, so
 a consumer killed before its ack loses the message, and it never deletes a
-row. Here a fetch *leases* a row (:mod:`~asyncevents.core.transport.sqlschema`
+row. Here a fetch *leases* a row (:mod:`~asyncevents.core.transport.sql.schema`
 has the table): it comes back by itself when the lease runs out. An ack, or a
 reject without requeue, deletes the row; a requeue, or kombu's restore of
 unacked messages when a channel closes, makes the row visible again in its
@@ -26,7 +26,7 @@ and ``engine_options`` (for :func:`sqlalchemy.create_engine`); nothing else
 reaches ``create_engine``.
 
 On PostgreSQL a publish also sends a NOTIFY, and a consumer with nothing to
-do waits for one between its polls (:mod:`~asyncevents.core.transport.sqlwakeup`), so
+do waits for one between its polls (:mod:`~asyncevents.core.transport.sql.wakeup`), so
 a message reaches an idle consumer at once rather than at the next poll.
 
 Fresh rows come out FIFO; a row whose lease ran out queues again from the
@@ -51,8 +51,8 @@ from kombu.transport import virtual
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from asyncevents.core.transport import sqlschema as schema
-from asyncevents.core.transport.sqlschema import (
+from asyncevents.core.transport.sql import schema
+from asyncevents.core.transport.sql.schema import (
     TABLE_NAME,
     QueueEngines,
     dispose_engines,
@@ -60,7 +60,7 @@ from asyncevents.core.transport.sqlschema import (
     get_engines,
     messages,
 )
-from asyncevents.core.transport.sqlwakeup import Wakeup
+from asyncevents.core.transport.sql.wakeup import Wakeup
 
 __all__ = [
     "DEFAULT_LEASE",

@@ -8,11 +8,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from asyncevents.core import otel
-from asyncevents.core.catalog import Catalog
 from asyncevents.core.clock import utcnow
+from asyncevents.core.events.catalog import Catalog
+from asyncevents.core.events.routing import Router
 from asyncevents.core.messages import TriggerMessage
-from asyncevents.core.retry import RetryManagement
-from asyncevents.core.routing import Router
+from asyncevents.core.retry.base import RetryManagement
 from asyncevents.core.settings import Settings
 from asyncevents.core.transport import Transport
 from asyncevents.errors import InvalidPayload

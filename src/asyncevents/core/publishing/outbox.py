@@ -6,7 +6,7 @@ transaction, in one of two ways:
 
 - the transport is a SQL queue (``sqla+``) in that same database: the queue
   row itself is written through the application's connection
-  (:meth:`asyncevents.core.transport.sql.SqlTransport.enqueue_through`); the
+  (:meth:`asyncevents.core.transport.sql.transport.SqlTransport.enqueue_through`); the
   commit makes it visible to the workers, a rollback removes it. Nothing to
   relay.
 - otherwise: a row in the ``asyncevents_outbox`` table of the application's
@@ -56,7 +56,7 @@ from sqlalchemy.pool import QueuePool
 
 from asyncevents.core.clock import naive_utcnow
 from asyncevents.core.messages import MalformedMessage, TriggerMessage, decode
-from asyncevents.core.retry import RetryManagement
+from asyncevents.core.retry.base import RetryManagement
 from asyncevents.core.settings import Settings
 from asyncevents.core.store import (
     OutboxRow,
@@ -68,7 +68,7 @@ from asyncevents.core.store import (
 )
 from asyncevents.core.transport import Transport
 from asyncevents.core.transport.base import first_line, safe_url
-from asyncevents.core.transport.sql import SqlTransport
+from asyncevents.core.transport.sql.transport import SqlTransport
 from asyncevents.errors import InvalidPayload
 
 __all__ = ["Outbox", "Transactional"]

@@ -1,7 +1,7 @@
 """The SQL queue (``sqla+<database url>``): crash-safe leases and delays in one table.
 
-The leasing kombu transport is in :mod:`.sqlkombu`, its table and engines in
-:mod:`.sqlschema`. A delay is a row whose ``visible_at`` lies in the future:
+The leasing kombu transport is in :mod:`.channel`, its table and engines in
+:mod:`.schema`. A delay is a row whose ``visible_at`` lies in the future:
 no schedule table and no pump.
 """
 
@@ -27,7 +27,6 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from asyncevents.core.clock import naive_utcnow
 from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.messages import DEFAULT_QUEUE, Message, Route
-from asyncevents.core.transport import sqlschema
 from asyncevents.core.transport.base import (
     OnDropped,
     OnReceived,
@@ -42,7 +41,8 @@ from asyncevents.core.transport.kombubase import (
     KombuTransport,
     QueueMap,
 )
-from asyncevents.core.transport.sqlkombu import DELAY_HEADER, connection
+from asyncevents.core.transport.sql import schema as sqlschema
+from asyncevents.core.transport.sql.channel import DELAY_HEADER, connection
 from asyncevents.errors import TransportError
 
 __all__ = ["SqlConsumption", "SqlTransport", "register_transports"]

@@ -4,16 +4,16 @@ The main thread owns the transport's consuming connection (kombu is not
 thread-safe): it receives messages, already decoded and checked by the
 transport, gathers them into batches (as many as are ready, up to a bound,
 waiting a few milliseconds at most for more) and hands each batch to the
-:class:`~asyncevents.core.engine.Engine`. It settles every message once the
+:class:`~asyncevents.core.delivery.engine.Engine`. It settles every message once the
 engine has recorded its outcome. A message whose handling fails is returned
 to the queue, never dropped; only a message that no handler could ever take
 (not JSON, fields missing, a delivery that does not exist) is dropped, with
 an error in the log.
 
-Named queues (``[routing]``, :mod:`~asyncevents.core.routing`): a worker
+Named queues (``[routing]``, :mod:`~asyncevents.core.events.routing`): a worker
 consumes the queues it is given (``--queues critical,default``), else every
 queue the routing names and ``default``. Given several, it takes them in that
-order of priority (:mod:`~asyncevents.core.priority`).
+order of priority (:mod:`~asyncevents.core.worker.priority`).
 
 When the broker goes away the worker reconnects by itself, waiting longer
 after each failed try (0.5 s doubling up to 30 s), and logs both the loss and
@@ -36,14 +36,15 @@ from typing import Any
 
 import structlog
 
-from asyncevents.core.engine import Engine, Outcome
+from asyncevents.core.delivery.engine import Engine, Outcome
+from asyncevents.core.events.routing import Router
 from asyncevents.core.messages import DEFAULT_QUEUE, ROUTES, Route
-from asyncevents.core.presence import Presence
-from asyncevents.core.priority import QueuePriority
-from asyncevents.core.retry import RetryManagement, misconfiguration
-from asyncevents.core.routing import Router
+from asyncevents.core.retry.base import RetryManagement
+from asyncevents.core.retry.outage import misconfiguration
 from asyncevents.core.transport import Consumption, Received, Transport, describe
 from asyncevents.core.transport.base import Prioritised
+from asyncevents.core.worker.presence import Presence
+from asyncevents.core.worker.priority import QueuePriority
 from asyncevents.errors import ConfigError
 
 __all__ = ["Worker", "WorkerLimits", "WorkerReport", "batch_size"]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from asyncevents.core.catalog import OPERATIONAL_EVENTS
+from asyncevents.core.events.catalog import OPERATIONAL_EVENTS
 from asyncevents.core.models import Delivery, DeliveryStatus, Subscription
 from asyncevents.core.settings import Settings
 from asyncevents.core.store import (
@@ -35,7 +35,7 @@ from asyncevents.core.store import (
 )
 
 if TYPE_CHECKING:
-    from asyncevents.core.engine import Threads
+    from asyncevents.core.delivery.engine import Threads
 
 __all__ = ["Guard", "OperationalPublish", "Settled"]
 

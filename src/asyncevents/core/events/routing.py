@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from asyncevents.core.catalog import matches
+from asyncevents.core.events.patterns import matches
 from asyncevents.core.messages import DEFAULT_QUEUE
 from asyncevents.errors import ConfigError
 

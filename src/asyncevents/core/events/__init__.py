@@ -1,0 +1,1 @@
+"""Events: the catalog, name patterns, JSON Schemas and routing to named queues."""

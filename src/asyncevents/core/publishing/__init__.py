@@ -1,0 +1,1 @@
+"""Publishing: the application side of the flow (publish, transactional outbox)."""

@@ -1,0 +1,1 @@
+"""Subscribing: one set of subscription rules, and Python handlers as subscriptions."""

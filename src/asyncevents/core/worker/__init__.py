@@ -1,0 +1,1 @@
+"""The worker: consume, batch, settle; queue priority and the live-workers entry."""

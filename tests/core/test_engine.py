@@ -13,6 +13,7 @@ from pytest_httpserver import HTTPServer
 from sqlalchemy import Engine, event
 
 from asyncevents.core.app import App
+from asyncevents.core.delivery.outcome import Settle
 from asyncevents.core.messages import TriggerMessage
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult
@@ -48,7 +49,7 @@ def test_a_batch_is_written_with_a_few_statements(make_settings: Callable[..., S
     messages = [app.publisher.message("order.created", {"n": n}) for n in range(30)]
     outcomes = engine.submit([(m, False) for m in messages]).result(timeout=60)
     engine.close()
-    assert outcomes == [True] * 30
+    assert outcomes == [Settle.ACK] * 30
     assert len(recorder.hits) == 60
     # 60 deliveries and 60 attempts, yet a handful of statements: one insert of
     # the deliveries, one update of them and one insert of the attempts (beside
@@ -105,7 +106,8 @@ def test_one_bad_message_fails_alone(make_settings: Callable[..., Settings],
     outcomes = engine.submit([(m, False) for m in [*good[:2], bad, *good[2:]]]).result(60)
     engine.close()
     # The batch failed as a whole; each message then went on its own.
-    assert outcomes == [True, True, False, True, True, True]
+    assert outcomes == [Settle.ACK, Settle.ACK, Settle.REQUEUE, Settle.ACK, Settle.ACK,
+                        Settle.ACK]
     assert sorted(h.json["data"]["n"] for h in recorder.hits) == [0, 1, 2, 3, 4]
     app.close()
 
@@ -178,7 +180,7 @@ def test_attempts_of_a_batch_run_concurrently(make_settings: Callable[..., Setti
     SlowSyncSink.overlap = Overlap()
     outcomes = engine.submit([(app.publisher.message("order.created", {}), False)]).result(60)
     engine.close()
-    assert outcomes == [True]
+    assert outcomes == [Settle.ACK]
     assert {d.status for d in app.store.recent_deliveries()} == {"delivered"}
     # The eight copies of the event were in flight together, not one after another.
     assert SlowSyncSink.overlap.peak >= 4

@@ -84,11 +84,15 @@ def publish(event: str, data: str, delay: float | None, as_json: bool) -> None:
               help="Stop after this many failed handlings in a row (messages requeued).")
 @click.option("--only-if-waiting", is_flag=True,
               help="Exit at once (code 0) when no message waits on the worker's queues.")
+@click.option("--burst", is_flag=True,
+              help="Exit once the queues are drained: nothing waiting, nothing in hand, "
+                   "no retry due within a second (later ones are left for the next worker).")
 @json_option
 def worker(concurrency: int, limit: int | None, time_limit: float | None,
            memory_limit: float | None, max_idle_time: float | None,
            retention_days: float | None, processes: int, queues: str | None,
-           failure_limit: int | None, only_if_waiting: bool, as_json: bool) -> None:
+           failure_limit: int | None, only_if_waiting: bool, burst: bool,
+           as_json: bool) -> None:
     """Consume events and deliver them until a limit or SIGTERM."""
     # Checked here, so a supervisor refuses a bad name before starting anything.
     names = _known_queues(get_app(), queues) if queues is not None else None
@@ -100,7 +104,7 @@ def worker(concurrency: int, limit: int | None, time_limit: float | None,
     consumer = app.worker(WorkerLimits(
         concurrency=concurrency, limit=limit, time_limit=time_limit,
         memory_limit_mb=memory_limit, max_idle_time=max_idle_time,
-        failure_limit=failure_limit, only_if_waiting=only_if_waiting,
+        failure_limit=failure_limit, only_if_waiting=only_if_waiting, burst=burst,
     ), retention_days=retention_days)
     consumer.use_queues(names)
     report = consumer.run()

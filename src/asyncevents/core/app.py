@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import timedelta
 from functools import cached_property
 from typing import Any
@@ -27,7 +27,7 @@ from asyncevents.core.subscribing.handlers import sync_handler_subscriptions
 from asyncevents.core.subscribing.rules import DEFAULT_GRACE, SubscriptionRules, parse_grace
 from asyncevents.core.transport import Transport
 from asyncevents.core.worker.presence import Presence
-from asyncevents.core.worker.worker import Worker, WorkerLimits, WorkerReport
+from asyncevents.core.worker.worker import Periodic, Worker, WorkerLimits, WorkerReport
 from asyncevents.errors import ConfigError
 
 __all__ = ["App"]
@@ -257,15 +257,16 @@ class App:
         sync_handler_subscriptions(self)  # @handler functions become python subscriptions
         concurrency = (limits or WorkerLimits()).concurrency
         engine = self._engine(concurrency)
+        # The worker's housekeeping thread runs these (never its consuming one).
         # Successes held back from the health rows (at most a second in a busy
-        # worker) are written by an idle one too.
-        periodic: list[tuple[float, Callable[[], object]]] = [
-            (1.0, lambda: engine.deliverer.guard.flush(older_than=1.0))]
+        # worker) are written by an idle one too, on the engine's loop.
+        periodic = [Periodic("health flush", 1.0, engine.idle)]
         if retention_days is not None:
-            periodic.append((3600.0, lambda: self.cleanup(retention_days)))
+            periodic.append(Periodic("cleanup", 3600.0, lambda: self.cleanup(retention_days)))
         if self.outbox.swept_url is not None:  # what a crash left in the outbox after a commit
             self.outbox.sweep_or_log()  # now: a worker with a short --max-idle-time sweeps too
-            periodic.append((self.settings.outbox_sweep_seconds, self.outbox.sweep))
+            periodic.append(Periodic("outbox sweep", self.settings.outbox_sweep_seconds,
+                                     self.outbox.sweep))
         presence = Presence(self.store, list(ROUTES), concurrency)
         return Worker(self.transport, self.retries, engine, limits, periodic=periodic,
                       presence=presence)

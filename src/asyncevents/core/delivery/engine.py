@@ -27,16 +27,15 @@ import structlog
 from asyncevents.core import otel
 from asyncevents.core.delivery.deliver import Deliverer, Job
 from asyncevents.core.delivery.dispatch import Dispatcher
+from asyncevents.core.delivery.outcome import Settle
 from asyncevents.core.messages import DeliverMessage, Message, TriggerMessage
 from asyncevents.core.transport import describe
 from asyncevents.errors import NotFound
 
-__all__ = ["Engine", "Item", "Outcome", "Threads"]
+__all__ = ["Engine", "Item", "Threads"]
 
 log = structlog.get_logger("asyncevents.worker")
 
-#: What becomes of a message: True ack, False requeue, None drop (never to be done).
-Outcome = bool | None
 #: A message to handle, and whether the transport gave up on it (record it as dead).
 Item = tuple[Message, bool]
 
@@ -119,7 +118,7 @@ class Engine:
                 self._loop = loop
             return self._loop
 
-    def submit(self, items: Sequence[Item]) -> Future[list[Outcome]]:
+    def submit(self, items: Sequence[Item]) -> Future[list[Settle]]:
         """Start handling a batch; the future gives each message's outcome, in order."""
         return asyncio.run_coroutine_threadsafe(self.run(items), self._started())
 
@@ -149,7 +148,21 @@ class Engine:
         self.threads.shutdown()
         self.deliverer.guard.flush()  # the successes held back for the health rows
 
-    async def run(self, items: Sequence[Item], strict: bool = False) -> list[Outcome]:
+    def idle(self) -> None:
+        """Write the successes held back a second from the health rows (from any thread).
+
+        The worker's housekeeping calls it; the write goes through the
+        engine's loop, as the batches' records do. Nothing to do before the
+        loop has run.
+        """
+        with self._lock:
+            loop = self._loop
+        if loop is None:
+            return
+        flush = self.threads.io(self.deliverer.guard.flush, 1.0)
+        asyncio.run_coroutine_threadsafe(flush, loop).result(timeout=30)
+
+    async def run(self, items: Sequence[Item], strict: bool = False) -> list[Settle]:
         """Handle a batch: dispatch, attempts, records; each message's outcome.
 
         With ``strict``, a handler's error is raised instead of becoming a requeue.
@@ -159,8 +172,8 @@ class Engine:
         async with self._in_order:
             return await self._run(items, strict)
 
-    async def _run(self, items: Sequence[Item], strict: bool) -> list[Outcome]:
-        outcomes: list[Outcome] = [True] * len(items)
+    async def _run(self, items: Sequence[Item], strict: bool) -> list[Settle]:
+        outcomes: list[Settle] = [Settle.ACK] * len(items)
         jobs: list[tuple[int, Job]] = []
         triggers = [(i, m) for i, (m, dead) in enumerate(items)
                     if not dead and isinstance(m, TriggerMessage)]
@@ -187,12 +200,12 @@ class Engine:
                 await asyncio.sleep(_FAILED_PAUSE)
                 recorded = [False] * len(jobs)
             for (i, _), ok in zip(jobs, recorded, strict=True):
-                if not ok and outcomes[i] is True:
-                    outcomes[i] = False
+                if not ok and outcomes[i] is Settle.ACK:
+                    outcomes[i] = Settle.REQUEUE
         return outcomes
 
     async def _dispatch(self, triggers: list[tuple[int, TriggerMessage]],
-                        outcomes: list[Outcome], jobs: list[tuple[int, Job]],
+                        outcomes: list[Settle], jobs: list[tuple[int, Job]],
                         strict: bool) -> None:
         messages = [m for _, m in triggers]
         # With tracing on, a span per event; the messages dispatched carry its context.
@@ -208,7 +221,7 @@ class Engine:
             if len(triggers) == 1:
                 self._failed(exc)
                 await asyncio.sleep(_FAILED_PAUSE)
-                outcomes[triggers[0][0]] = False
+                outcomes[triggers[0][0]] = Settle.REQUEUE
                 return
             # One bad message must not fail the others: each on its own.
             for pair in triggers:
@@ -219,7 +232,7 @@ class Engine:
         for (i, _), now in zip(triggers, found, strict=True):
             jobs.extend((i, job) for job in now)
 
-    async def _load(self, delivers: list[tuple[int, DeliverMessage]], outcomes: list[Outcome],
+    async def _load(self, delivers: list[tuple[int, DeliverMessage]], outcomes: list[Settle],
                     jobs: list[tuple[int, Job]], strict: bool) -> None:
         try:
             found = await self.threads.io(self.deliverer.load, [m for _, m in delivers])
@@ -229,7 +242,7 @@ class Engine:
             self._failed(exc)
             await asyncio.sleep(_FAILED_PAUSE)
             for i, _ in delivers:
-                outcomes[i] = False
+                outcomes[i] = Settle.REQUEUE
             return
         for (i, message), job in zip(delivers, found, strict=True):
             if job is None:
@@ -239,26 +252,26 @@ class Engine:
                     raise NotFound(f"no delivery with uuid {message.delivery_id!r}")
                 log.error("malformed message dropped", route="deliver",
                           problem=f"no delivery with uuid {message.delivery_id!r}")
-                outcomes[i] = None
+                outcomes[i] = Settle.DROP
             else:
                 jobs.append((i, job))
 
     async def _guarded(self, work: Callable[[Message], None], message: Message,
-                       strict: bool) -> Outcome:
+                       strict: bool) -> Settle:
         try:
             await self.threads.io(work, message)
         except NotFound as exc:
             if strict:
                 raise
             log.error("malformed message dropped", route=message.route, problem=str(exc))
-            return None
+            return Settle.DROP
         except Exception as exc:
             if strict:
                 raise
             self._failed(exc)
             await asyncio.sleep(_FAILED_PAUSE)
-            return False
-        return True
+            return Settle.REQUEUE
+        return Settle.ACK
 
     def _give_up(self, message: Message) -> None:
         if isinstance(message, TriggerMessage):

@@ -21,7 +21,8 @@ class Presence:
     """The worker's entry in the store's list of live workers (``asyncevents workers``).
 
     A store that cannot be reached never stops the worker: the entry is only
-    a report, and the next beat tries again.
+    a report, and the next beat tries again. :meth:`beat` runs on the worker's
+    housekeeping thread, :meth:`leave` once the worker has stopped it.
     """
 
     #: Seconds between heartbeats.

@@ -1,14 +1,48 @@
 """The worker: consumes the trigger and delivery routes until a limit or a signal.
 
-The main thread owns the transport's consuming connection (kombu is not
-thread-safe): it receives messages, already decoded and checked by the
+One owner for each piece of state: delivery state belongs to the engine's
+event loop, the consuming connection to the consuming thread; the others
+hand them work and never touch them.
+
+======================  ===================================  ==================================
+thread                  runs                                 owns
+======================  ===================================  ==================================
+consuming: the thread   receive (``drain``), gather batches  the consuming connection and its
+that calls              and hand them to the engine, settle  channels (kombu's are not thread-
+``Worker.run`` (the     each message (ack, requeue, drop),   safe), the SQL queue's leases, the
+main thread of          broker heartbeats and SQL lease      inbox, the in-flight count, the
+``asyncevents worker``  renewal, queue priority (pause,      report; while idle, the
+command)                resume, ready counts on its own      ``--max-idle-time`` and ``--burst``
+                        connection), the limits              looks ask when a retry is due
+``asyncevents-engine``  the engine's event loop: dispatch,   delivery state: batches in flight,
+                        admission, attempts and records of   slots, lanes, the pipeline's state
+                        each batch, asynchronous sinks, the  (receiver protection, the
+                        pipeline's idle work (the health     successes held back from the
+                        flush, which housekeeping asks for   health rows)
+                        through ``Engine.idle``)
+``asyncevents-io_N``    the blocking store and broker calls  nothing: each call works on what
+                        the loop awaits (the fan-out         the loop hands it; a publishing
+                        publish, the records, scheduling a   connection per thread (the
+                        retry)                               transport's thread-local producer)
+``asyncevents-sink_N``  synchronous sinks' ``deliver``       nothing (the sink's own client)
+``asyncevents-          the tasks of :mod:`.housekeeping`:   its tasks' schedule and a
+housekeeping``          the retry pump (every 0.2 s), the    publishing connection of its own
+                        presence heartbeat and stop-workers  (the pump and the outbox sweep
+                        (5 s), the health flush (1 s), the   never touch the consuming one);
+                        outbox sweep, the hourly clean-up    a slow task delays the others,
+                                                             never an ack
+======================  ===================================  ==================================
+
+The consuming thread receives messages, already decoded and checked by the
 transport, gathers them into batches (as many as are ready, up to a bound,
 waiting a few milliseconds at most for more) and hands each batch to the
-:class:`~asyncevents.core.delivery.engine.Engine`. It settles every message once the
-engine has recorded its outcome. A message whose handling fails is returned
-to the queue, never dropped; only a message that no handler could ever take
-(not JSON, fields missing, a delivery that does not exist) is dropped, with
-an error in the log.
+:class:`~asyncevents.core.delivery.engine.Engine`. It settles every message
+once the engine has recorded its outcome (a
+:class:`~asyncevents.core.delivery.outcome.Settle`). A message whose handling
+fails is returned to the queue, never dropped; only a message that no handler
+could ever take (not JSON, fields missing, a delivery that does not exist)
+is dropped, with an error in the log. Nothing slow runs between two turns of
+its loop: housekeeping cannot delay an ack nor a broker heartbeat.
 
 Named queues (``[routing]``, :mod:`~asyncevents.core.events.routing`): a worker
 consumes the queues it is given (``--queues critical,default``), else every
@@ -23,31 +57,32 @@ broker hands them out again, and the deliverer drops those already done.
 
 from __future__ import annotations
 
-import os
 import queue
 import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
 import structlog
 
-from asyncevents.core.delivery.engine import Engine, Outcome
+from asyncevents.core.delivery.engine import Engine
+from asyncevents.core.delivery.outcome import Settle
 from asyncevents.core.events.routing import Router
 from asyncevents.core.messages import DEFAULT_QUEUE, ROUTES, Route
 from asyncevents.core.retry.base import RetryManagement
 from asyncevents.core.retry.outage import misconfiguration
 from asyncevents.core.transport import Consumption, Received, Transport, describe
 from asyncevents.core.transport.base import Prioritised
+from asyncevents.core.worker.housekeeping import Housekeeping, Periodic
+from asyncevents.core.worker.limits import BurstWatch, WorkerLimits, WorkerReport, rss_mb
 from asyncevents.core.worker.presence import Presence
 from asyncevents.core.worker.priority import QueuePriority
 from asyncevents.errors import ConfigError
 
-__all__ = ["Worker", "WorkerLimits", "WorkerReport", "batch_size"]
+__all__ = ["Periodic", "Worker", "WorkerLimits", "WorkerReport", "batch_size", "rss_mb"]
 
 log = structlog.get_logger("asyncevents.worker")
 
@@ -75,61 +110,13 @@ def batch_size(concurrency: int) -> int:
     return min(200, max(10, 4 * concurrency))
 
 
-@dataclass(frozen=True)
-class WorkerLimits:
-    """When a worker stops by itself (None: never)."""
-
-    concurrency: int = 1
-    limit: int | None = None
-    time_limit: float | None = None
-    memory_limit_mb: float | None = None
-    max_idle_time: float | None = None
-    failure_limit: int | None = None
-    """Stop after this many failed handlings in a row (requeued messages; a success resets)."""
-    only_if_waiting: bool = False
-    """Return at once, without consuming, when no message waits on the worker's queues."""
-
-
-@dataclass
-class WorkerReport:
-    """What a worker did before it stopped."""
-
-    handled: int = 0
-    failed: int = 0
-    dropped: int = 0
-    """Messages no handler could take (undecodable, malformed, pointing at nothing)."""
-    reconnects: int = 0
-    reason: str = ""
-    skipped: bool = False
-    """True when ``only_if_waiting`` found nothing waiting and the worker never consumed."""
-
-
-@dataclass
-class _Periodic:
-    every: float
-    due: float
-    task: Callable[[], object]
-
-
-def rss_mb() -> float:
-    """This process's resident memory in MB."""
-    try:
-        with open("/proc/self/statm") as fh:
-            pages = int(fh.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 1_048_576
-    except (OSError, ValueError):  # pragma: no cover - not Linux
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 class Worker:
     """Runs the dispatcher and the deliverer over the broker's queues."""
 
     def __init__(self, transport: Transport, retries: RetryManagement, engine: Engine,
                  limits: WorkerLimits | None = None,
                  on_exit: Callable[[], None] | None = None,
-                 periodic: list[tuple[float, Callable[[], object]]] | None = None,
+                 periodic: Sequence[Periodic] = (),
                  presence: Presence | None = None,
                  routes: list[Route] | None = None,
                  queues: Sequence[str] | None = None) -> None:
@@ -142,16 +129,22 @@ class Worker:
         self.priority: QueuePriority | None = None
         self.use_queues(queues)
         self.on_exit = on_exit
-        # Housekeeping run from the main loop, the first time after one period.
-        self._periodic = [_Periodic(every, time.monotonic() + every, task)
-                          for every, task in periodic or []]
-        if presence is not None:  # at once, then every few seconds
-            self._periodic.append(_Periodic(presence.every, time.monotonic(), self._beat))
         self.retries = retries
+        # Held by the retry pump while it moves due retries to their queue
+        # (in neither count then): the idle and burst looks wait for it.
+        self._pump_lock = threading.Lock()
+        #: The periodic tasks, on a thread of their own (see the table above):
+        #: those given, the first time after one period; the retry pump and
+        #: the presence heartbeat at once.
+        self.housekeeping = Housekeeping(periodic)
+        self.housekeeping.add("retry pump", _PUMP_EVERY, self._pump, first=0.0)
+        if presence is not None:
+            self.housekeeping.add("presence", presence.every, self._beat, first=0.0)
         self.limits = limits or WorkerLimits()
         self.batch = batch_size(self.limits.concurrency)
         self.report = WorkerReport()
         self._stop = threading.Event()
+        self._stop_lock = threading.RLock()  # stop() comes from housekeeping and signals too
         self._drain = False
         # Messages received and not yet handed to the engine, since when.
         self._inbox: list[Received] = []
@@ -160,7 +153,7 @@ class Worker:
         self._alone = False  # the inbox's first message came long after the one before
         # (batch, its future, the connection it came on); settled by the main
         # thread, which alone touches the consuming connection.
-        self._done: queue.Queue[tuple[list[Received], Future[list[Outcome]], int]] = \
+        self._done: queue.Queue[tuple[list[Received], Future[list[Settle]], int]] = \
             queue.Queue()
         self._batches = 0
         self._generation = 0
@@ -168,9 +161,10 @@ class Worker:
         self._in_flight = 0
         self._received = 0
         self._last_activity = time.monotonic()
-        self._last_pump = 0.0
         self._failures_in_row = 0
         self._session: Consumption | None = None
+        self._burst = (BurstWatch(self.retries, self._waiting_now, self._pump_lock)
+                       if self.limits.burst else None)
 
     def use_queues(self, queues: Sequence[str] | None) -> None:
         """Consume these named queues, earlier ones first; None: every routed queue, unordered."""
@@ -189,10 +183,11 @@ class Worker:
         Messages not started yet go back to their queue for another worker;
         with ``drain`` (the message limit) the ones received are handled first.
         """
-        if not self._stop.is_set():
-            self.report.reason = reason
-            self._drain = drain
-            self._stop.set()
+        with self._stop_lock:
+            if not self._stop.is_set():
+                self.report.reason = reason
+                self._drain = drain
+                self._stop.set()
 
     def _beat(self) -> None:
         assert self.presence is not None
@@ -207,7 +202,8 @@ class Worker:
         if self.limits.only_if_waiting and not self._anything_waiting():
             return self.report
         previous = self._install_signals()
-        started = time.monotonic()
+        started = self._last_activity = time.monotonic()
+        self.housekeeping.start()
         log.info("worker started", transport=self.transport.safe_url(),
                  concurrency=self.limits.concurrency, queues=self.queues)
         errors = self.transport.connection_errors
@@ -238,6 +234,7 @@ class Worker:
                                 retry_in=retry_in, attempt=self.report.reconnects)
                     self._stop.wait(retry_in)
         finally:
+            self.housekeeping.stop()  # before the engine closes: the health flush runs on it
             self._wait_for_batches()
             self.engine.close()
             self._restore_signals(previous)
@@ -282,8 +279,6 @@ class Worker:
                     self.priority.step(session)
                 self._flush(generation, quiet=self._received == before)
                 self._ack_done()
-                self._pump()
-                self._housekeeping()
                 self._check_limits(started)
             session.cancel()
             if self._drain:  # the message limit: handle what was received
@@ -357,8 +352,8 @@ class Worker:
             self.priority.let_go(received)
 
     def _on_done(self, batch: list[Received],
-                 generation: int) -> Callable[[Future[list[Outcome]]], None]:
-        def done(future: Future[list[Outcome]]) -> None:
+                 generation: int) -> Callable[[Future[list[Settle]]], None]:
+        def done(future: Future[list[Settle]]) -> None:
             self._done.put((batch, future, generation))
         return done
 
@@ -380,10 +375,10 @@ class Worker:
             self._last_activity = time.monotonic()
             outcomes = _outcomes(future, len(batch))
             for outcome in outcomes:
-                if outcome is True:
+                if outcome is Settle.ACK:
                     self.report.handled += 1
                     self._failures_in_row = 0
-                elif outcome is None:
+                elif outcome is Settle.DROP:
                     self.report.dropped += 1
                 else:
                     self.report.failed += 1
@@ -417,26 +412,16 @@ class Worker:
             self._batches -= 1
 
     def _pump(self) -> None:
-        now = time.monotonic()
-        if now - self._last_pump < _PUMP_EVERY:
-            return
-        self._last_pump = now
-        try:
+        """Send the retries now due to their queue (a housekeeping task)."""
+        with self._pump_lock:
             if self.retries.pump():
                 self._last_activity = time.monotonic()
-        except Exception as exc:
-            log.error("retry pump failed", error=f"{type(exc).__name__}: {exc}")
 
-    def _housekeeping(self) -> None:
-        now = time.monotonic()
-        for entry in self._periodic:
-            if now < entry.due:
-                continue
-            entry.due = now + entry.every
-            try:
-                entry.task()
-            except Exception as exc:
-                log.error("housekeeping failed", error=f"{type(exc).__name__}: {exc}")
+    def _waiting_now(self) -> int | None:
+        """Ready messages on our queues, through the consuming connection when it can count."""
+        if isinstance(self._session, Prioritised):
+            return self._session.ready(self.queues)
+        return self.transport.waiting(self.queues)
 
     def _anything_waiting(self) -> bool:
         """For ``only_if_waiting``: is a message ready on our queues, or a retry due now?
@@ -465,11 +450,20 @@ class Worker:
             self.stop("time limit reached")
         elif limits.memory_limit_mb is not None and rss_mb() >= limits.memory_limit_mb:
             self.stop("memory limit reached")
-        elif (limits.max_idle_time is not None and self._in_flight == 0
+        elif self._in_flight or self._batches:
+            return
+        elif (limits.max_idle_time is not None
               and now - self._last_activity >= limits.max_idle_time):
-            due = self.retries.seconds_until_due()
+            if not self._pump_lock.acquire(timeout=_DRAIN_TIMEOUT):
+                return  # moving due retries to their queue right now
+            try:
+                due = self.retries.seconds_until_due()
+            finally:
+                self._pump_lock.release()
             if due is None or due > limits.max_idle_time:
                 self.stop("idle")
+        elif self._burst is not None and self._burst.drained(self._last_activity, now):
+            self.stop("drained")
 
     def _install_signals(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
@@ -484,23 +478,24 @@ class Worker:
             signal.signal(signum, handler)
 
 
-def _outcomes(future: Future[list[Outcome]], size: int) -> list[Outcome]:
+def _outcomes(future: Future[list[Settle]], size: int) -> list[Settle]:
     """Each message's outcome; all requeued when the batch itself failed."""
     if future.cancelled() or future.exception() is not None:
         if not future.cancelled():
             log.error("batch failed, messages returned to the queue",
                       error=describe(future.exception() or Exception()))
-        return [False] * size
-    return future.result()
+        return [Settle.REQUEUE] * size
+    # Settle(...) also reads an outcome in the old bool | None encoding.
+    return [Settle(outcome) for outcome in future.result()]
 
 
 def _settle(session: Consumption | None, batch: list[Received],
-            outcomes: list[Outcome]) -> None:
+            outcomes: list[Settle]) -> None:
     done = []
     for received, outcome in zip(batch, outcomes, strict=True):
-        if outcome is False:
+        if outcome is Settle.REQUEUE:
             received.requeue()
-        elif outcome is None:
+        elif outcome is Settle.DROP:
             received.drop()
         else:
             done.append(received)

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,3 +160,46 @@ class AsyncClientOnly:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (the kernel's pick)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Poll ``check`` every 0.1 s until it is true; fail after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.1)
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_block(heading: str) -> str:
+    """The first ``sh`` block under ``heading`` (the whole heading line) in README.md."""
+    import re
+
+    section = README.read_text(encoding="utf-8").split(f"\n{heading}\n", 1)[1]
+    found = re.search(r"^```sh\n(.*?)^```$", section, re.MULTILINE | re.DOTALL)
+    assert found, f"no sh block under {heading!r}"
+    return found.group(1)
+
+
+def run_readme_block(heading: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run that block with bash -e, this interpreter's ``asyncevents`` first on the PATH."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCEVENTS_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return subprocess.run(["bash", "-e", "-c", readme_block(heading)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+

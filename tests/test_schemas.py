@@ -16,7 +16,7 @@ from asyncevents.core.events.catalog import Catalog
 from asyncevents.core.settings import EventDefinition, load_settings, unknown_keys
 from asyncevents.errors import ConfigError, InvalidPayload
 from tests.api.conftest import Api, make_api  # noqa: F401 - the REST tests' fixture
-from tests.helpers import run_cli, sqlite_rows
+from tests.helpers import run_cli, run_readme_block, sqlite_rows
 
 ORDER_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -299,28 +299,6 @@ def test_rest_catalog_shows_schema_and_deprecation(
 
 
 # --- the README's example -----------------------------------------------------
-
-def readme_block(heading: str) -> str:
-    """The first ``sh`` block under ``heading`` in README.md."""
-    import re
-
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    section = text.split(f"\n{heading}\n", 1)[1]
-    found = re.search(r"^```sh\n(.*?)^```$", section, re.MULTILINE | re.DOTALL)
-    assert found, f"no sh block under {heading!r}"
-    return found.group(1)
-
-
-def run_readme_block(heading: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run that block with bash -e, this interpreter's ``asyncevents`` first on the PATH."""
-    import os
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASYNCEVENTS_")}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.run(["bash", "-e", "-c", readme_block(heading)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
-
 
 def test_readme_schema_example_runs_as_written(tmp_path: Path) -> None:
     result = run_readme_block("### Event schemas", tmp_path)

@@ -21,7 +21,7 @@ from asyncevents.core.store import Store
 from asyncevents.core.store.schema import deliveries
 from asyncevents.core.transport.base import QueueStats, Received
 from asyncevents.core.worker.worker import WorkerLimits
-from tests.helpers import Recorder, run_cli
+from tests.helpers import Recorder, run_cli, run_readme_block
 
 
 def _queue(app: App, route: str) -> QueueStats:
@@ -190,8 +190,6 @@ def test_cli_stats_with_the_broker_down(tmp_path: Path) -> None:
 
 
 def test_readme_stats_example_runs_as_written(tmp_path: Path) -> None:
-    from tests.test_schemas import run_readme_block
-
     result = run_readme_block("### Queue and delivery statistics", tmp_path)
     assert result.returncode == 0, result.stderr
     assert "asyncevents.trigger" in result.stdout and '"queues"' in result.stdout

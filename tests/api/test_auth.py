@@ -13,6 +13,7 @@ import pytest
 
 from asyncevents.api.tokens import SCOPES, create_token, list_tokens, revoke_token
 from tests.api.conftest import TOKEN, Api
+from tests.api.helpers import queued
 
 
 @dataclass(frozen=True)
@@ -71,22 +72,6 @@ ROUTES = [
     Route("GET", "/rest/default/V1/async_events", "subscriptions:read", 200),
 ]
 PUBLIC = ["/healthz", "/openapi.json", "/docs"]
-
-
-def queued(api: Api) -> dict[str, int]:
-    conn = api.app.transport.connect()
-    sizes = {}
-    try:
-        for queue in api.app.transport.topology.queues:
-            with conn.channel() as channel:
-                try:
-                    sizes[queue.name] = channel.queue_declare(queue=queue.name,
-                                                              passive=True).message_count
-                except Exception:
-                    sizes[queue.name] = 0
-    finally:
-        conn.release()
-    return sizes
 
 
 def state(api: Api) -> Any:

@@ -19,7 +19,7 @@ from asyncevents.cli import main
 from asyncevents.core.delivery.dispatch import Dispatcher
 from asyncevents.core.store.schema import deliveries
 from tests.api.conftest import TOKEN, Api
-from tests.api.test_console import login
+from tests.api.helpers import login
 
 # event name -> payloads
 EVENTS: dict[str, list[dict[str, Any]]] = {

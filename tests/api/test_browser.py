@@ -13,9 +13,7 @@ missing this test fails, it never skips.
 from __future__ import annotations
 
 import re
-import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from asyncevents.core.app import App
 from asyncevents.core.clock import utcnow
 from asyncevents.core.settings import EventDefinition
 from asyncevents.core.worker.worker import WorkerLimits
-from tests.helpers import Recorder
+from tests.helpers import Recorder, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -39,21 +37,6 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run", "--disable-sync",
         "--disable-dev-shm-usage"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.1)
 
 
 @pytest.fixture

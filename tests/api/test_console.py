@@ -7,22 +7,7 @@ import re
 import pytest
 
 from tests.api.conftest import Api
-
-
-def login(api: Api, scope: str = "admin") -> None:
-    form = api.client.get("/console/login")
-    value = re.search(r'name="login_csrf" value="([^"]+)"', form.text)
-    assert value is not None
-    response = api.client.post("/console/login", data={
-        "token": api.tokens[scope], "login_csrf": value.group(1)}, follow_redirects=False)
-    assert response.status_code == 303, response.text
-    assert response.headers["location"] == "/console/dashboard"
-
-
-def csrf(api: Api, page: str = "/console/subscriptions") -> str:
-    match = re.search(r'name="csrf" value="([0-9a-f]+)"', api.client.get(page).text)
-    assert match is not None
-    return match.group(1)
+from tests.api.helpers import csrf, login
 
 
 def test_pages_need_a_session(api: Api) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from asyncevents.core.settings import EventDefinition
 from tests.api.conftest import TOKEN, Api
-from tests.api.test_console import csrf, login
+from tests.api.helpers import csrf, login
 
 GOOD = {"event_name": "shop.order.created", "sink": "http",
         "recipient": "http://127.0.0.1:9/new", "token": TOKEN, "filter": "",

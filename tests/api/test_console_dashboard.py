@@ -13,7 +13,7 @@ from asyncevents.core.search.parse import parse_query
 from asyncevents.core.search.sql import compile_where
 from asyncevents.core.store import NewAttempt, Store
 from tests.api.conftest import Api
-from tests.api.test_console import login
+from tests.api.helpers import login
 
 
 @pytest.fixture

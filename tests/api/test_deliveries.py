@@ -7,7 +7,7 @@ import io
 import json
 
 from tests.api.conftest import Api
-from tests.api.test_auth import queued
+from tests.api.helpers import queued
 
 
 def deliver_queue(api: Api) -> int:

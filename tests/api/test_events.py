@@ -11,7 +11,7 @@ from sqlalchemy import update
 from asyncevents.core.clock import utcnow
 from asyncevents.core.store.schema import idempotency_keys
 from tests.api.conftest import Api
-from tests.api.test_auth import queued
+from tests.api.helpers import queued
 
 
 def trigger_count(api: Api) -> int:

@@ -14,8 +14,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from asyncevents.cli import main
-from tests.api.test_browser import free_port, wait_until
-from tests.helpers import Recorder
+from tests.helpers import Recorder, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,10 @@
-"""Fixtures shared by the receiver-protection tests: a receiver, an app on either store."""
+"""Fixtures shared by the receiver-protection tests: a receiver, an app on either store,
+a forwarding proxy."""
 
 from __future__ import annotations
 
+import socketserver
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,6 +14,7 @@ from pytest_httpserver import HTTPServer
 from asyncevents.core.app import App
 from asyncevents.core.settings import Settings
 from asyncevents.core.store import Store
+from tests.protection.helpers import Forwarder
 
 
 @pytest.fixture
@@ -36,3 +40,16 @@ def app_on(make_settings: Callable[..., Settings],
         return App(make_settings(**overrides))
 
     return build
+
+
+@pytest.fixture
+def proxy() -> Iterator[tuple[str, list[tuple[str, str, dict[str, str]]]]]:
+    """A forwarding HTTP proxy on 127.0.0.1: its URL and what it forwarded."""
+    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Forwarder)
+    srv.daemon_threads = True
+    srv.seen = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}", srv.seen  # type: ignore[attr-defined]
+    srv.shutdown()
+    srv.server_close()

@@ -19,9 +19,9 @@ from asyncevents.core.app import App
 from asyncevents.core.settings import Settings
 from asyncevents.core.worker.worker import WorkerLimits
 from tests.api.conftest import Api, _keep_logging_config, make_api  # noqa: F401
-from tests.api.test_console import login
+from tests.api.helpers import login
 from tests.helpers import Recorder, run_cli
-from tests.protection.test_headers import WHSEC
+from tests.protection.helpers import WHSEC
 
 
 def _wait(what: Callable[[], bool], timeout: float = 30.0) -> None:

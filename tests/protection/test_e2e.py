@@ -10,13 +10,13 @@ from pytest_httpserver import HTTPServer
 
 from asyncevents.core.app import App
 from tests.helpers import Recorder, drain
-from tests.protection.test_headers import WHSEC, _verify, proxy  # noqa: F401
+from tests.protection.helpers import WHSEC, verify
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 def test_a_worker_sends_the_subscriptions_headers_through_the_proxy(
         store: str, server: HTTPServer, app_on: Callable[..., App],
-        proxy: tuple[str, list[tuple[str, str, dict[str, str]]]]) -> None:  # noqa: F811
+        proxy: tuple[str, list[tuple[str, str, dict[str, str]]]]) -> None:
     url, seen = proxy
     app = app_on(store, http_proxy=url)
     recorder = Recorder(server)
@@ -28,7 +28,7 @@ def test_a_worker_sends_the_subscriptions_headers_through_the_proxy(
         drain(app)
         (hit,) = recorder.on("/hook")
         assert hit.headers["x-tenant"] == "acme" and hit.headers["x-api-key"] == "k3y"
-        _verify(hit.headers, hit.body)
+        verify(hit.headers, hit.body)
         assert [t for _, t, _ in seen] == [hook]
         app.update_subscription(sub.id, headers={"X-Tenant": "other"})
         app.publish("sales.order.created", {"id": 2})

@@ -22,7 +22,7 @@ from asyncevents.core.app import App
 from asyncevents.core.store.crypto import TokenCipher
 from asyncevents.errors import ConfigError
 from tests.api.conftest import Api, _keep_logging_config, make_api  # noqa: F401
-from tests.api.test_console import login
+from tests.api.helpers import login
 from tests.helpers import Hit, Recorder, drain, run_cli
 
 TOKEN = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="

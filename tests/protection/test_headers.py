@@ -4,68 +4,21 @@ real local forwarding proxy, and a worker delivering from SQLite and PostgreSQL 
 
 from __future__ import annotations
 
-import http.client
-import socketserver
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
-from standardwebhooks.webhooks import Webhook
 
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest
 from asyncevents.errors import ConfigError
 from asyncevents.sinks.http import HttpSink
 from tests.helpers import AsyncClientOnly, both_http_clients  # noqa: F401
-
-WHSEC = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
-
-
-class _Forwarder(socketserver.StreamRequestHandler):
-    """A plain HTTP forward proxy: ``POST http://host:port/path`` is sent on, and recorded."""
-
-    def handle(self) -> None:
-        line = self.rfile.readline().decode("latin-1").strip()
-        headers: dict[str, str] = {}
-        while (raw := self.rfile.readline().decode("latin-1").strip()):
-            name, _, value = raw.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        body = self.rfile.read(int(headers.get("content-length", "0")))
-        method, target, _ = line.split(" ", 2)
-        self.server.seen.append((method, target, headers))  # type: ignore[attr-defined]
-        if not target.startswith("http://"):
-            self.wfile.write(b"HTTP/1.1 405 Not Here\r\ncontent-length: 0\r\n\r\n")
-            return
-        hostport, _, path = target[len("http://"):].partition("/")
-        host, _, port = hostport.partition(":")
-        upstream = http.client.HTTPConnection(host, int(port or 80), timeout=5)
-        sent = {k: v for k, v in headers.items()
-                if k not in ("proxy-connection", "connection", "keep-alive")}
-        upstream.request(method, "/" + path, body=body, headers=sent)
-        answer = upstream.getresponse()
-        data = answer.read()
-        self.wfile.write(f"HTTP/1.1 {answer.status} {answer.reason}\r\n".encode())
-        self.wfile.write(f"content-length: {len(data)}\r\nconnection: close\r\n\r\n".encode())
-        self.wfile.write(data)
-        upstream.close()
-
-
-@pytest.fixture
-def proxy() -> Iterator[tuple[str, list[tuple[str, str, dict[str, str]]]]]:
-    """A forwarding HTTP proxy on 127.0.0.1: its URL and what it forwarded."""
-    srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Forwarder)
-    srv.daemon_threads = True
-    srv.seen = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}", srv.seen  # type: ignore[attr-defined]
-    srv.shutdown()
-    srv.server_close()
+from tests.protection.helpers import WHSEC, verify
 
 
 def request_for(url: str, **changes: Any) -> DeliveryRequest:
@@ -74,11 +27,6 @@ def request_for(url: str, **changes: Any) -> DeliveryRequest:
         event_name="sales.order.created", subscription_id="sub-1", recipient=url,
         token=WHSEC, payload={"id": 42}, published_at=datetime(2024, 5, 1, tzinfo=UTC))
     return replace(request, **changes)
-
-
-def _verify(headers: dict[str, str], body: bytes) -> None:
-    Webhook(WHSEC).verify(body, {k: headers[k] for k in
-                                 ("webhook-id", "webhook-timestamp", "webhook-signature")})
 
 
 def test_extra_headers_are_sent_and_never_replace_ours(
@@ -102,7 +50,7 @@ def test_extra_headers_are_sent_and_never_replace_ours(
     assert headers["webhook-id"] == request.delivery_id
     assert headers["host"].startswith("127.0.0.1")
     assert "forged" not in got.headers.get("webhook-signature", "")
-    _verify(headers, got.get_data())
+    verify(headers, got.get_data())
 
 
 def test_through_the_proxy(server: HTTPServer, make_settings: Callable[..., Settings],
@@ -120,7 +68,7 @@ def test_through_the_proxy(server: HTTPServer, make_settings: Callable[..., Sett
     assert [(m, t) for m, t, _ in seen] == [("POST", server.url_for("/hook"))]
     assert seen[0][2]["x-tenant"] == "a"
     got = server.log[0][0]
-    _verify({k.lower(): v for k, v in got.headers.items()}, got.get_data())
+    verify({k.lower(): v for k, v in got.headers.items()}, got.get_data())
     assert not refused.success and not refused.retryable
     assert "internal address" in (refused.error or "")
 

@@ -20,7 +20,7 @@ from werkzeug import Request, Response
 from asyncevents.core.app import App
 from asyncevents.core.settings import Settings
 from asyncevents.core.store import Store
-from tests.protection.test_headers import WHSEC
+from tests.protection.helpers import WHSEC
 
 
 class Arrivals:

@@ -13,7 +13,7 @@ import pytest
 from asyncevents.core.app import App
 from asyncevents.errors import ConfigError
 from tests.api.conftest import TOKEN, Api, _keep_logging_config, make_api  # noqa: F401
-from tests.api.test_console import csrf, login
+from tests.api.helpers import csrf, login
 from tests.helpers import run_cli
 
 OPTIONS = {"rate": "10/s", "max_in_flight": 3, "ordering_key": "data.customer_id",

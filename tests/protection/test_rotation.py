@@ -21,7 +21,7 @@ from asyncevents.core.store import Store
 from asyncevents.core.store.crypto import TokenCipher
 from asyncevents.errors import ConfigError
 from tests.api.conftest import Api, _keep_logging_config, make_api  # noqa: F401
-from tests.api.test_console import csrf, login
+from tests.api.helpers import csrf, login
 from tests.helpers import Hit, Recorder, drain, run_cli
 
 

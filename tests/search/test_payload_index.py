@@ -34,7 +34,7 @@ from asyncevents.core.store.schema import deliveries
 
 from .conftest import open_store, temporary_database, wipe
 from .seed import Seeded
-from .test_property import EXAMPLES, QUERIES, ROWS, store_rows
+from .strategies import EXAMPLES, QUERIES, ROWS, store_rows
 
 INDEX = "ix_asyncevents_delivery_payload"
 PG = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)

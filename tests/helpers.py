@@ -102,12 +102,14 @@ def sqlite_rows(path: Path, table: str) -> int:
 
 
 def inline_plugins() -> Plugins:
-    """A plugin manager without entry points, with the shipped transports registered inline."""
+    """A plugin manager without entry points, with the shipped transports and built-in
+    features registered inline."""
     from asyncevents.core.transport import amqp, kombubase, sync
     from asyncevents.core.transport.sql import transport as sql
+    from asyncevents.features import operational, otel, protection
 
     plugins = Plugins.load(entry_points=False)
-    for module in (amqp, sql, kombubase, sync):
+    for module in (amqp, sql, kombubase, sync, protection, operational, otel):
         plugins.register(module, name=module.__name__)
     return plugins
 

@@ -33,3 +33,73 @@ def test_each_named_function_exists_where_the_page_says(path: str, name: str) ->
         target = getattr(target, part)
     defined_in = Path(inspect.getsourcefile(target) or "")  # type: ignore[arg-type]
     assert defined_in == SRC / path, f"{name} is defined in {defined_in}"
+
+
+def _module_graph() -> dict[str, set[str]]:
+    import grimp
+
+    graph = grimp.build_graph("asyncevents", include_external_packages=False)
+    return {m: set(graph.find_modules_directly_imported_by(m)) for m in graph.modules}
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    # Type-only imports count: a circle of annotations is a circle of concepts.
+    graph = _module_graph()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    circles: list[list[str]] = []
+
+    def visit(module: str) -> None:  # Tarjan's strongly connected components
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for other in graph[module]:
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in on_stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == module:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for module in sorted(graph):
+        if module not in index:
+            visit(module)
+    assert circles == []
+
+
+def test_the_kernel_top_level_holds_only_its_face() -> None:
+    # Families live in sub-packages named for what they do; the top level is the
+    # kernel's shared types and entry (at most ten modules beside __init__).
+    top = sorted(p.name for p in (SRC / "core").glob("*.py") if p.name != "__init__.py")
+    assert len(top) <= 10, top
+
+
+def test_plugins_in_the_repository_import_only_the_public_api() -> None:
+    # A plugin's own code imports what a third-party plugin could: the package's
+    # public names, asyncevents.testing, and the extension points' modules.
+    import ast
+
+    allowed = {"asyncevents", "asyncevents.testing", "asyncevents.errors",
+               "asyncevents.sinks.addresses", "asyncevents.sinks.pinning"}
+    offenders = []
+    for path in sorted((SRC.parent.parent / "plugins").glob("*/src/**/*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            module = node.module or "" if isinstance(node, ast.ImportFrom) else ""
+            if module == "asyncevents" or module.startswith("asyncevents."):
+                if module not in allowed:
+                    offenders.append(f"{path.name}: {node.module}")
+            elif isinstance(node, ast.Import):
+                offenders += [f"{path.name}: {a.name}" for a in node.names
+                              if a.name.startswith("asyncevents.") and a.name not in allowed]
+    assert offenders == []

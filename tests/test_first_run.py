@@ -136,7 +136,7 @@ def test_subscriptions_show_and_list_print_what_a_user_types_back(workdir: Path)
 
 
 def test_tables_and_csv_write_true_false_and_json(capsys: pytest.CaptureFixture[str]) -> None:
-    from asyncevents.api.routes_deliveries import export_lines
+    from asyncevents.api.services.deliveries import export_lines
     from asyncevents.cli.output import print_csv
     from asyncevents.core.clock import utcnow
     from asyncevents.core.models import Delivery

@@ -23,8 +23,9 @@ from asyncevents.core.app import App
 from asyncevents.core.models import Delivery, Subscription
 from asyncevents.core.plugins import Plugins
 from asyncevents.core.settings import Settings, load_settings
-from asyncevents.core.sink import DeliveryRequest
-from asyncevents.core.subscribing.handlers import PYTHON_SINK, handler, sync_handler_subscriptions
+from asyncevents.core.sink import PYTHON_SINK, DeliveryRequest
+from asyncevents.core.subscribing.handler_sync import sync_handler_subscriptions
+from asyncevents.core.subscribing.handlers import handler
 from asyncevents.errors import ConfigError, InvalidRecipient
 from asyncevents.sinks.python import PythonSink
 from tests import handlers_for_tests, handlers_for_tests_plugin
@@ -193,7 +194,7 @@ def test_rest_lists_and_disables_but_never_creates_python_subscriptions(
         from fastapi.testclient import TestClient
 
     from asyncevents.api.app import create_app
-    from asyncevents.api.tokens import create_token
+    from asyncevents.api.services.tokens import create_token
 
     app = App(make_settings(handler_modules=[MODULE], **FAST))
     auth = {"Authorization": f"Bearer {create_token(app.store, 'ops', ['admin'])[1]}"}

@@ -31,11 +31,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from pytest_httpserver import HTTPServer
 
-from asyncevents.api.metrics import BUCKETS
+from asyncevents.api.services.metrics import BUCKETS
 from asyncevents.core.app import App
 from asyncevents.core.messages import DeliverMessage, TriggerMessage, decode
-from asyncevents.core.otel import Signals, signals
 from asyncevents.core.settings import Settings
+from asyncevents.features.otel import Signals, signals
 from tests.helpers import Recorder, drain, run_cli
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -151,7 +151,7 @@ def test_which_signals_the_variables_switch_on(environ: dict[str, str],
 
 INERT = """
 import sys
-from asyncevents.api.metrics import BUCKETS
+from asyncevents.api.services.metrics import BUCKETS
 from asyncevents.core.app import App
 from asyncevents.core.worker.worker import WorkerLimits
 
@@ -162,12 +162,13 @@ def loaded(prefixes):
 app = App()
 app.publish("shop.order", {"id": 1})
 app.run_worker(WorkerLimits(max_idle_time=0.5, time_limit=20))
-print("worker", loaded(("opentelemetry", "asyncevents.core.otel.")))
+print("worker", loaded(("opentelemetry", "asyncevents.features.otel.")))
 from asyncevents.api.app import create_app
 create_app(app)
 # FastAPI imports the OpenTelemetry API by itself when it is installed: only the
 # SDK, the exporters and our own modules are ours to leave alone.
-print("serve", loaded(("opentelemetry.sdk", "opentelemetry.exporter", "asyncevents.core.otel.")))
+print("serve", loaded(("opentelemetry.sdk", "opentelemetry.exporter",
+                       "asyncevents.features.otel.")))
 """
 
 
@@ -192,7 +193,7 @@ def test_the_same_run_with_the_variables_does_load_it(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", INERT], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "asyncevents.core.otel.tracing" in done.stdout
+    assert "asyncevents.features.otel.tracing" in done.stdout
     assert '"name": "publish shop.order"' in done.stdout  # the console exporter's span
 
 
@@ -379,7 +380,7 @@ def test_prometheus_families_become_their_opentelemetry_twins() -> None:
         SummaryMetricFamily,
     )
 
-    from asyncevents.core.otel.metrics import translate
+    from asyncevents.features.otel.metrics import translate
 
     gauge = GaugeMetricFamily("depth", "Queue depth.", labels=["queue"])
     gauge.add_metric(["trigger"], 3)

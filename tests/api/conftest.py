@@ -16,7 +16,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from asyncevents.api.app import create_app
-from asyncevents.api.tokens import SCOPES, create_token
+from asyncevents.api.services.tokens import SCOPES, create_token
 from asyncevents.core.app import App
 from asyncevents.core.clock import utcnow
 from asyncevents.core.models import Delivery, Subscription

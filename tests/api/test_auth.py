@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from asyncevents.api.tokens import SCOPES, create_token, list_tokens, revoke_token
+from asyncevents.api.services.tokens import SCOPES, create_token, list_tokens, revoke_token
 from tests.api.conftest import TOKEN, Api
 from tests.api.helpers import queued
 

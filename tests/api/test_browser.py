@@ -23,14 +23,15 @@ import uvicorn
 from pytest_httpserver import HTTPServer
 
 from asyncevents.api.app import create_app
-from asyncevents.api.tokens import create_token
+from asyncevents.api.services.tokens import create_token
 from asyncevents.core.app import App
 from asyncevents.core.clock import utcnow
 from asyncevents.core.settings import EventDefinition
 from asyncevents.core.worker.worker import WorkerLimits
 from tests.helpers import Recorder, free_port, wait_until
 
-pytestmark = pytest.mark.slow
+# Chromium takes a core of its own: the browser tests share one xdist worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"

@@ -76,6 +76,7 @@ def served(make_settings: Callable[..., Any]) -> Iterator[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("browser")  # with the console's browser tests
 def test_swagger_ui_renders_with_the_network_cut_off(served: str) -> None:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/install-browser.sh")

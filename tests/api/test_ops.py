@@ -8,7 +8,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_httpserver import HTTPServer
 
-from asyncevents.api.tokens import authenticate
+from asyncevents.api.services.tokens import authenticate
 from tests.api.conftest import Api
 from tests.helpers import Recorder, delete_amqp_queues, drain
 

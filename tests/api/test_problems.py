@@ -57,7 +57,7 @@ def test_unexpected_errors_are_500_problems_without_details(
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr("asyncevents.api.subscriptions.list_page", boom)
+    monkeypatch.setattr("asyncevents.api.services.subscriptions.list_page", boom)
     body = check(api.client.get("/v1/subscriptions", headers=api.auth()), 500)
     assert "secret internals" not in body["detail"]
 

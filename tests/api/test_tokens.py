@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from asyncevents.api.tokens import (
+from asyncevents.api.services.tokens import (
     authenticate,
     check_scopes,
     create_token,

@@ -28,45 +28,45 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 def test_one_thread_or_unknown_slots_never_defer(clock: Clock) -> None:
     for slots in (0, 1):
         lanes = SubscriptionLanes(slots)
-        assert all(lanes.enter("slow") is not None for _ in range(10))
+        assert all(_enter(lanes, "slow") is not None for _ in range(10))
 
 
 def test_a_fast_subscription_is_never_held(clock: Clock) -> None:
     lanes = SubscriptionLanes(4)
-    lanes.leave("fast", lanes.enter("fast") or 0.0)  # one quick delivery: known fast
-    assert all(lanes.enter("fast") is not None for _ in range(20))
+    lanes.leave("fast", _enter(lanes, "fast") or 0.0)  # one quick delivery: known fast
+    assert all(_enter(lanes, "fast") is not None for _ in range(20))
 
 
 def test_new_subscriptions_leave_a_quarter_of_the_slots(clock: Clock) -> None:
     lanes = SubscriptionLanes(8)
-    started = [lanes.enter("new") for _ in range(8)]
+    started = [_enter(lanes, "new") for _ in range(8)]
     assert started.count(None) == 2  # 6 of 8 until it proves fast
 
 
 def test_a_slow_subscription_gets_half_and_slow_ones_three_quarters(clock: Clock) -> None:
     lanes = SubscriptionLanes(4)
     for key in ("slow", "hang", "fast"):
-        started = lanes.enter(key)
+        started = _enter(lanes, key)
         assert started is not None
         clock.now += 2.0 if key != "fast" else 0.01
         lanes.leave(key, started)
-    assert [lanes.enter("slow") is not None for _ in range(3)] == [True, True, False]
-    assert [lanes.enter("hang") is not None for _ in range(2)] == [True, False]
+    assert [_enter(lanes, "slow") is not None for _ in range(3)] == [True, True, False]
+    assert [_enter(lanes, "hang") is not None for _ in range(2)] == [True, False]
     # Three threads hang or crawl; the fourth is always there for the fast one.
-    assert all(lanes.enter("fast") is not None for _ in range(5))
+    assert all(_enter(lanes, "fast") is not None for _ in range(5))
 
 
 def test_a_delivery_running_a_second_makes_a_fast_subscription_slow(clock: Clock) -> None:
     lanes = SubscriptionLanes(4)
-    lanes.leave("s", lanes.enter("s") or 0.0)
-    assert lanes.enter("s") is not None and lanes.enter("s") is not None
+    lanes.leave("s", _enter(lanes, "s") or 0.0)
+    assert _enter(lanes, "s") is not None and _enter(lanes, "s") is not None
     clock.now += 1.5  # both still running
-    assert lanes.enter("s") is None
+    assert _enter(lanes, "s") is None
 
 
 def test_deferrals_spread_out_behind_each_other(clock: Clock) -> None:
     lanes = SubscriptionLanes(4)
-    started = lanes.enter("hang") or 0.0
+    started = _enter(lanes, "hang") or 0.0
     clock.now += 3.0
     lanes.leave("hang", started)
     delays = [lanes.defer_for("hang") for _ in range(6)]
@@ -113,3 +113,8 @@ def test_slots_go_to_known_fast_subscriptions_first() -> None:
         return order
 
     assert asyncio.run(scenario()) == ["fast", "fast", "fast", "new", "new"]
+
+
+def _enter(lanes: SubscriptionLanes, key: str) -> float | None:
+    """Start a delivery of ``key`` unless its kind's share is taken: its start time, or None."""
+    return None if lanes._full(key, deliver.time.monotonic()) else lanes.start(key)

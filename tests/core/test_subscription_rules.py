@@ -109,7 +109,7 @@ def test_update_applies_and_normalises_changes(app: App) -> None:
 
 
 def test_the_api_runs_each_check_once(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
-    from asyncevents.api import subscriptions as service
+    from asyncevents.api.services import subscriptions as service
 
     calls: list[str] = []
     check = SubscriptionRules.check_recipient

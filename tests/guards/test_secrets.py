@@ -133,7 +133,7 @@ def _quiet_structlog() -> Any:
 def test_no_token_in_api_responses_or_logs(
     make_settings: Callable[..., Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from asyncevents.api.tokens import create_token
+    from asyncevents.api.services.tokens import create_token
     from asyncevents.core.log import configure_logging
 
     configure_logging("DEBUG")

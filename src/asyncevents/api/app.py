@@ -9,17 +9,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from asyncevents.api import (
-    routes_deliveries,
-    routes_events,
-    routes_ops,
-    routes_subscriptions,
-)
 from asyncevents.api.auth import authorize, bearer_secret, route_scope
-from asyncevents.api.console import install_console
+from asyncevents.api.console.pages import install_console
 from asyncevents.api.docs import install_docs
 from asyncevents.api.limits import BodyLimit, body_limit
-from asyncevents.api.metrics import metrics_registry
 from asyncevents.api.openapi import install_openapi
 from asyncevents.api.problems import (
     Problem,
@@ -28,7 +21,12 @@ from asyncevents.api.problems import (
     problem_response,
     validation_problem,
 )
-from asyncevents.api.routes_magento import install_magento
+from asyncevents.api.routes import deliveries as routes_deliveries
+from asyncevents.api.routes import events as routes_events
+from asyncevents.api.routes import ops as routes_ops
+from asyncevents.api.routes import subscriptions as routes_subscriptions
+from asyncevents.api.routes.magento import install_magento
+from asyncevents.api.services.metrics import metrics_registry
 from asyncevents.core.app import App
 
 __all__ = ["create_app"]

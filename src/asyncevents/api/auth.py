@@ -18,7 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from asyncevents.api.deps import app_of
 from asyncevents.api.problems import Problem
-from asyncevents.api.tokens import SCOPES, ApiToken, authenticate
+from asyncevents.api.services.tokens import SCOPES, ApiToken, authenticate
 
 __all__ = ["SCOPES", "ScopeCheck", "authorize", "bearer", "require", "route_scope"]
 

@@ -231,6 +231,6 @@ def migrate() -> None:
               help="Make the receiver fail the first try of each event, to show retries.")
 def demo(count: int, fail_first: bool) -> None:
     """The whole system on the embedded SQLite default, end to end."""
-    from asyncevents.demo import run_demo
+    from asyncevents.cli.demo import run_demo
 
     run_demo(count=count, fail_first=fail_first)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from asyncevents.api import tokens as repo
+from asyncevents.api.services import tokens as repo
 from asyncevents.cli.context import get_app, json_option
 from asyncevents.cli.output import console, print_json, print_table
 

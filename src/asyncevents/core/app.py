@@ -7,7 +7,6 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-from asyncevents.core import otel
 from asyncevents.core.clock import utcnow
 from asyncevents.core.delivery.deliver import Deliverer
 from asyncevents.core.delivery.dispatch import DISPATCH_SINK, Dispatcher, FilterFn
@@ -23,7 +22,7 @@ from asyncevents.core.retry.policy import RetryPolicy
 from asyncevents.core.search import compile_filter
 from asyncevents.core.settings import Settings, load_settings
 from asyncevents.core.store import GENERATE_KEY, Store, needs_secret_key, store_cipher
-from asyncevents.core.subscribing.handlers import sync_handler_subscriptions
+from asyncevents.core.subscribing.handler_sync import sync_handler_subscriptions
 from asyncevents.core.subscribing.rules import DEFAULT_GRACE, SubscriptionRules, parse_grace
 from asyncevents.core.transport import Transport
 from asyncevents.core.worker.presence import Presence
@@ -48,17 +47,12 @@ class App:
             settings = settings.model_copy(update=overrides)
         self.settings = settings
         self._plugins = plugins
-        otel.configure()  # OpenTelemetry, when the OTEL_* variables ask for it (once)
 
     @cached_property
     def plugins(self) -> Plugins:
         """The plugin manager with every enabled entry point loaded."""
         if self._plugins is None:
             self._plugins = Plugins.load(disabled=self.settings.disable_plugins)
-        tracing = otel.tracing
-        if tracing is not None and not self._plugins.manager.is_registered(tracing.plugin):
-            # The attempt spans, from the delivery hooks (core/otel/tracing.py).
-            self._plugins.manager.register(tracing.plugin, name="asyncevents.core.otel")
         return self._plugins
 
     @cached_property
@@ -121,7 +115,8 @@ class App:
     def publisher(self) -> Publisher:
         """Publishes events."""
         # The RetryManagement only when an event is delayed: publishing needs no store.
-        return Publisher(self.settings, self.catalog, self.transport, lambda: self.retries)
+        return Publisher(self.settings, self.catalog, self.transport, lambda: self.retries,
+                         self.plugins)
 
     def filter_fn(self) -> FilterFn:
         """How subscription filters are evaluated: the search engine's Python evaluator."""
@@ -143,8 +138,8 @@ class App:
         """
         if connection is None:
             return self.publisher.publish(name, data, delay=delay)
-        messages = otel.publish([self.publisher.message(name, data)],
-                                lambda ms: self.outbox.write(connection, ms, delay=delay))
+        messages = self.plugins.publish([self.publisher.message(name, data)],
+                                        lambda ms: self.outbox.write(connection, ms, delay=delay))
         return messages[0].event_id
 
     def publish_many(self, events: Iterable[tuple[str, Any]], *,
@@ -155,8 +150,9 @@ class App:
         """
         if connection is None:
             return self.publisher.publish_many(events)
-        messages = otel.publish([self.publisher.message(name, data) for name, data in events],
-                                lambda ms: self.outbox.write(connection, ms))
+        messages = self.plugins.publish(
+            [self.publisher.message(name, data) for name, data in events],
+            lambda ms: self.outbox.write(connection, ms))
         return [message.event_id for message in messages]
 
     def subscribe(self, event_name: str, recipient: str, *, sink: str = "http",
@@ -236,14 +232,16 @@ class App:
 
     def _engine(self, concurrency: int, inline_all: bool = False) -> Engine:
         deliverer = Deliverer(self.settings, self.store, self.plugins, self.retries, self.policy)
-        deliverer.guard.operational = self.publish  # circuit_opened, ...: the normal publish path
         dispatcher = Dispatcher(self.catalog, self.store, self.transport, self.retries,
                                 self.policy, self.filter_fn())
         reason = ("the queue gave up on this message: it was handed out "
                   f"{self.settings.amqp_delivery_limit} times without an ack "
                   "(a worker may have crashed on it each time)")
+        # The features on the path (receiver protection, operational events, a
+        # plugin's own); their events go out through the normal publish path.
         return Engine(dispatcher, deliverer, concurrency=concurrency, dead_reason=reason,
-                      inline_all=inline_all)
+                      inline_all=inline_all, middleware=self.plugins.middleware(),
+                      publish=self.publish)
 
     def worker(self, limits: WorkerLimits | None = None,
                retention_days: float | None = None) -> Worker:

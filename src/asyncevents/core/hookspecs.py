@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 if TYPE_CHECKING:
+    from asyncevents.core.messages import TriggerMessage
+    from asyncevents.core.pipeline import MiddlewareFactory
     from asyncevents.core.retry.base import RetryManagement
     from asyncevents.core.settings import Settings
     from asyncevents.core.sink import DeliveryRequest, DeliveryResult
@@ -51,6 +53,24 @@ def retry_management(
     schedule. ``transport.native_delays`` tells whether the transport can
     hold a message back itself (``transport.enqueue(message, delay=...)``).
     """
+
+
+@hookspec
+def register_middleware(register: Callable[[MiddlewareFactory], None]) -> None:
+    """Register pipeline middleware: ``register(factory)``, where ``factory(context)``
+    builds a :class:`~asyncevents.core.pipeline.Middleware` for each engine
+    (or returns None). Its methods run on the engine's event loop, batch by batch:
+    ``before_attempts(batch)`` may hold deliveries back or refuse them,
+    ``after_attempts(batch, settled)`` sees what was recorded, before the ack."""
+
+
+@hookspec(firstresult=True)
+def publish_messages(
+    messages: Sequence[TriggerMessage], send: Callable[[Sequence[TriggerMessage]], None]
+) -> Sequence[TriggerMessage] | None:
+    """Send ``messages`` by calling ``send`` yourself, around it what you need (a producer
+    span per event); return the messages as sent (they may carry a trace context), or None
+    to pass (then the core calls ``send``). The first plugin that answers wins."""
 
 
 @hookspec

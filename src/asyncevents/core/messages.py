@@ -11,7 +11,7 @@ The wire format is a JSON object per route::
     deliver  {"delivery_id", "deaths", "replay"}
 
 Either may also carry the W3C trace context of the span that sent it
-(``traceparent``, ``tracestate``: see :mod:`asyncevents.core.otel`), left out
+(``traceparent``, ``tracestate``: see :mod:`asyncevents.features.otel`), left out
 of the body when there is none, so workers of either version read both.
 
 ``queue`` is the named queue a message travels on (:mod:`.routing`), also left

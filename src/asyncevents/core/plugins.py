@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import importlib.metadata as md
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pluggy
 
 from asyncevents.core import hookspecs
+from asyncevents.core.messages import TriggerMessage
+from asyncevents.core.pipeline import MiddlewareFactory
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import Sink
 from asyncevents.core.transport import Transport, safe_url, scheme_of
@@ -18,6 +20,7 @@ from asyncevents.errors import ConfigError, UnknownSink
 __all__ = ["ENTRY_POINT_GROUP", "PluginFailure", "Plugins", "SinkInfo"]
 
 ENTRY_POINT_GROUP = "asyncevents"
+_M = TypeVar("_M", bound=TriggerMessage)
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,26 @@ class Plugins:
             raise ConfigError(f"unsupported transport {scheme!r} in {safe_url(url)!r}; "
                               f"installed transports: {known}")
         return found[scheme](settings)
+
+    def publish(self, messages: Sequence[_M], send: Callable[[Sequence[_M]], None]
+                ) -> Sequence[_M]:
+        """``send(messages)``, through the ``publish_messages`` hook when a plugin answers it
+        (a producer span per event); the messages as sent."""
+        if not self.manager.hook.publish_messages.get_hookimpls():
+            send(messages)
+            return messages
+        sent = self.manager.hook.publish_messages(messages=messages, send=send)
+        if sent is None:
+            send(messages)
+            return messages
+        return cast("Sequence[_M]", sent)
+
+    def middleware(self) -> list[MiddlewareFactory]:
+        """The pipeline's middleware factories, in the order their plugins registered them."""
+        found: list[MiddlewareFactory] = []
+        for impl in reversed(self.manager.hook.register_middleware.get_hookimpls()):
+            impl.function(register=found.append)
+        return found
 
     def events(self) -> list[tuple[str, Any]]:
         """Event definitions registered in code by ``register_events``."""

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PRIVATE_KEY_PREFIX",
     "PUBLIC_KEY_PREFIX",
+    "PYTHON_SINK",
     "RESERVED_HEADERS",
     "SECRET_PREFIX",
     "DeliveryRequest",
@@ -57,6 +58,9 @@ __all__ = [
     "signature_header",
     "signing_key",
 ]
+
+PYTHON_SINK = "python"
+"""The sink of handler subscriptions; its recipients are import paths ``module:qualname``."""
 
 
 @dataclass(frozen=True)

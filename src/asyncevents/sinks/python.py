@@ -18,9 +18,8 @@ from typing import Any, ClassVar
 
 from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.settings import Settings
-from asyncevents.core.sink import DeliveryRequest, DeliveryResult
+from asyncevents.core.sink import PYTHON_SINK, DeliveryRequest, DeliveryResult
 from asyncevents.core.subscribing.handlers import (
-    PYTHON_SINK,
     Event,
     HandlerGone,
     HandlerSpec,

@@ -6,8 +6,9 @@ loop: asynchronous sinks (``deliver_async``) are awaited there, synchronous
 ones (third-party sinks included) run in the engine's sink threads. The
 outcomes are then written in one transaction, retries scheduled, and only
 then does the worker ack the messages: a crash before that sends them again.
-Circuits, limits, ordering and the operational events are the
-:class:`~asyncevents.core.delivery.admission.Guard`'s, asked before and told after.
+Features that act on the attempts (receiver protection, operational events, a
+plugin's quota) are the pipeline's middleware
+(:mod:`~asyncevents.core.pipeline`), asked before and told after.
 """
 
 from __future__ import annotations
@@ -18,26 +19,27 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
 from asyncevents.core.clock import utcnow
-from asyncevents.core.delivery.admission import Guard, Settled
 from asyncevents.core.delivery.lanes import Slots, SubscriptionLanes
 from asyncevents.core.messages import DeliverMessage
-from asyncevents.core.models import Delivery, DeliveryStatus, Subscription
+from asyncevents.core.models import DeliveryStatus, Subscription
+from asyncevents.core.pipeline import Batch, Job, Pipeline, Settled
 from asyncevents.core.plugins import Plugins
 from asyncevents.core.retry.base import RetryManagement
 from asyncevents.core.retry.outage import through_outage
 from asyncevents.core.retry.policy import RetryPolicy
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult, Sink
-from asyncevents.core.store import Admission, NewAttempt, Store
+from asyncevents.core.store import NewAttempt, Store
 from asyncevents.errors import PermanentSinkError, RetryableSinkError, UnknownSink
 
 if TYPE_CHECKING:
-    from asyncevents.core.delivery.engine import Threads
+    from asyncevents.core.delivery.threads import Threads
 
 __all__ = ["Deliverer", "Job", "call_sink", "call_sink_async"]
 
@@ -45,15 +47,6 @@ log = structlog.get_logger("asyncevents.deliver")
 
 _ERROR_LIMIT = 1000
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class Job:
-    """One delivery to attempt, with the message that asked for it."""
-
-    message: DeliverMessage
-    delivery: Delivery
-    subscription: Subscription | None
 
 
 @dataclass
@@ -69,6 +62,25 @@ class _Done:
     #: the receiver's health).
     counted: bool = True
 
+
+@dataclass(frozen=True)
+class _Deferred:
+    """A delivery put back in line for ``seconds``, no attempt used (held, or over its share)."""
+
+    job: Job
+    seconds: float
+
+
+class _Unattempted(Enum):
+    """A delivery left alone: already final (a duplicate message, done), or not started
+    because the worker stops (its message goes back to the queue)."""
+
+    FINAL = "final"
+    STOPPING = "stopping"
+
+
+#: What became of one job of a batch.
+_Attempt = _Done | _Deferred | _Unattempted
 
 #: Seconds between two looks of a disabled subscription's waiting delivery at its state.
 _DISABLED_WAIT = 15.0
@@ -130,8 +142,8 @@ class Deliverer:
         self.stopping = threading.Event()
         self._hooked = bool(plugins.hook.before_delivery.get_hookimpls()
                             or plugins.hook.after_delivery.get_hookimpls())
-        #: Circuits, limits, ordering and operational events.
-        self.guard = Guard(settings, store)
+        #: The features on the path (set by the engine): asked before, told after.
+        self.pipeline = Pipeline([])
 
     def use_slots(self, slots: int) -> None:
         """Tell the deliverer how many deliveries its worker runs at once."""
@@ -174,41 +186,36 @@ class Deliverer:
         log.error("delivery given up by the queue, recorded as dead", delivery_id=delivery.id,
                   event_id=delivery.event_id, error=reason)
 
-    def is_slow(self, subscription_id: str) -> bool:
-        """True when this subscription's recent deliveries took a second or more."""
-        return self.lanes.is_slow(subscription_id)
-
     async def attempt_many(self, jobs: Sequence[Job], threads: Threads) -> list[bool]:
         """Attempt every job at once (up to the slots), record them; True where recorded.
 
         A job already final (a duplicate message) needs nothing and counts as
-        done; one the lanes hold back is scheduled again without an attempt.
+        done; one the lanes or the pipeline's middleware hold back is scheduled
+        again without an attempt.
         """
         if self._slots is None:
             self._slots = Slots(self.lanes)
-        admission = await self.guard.admit([(j.delivery, j.subscription) for j in jobs],
-                                           threads)
-        settled = await asyncio.gather(*(self._attempt(job, threads, admission)
-                                         for job in jobs))
+        batch = Batch(jobs)
+        await self.pipeline.before_attempts(batch)
+        settled = await asyncio.gather(*(self._attempt(job, threads, batch) for job in jobs))
         done = [d for d in settled if isinstance(d, _Done)]
-        deferred = [(job, delay) for job, delay in
-                    (d for d in settled if isinstance(d, tuple))]
-        released = sorted(admission.admitted)  # max_in_flight permits given back after
-        if not done and not deferred and not released:
-            return [outcome is not False for outcome in settled]
-        recorded = await threads.io(self._record_all, done, deferred, released)
+        deferred = [d for d in settled if isinstance(d, _Deferred)]
+        if not done and not deferred and not any(batch.notes.values()):
+            return [outcome is not _Unattempted.STOPPING for outcome in settled]
+        recorded, told = await threads.io(self._record_all, done, deferred)
+        await self.pipeline.after_attempts(batch, told)
         by_job = {id(d.job): ok for d, ok in zip(done, recorded, strict=True)}
-        return [False if outcome is False else by_job.get(id(job), True)
+        return [False if outcome is _Unattempted.STOPPING else by_job.get(id(job), True)
                 for job, outcome in zip(jobs, settled, strict=True)]
 
     async def _attempt(self, job: Job, threads: Threads,
-                       admission: Admission) -> _Done | tuple[Job, float] | bool | None:
+                       batch: Batch) -> _Attempt:
         delivery, subscription = job.delivery, job.subscription
         if delivery.status in ("delivered", "dead"):
             # A duplicate message (redelivery after a crash): the work is done.
             log.info("delivery already final, message dropped", delivery_id=delivery.id,
                      status=delivery.status)
-            return None
+            return _Unattempted.FINAL
         started = utcnow()
         if subscription is None:
             # Nothing to deliver to, ever: dead and visible, not requeued forever.
@@ -227,32 +234,31 @@ class Deliverer:
         if not subscription.active and not subscription.deleted:
             # Disabled (by hand, by 410 Gone, or for failing too long): its deliveries
             # wait, visible, without an attempt, and resume once it is enabled again.
-            return job, _DISABLED_WAIT
+            return _Deferred(job, _DISABLED_WAIT)
         if not subscription.active:
             return _Done(job, DeliveryResult.failed("subscription is disabled or deleted",
                                                     retryable=False), started, 0.0, request,
                          counted=False)
-        if self.guard.about_itself(delivery, subscription):
-            # No loops: a subscription never receives operational events about itself.
-            return _Done(job, DeliveryResult.failed(
-                "not sent: an operational event about this subscription itself",
-                retryable=False), started, 0.0, request, counted=False)
-        wait = self.guard.wait(delivery, subscription, admission)
-        if wait is not None:  # over a limit, ordered, or the circuit is open: no attempt used
-            return job, wait
+        refused = batch.refusals.get(delivery.id)
+        if refused is not None:  # a middleware's rule: dead, its sink never called
+            return _Done(job, DeliveryResult.failed(refused, retryable=False), started, 0.0,
+                         request, counted=False)
+        wait = batch.holds.get(delivery.id)
+        if wait is not None:  # a middleware holds it back (a limit, a circuit): no attempt used
+            return _Deferred(job, wait)
         assert self._slots is not None
         key = subscription.id
         # A slow subscription over its share leaves the batch at once (deferred,
         # no attempt) rather than wait for a slot; the slots go to the fast
         # subscriptions first (see Slots).
         if self.lanes.must_defer(key):
-            return job, self.lanes.defer_for(key)
+            return _Deferred(job, self.lanes.defer_for(key))
         fast = await self._slots.acquire(key)
         try:
             if self.stopping.is_set():
-                return False  # the worker stops: not started, requeued
+                return _Unattempted.STOPPING  # the worker stops: requeued
             if not fast and self.lanes.must_defer(key):
-                return job, self.lanes.defer_for(key)  # found slow while it waited
+                return _Deferred(job, self.lanes.defer_for(key))  # found slow meanwhile
             lane = self.lanes.start(key)
             started = utcnow()
             clock = time.perf_counter()
@@ -288,9 +294,10 @@ class Deliverer:
             return await call_sink_async(sink, request), True
         return await threads.sink(call_sink, sink, request), True
 
-    def _record_all(self, done: list[_Done], deferred: list[tuple[Job, float]],
-                    released: Sequence[str] = ()) -> list[bool]:
-        """Write the attempts in one transaction, then schedule what comes back later."""
+    def _record_all(self, done: list[_Done], deferred: list[_Deferred]
+                    ) -> tuple[list[bool], list[Settled]]:
+        """Write the attempts in one transaction, then schedule what comes back later;
+        what was recorded, for the pipeline's ``after_attempts``."""
         writes: list[tuple[str, NewAttempt]] = []
         retries: list[tuple[DeliverMessage, float] | None] = []
         for item in done:
@@ -319,23 +326,19 @@ class Deliverer:
                 self._hold(lambda r=retry: self.retries.schedule(*r), retrying)  # type: ignore[misc]
             self._report(item, attempt, number, retry)
             recorded.append(True)
-        for job, delay in deferred:
-            self._hold(lambda j=job, d=delay: self.retries.schedule(j.message, d),  # type: ignore[misc]
+        for later in deferred:
+            self._hold(lambda d=later: self.retries.schedule(d.job.message, d.seconds),  # type: ignore[misc]
                        retrying)
-            log.debug("delivery deferred (slow subscription at its share, or circuit open)",
-                      delivery_id=job.delivery.id, retry_in=delay)
-        self._after(done, writes, numbers, released)
-        return recorded
-
-    def _after(self, done: list[_Done], writes: list[tuple[str, NewAttempt]],
-               numbers: Sequence[int | None], released: Sequence[str]) -> None:
-        """Tell the guard what was recorded (health, operational events)."""
-        settled = [Settled(item.job.delivery, item.job.subscription, item.result.success,
-                           attempt.error, item.started, attempt.status, number, item.counted,
-                           gone=item.result.disable_subscription)
-                   for item, (_, attempt), number in zip(done, writes, numbers, strict=True)
-                   if number is not None and item.job.subscription is not None]
-        self.guard.after(settled, released)
+            log.debug("delivery deferred (held back, or a slow subscription at its share)",
+                      delivery_id=later.job.delivery.id, retry_in=later.seconds)
+        told = [Settled(item.job.delivery, item.job.subscription, item.result.success,
+                        attempt.error, item.started, attempt.status, number, item.counted,
+                        gone=item.result.disable_subscription, duration_ms=item.duration_ms,
+                        status_code=item.result.status_code,
+                        retryable=item.result.retryable)
+                for item, (_, attempt), number in zip(done, writes, numbers, strict=True)
+                if number is not None and item.job.subscription is not None]
+        return recorded, told
 
     def _decide(self, item: _Done) -> tuple[NewAttempt, tuple[DeliverMessage, float] | None]:
         """The attempt row for one outcome, and the retry it calls for."""

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import Any
 
 import structlog
 
 from asyncevents.core.clock import utcnow
-from asyncevents.core.delivery.deliver import Job
-from asyncevents.core.delivery.lanes import SubscriptionLanes
 from asyncevents.core.events.catalog import Catalog
 from asyncevents.core.events.patterns import matches
 from asyncevents.core.events.routing import Router
 from asyncevents.core.messages import DeliverMessage, TriggerMessage
 from asyncevents.core.models import Subscription
+from asyncevents.core.pipeline import Job
 from asyncevents.core.retry.base import RetryManagement
 from asyncevents.core.retry.policy import RetryPolicy
 from asyncevents.core.store import EventTargets, NewAttempt, Store
@@ -50,15 +49,13 @@ class Dispatcher:
 
     def __init__(self, catalog: Catalog, store: Store, transport: Transport,
                  retries: RetryManagement, policy: RetryPolicy,
-                 filter_fn: FilterFn | None = None,
-                 lanes: SubscriptionLanes | None = None) -> None:
+                 filter_fn: FilterFn | None = None) -> None:
         self.catalog = catalog
         self.store = store
         self.transport = transport
         self.retries = retries
         self.policy = policy
         self.filter_fn = filter_fn
-        self.lanes = lanes or SubscriptionLanes()
         # Each delivery's queue, by event name and sink ([routing]).
         self.router = Router(transport.settings.routing)
         self._lock = threading.Lock()
@@ -100,13 +97,14 @@ class Dispatcher:
             found.append(sub)
         return found
 
-    def handle_many(self, messages: Sequence[TriggerMessage], inline: int) -> list[list[Job]]:
+    def handle_many(self, messages: Sequence[TriggerMessage], inline: int,
+                    slow: Container[str] = frozenset()) -> list[list[Job]]:
         """Dispatch a batch of events; for each, the deliveries to attempt right away.
 
         Safe to repeat: deliveries are unique per (event, subscription), and
         only pending ones are sent again. All deliveries of the batch are
         written in one statement; of each event's pending deliveries, up to
-        ``inline`` whose subscriptions are not known to be slow come back to
+        ``inline`` whose subscriptions are not in ``slow`` come back to
         be attempted by the caller (no second trip through the queue), and the
         others go to the delivery queue, all in one batch.
         """
@@ -132,7 +130,7 @@ class Dispatcher:
             # that already ran or waits for its retry.
             pending = [d for d in deliveries if d.status == "pending"]
             now: list[Job] = []
-            # Each copy carries the event's trace context (see core/otel), if any.
+            # Each copy carries the event's trace context (see features/otel), if any.
             trace, state = message.traceparent, message.tracestate
             for delivery in pending:
                 # Its routed queue: its retries go there, and a delivery routed
@@ -140,7 +138,7 @@ class Dispatcher:
                 queue = self.router.deliver_queue(message.name,
                                                   subs[delivery.subscription_id].sink)
                 if (len(now) < inline and queue == message.queue
-                        and not self.lanes.is_slow(delivery.subscription_id)):
+                        and delivery.subscription_id not in slow):
                     now.append(Job(DeliverMessage(delivery.id, traceparent=trace,
                                                   tracestate=state, queue=queue), delivery,
                                    subs[delivery.subscription_id]))

@@ -19,70 +19,51 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from concurrent.futures import Future
 
 import structlog
 
-from asyncevents.core import otel
-from asyncevents.core.delivery.deliver import Deliverer, Job
+from asyncevents.core.delivery.deliver import Deliverer
 from asyncevents.core.delivery.dispatch import Dispatcher
 from asyncevents.core.delivery.outcome import Settle
+from asyncevents.core.delivery.threads import Threads
 from asyncevents.core.messages import DeliverMessage, Message, TriggerMessage
+from asyncevents.core.pipeline import (
+    Job,
+    Middleware,
+    MiddlewareFactory,
+    Pipeline,
+    PipelineContext,
+    Publish,
+)
 from asyncevents.core.transport import describe
 from asyncevents.errors import NotFound
 
-__all__ = ["Engine", "Item", "Threads"]
+__all__ = ["Engine", "Item"]
 
 log = structlog.get_logger("asyncevents.worker")
 
 #: A message to handle, and whether the transport gave up on it (record it as dead).
 Item = tuple[Message, bool]
 
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
 # A handler that failed waits this long before its message is requeued, so a
 # database outage does not turn into a hot loop.
 _FAILED_PAUSE = 1.0
-_IO_THREADS = 4
 #: Deliveries of one event attempted by the batch that dispatched it, at least.
 INLINE_FANOUT = 100
-
-
-class Threads:
-    """The engine's thread pools: blocking I/O (store, broker) and synchronous sinks."""
-
-    def __init__(self, sink_threads: int) -> None:
-        self._io = ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="asyncevents-io")
-        self._sinks = ThreadPoolExecutor(max(1, sink_threads),
-                                         thread_name_prefix="asyncevents-sink")
-
-    async def io(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        """Run a store or broker call in an I/O thread."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self._io, lambda: fn(*args, **kwargs))
-
-    async def sink(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        """Run a synchronous sink's call in a sink thread."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self._sinks, lambda: fn(*args, **kwargs))
-
-    def shutdown(self) -> None:
-        """Wait for the running calls and stop the threads."""
-        self._io.shutdown(wait=True)
-        self._sinks.shutdown(wait=True)
 
 
 class Engine:
     """Handles batches of messages for a worker (or, for ``sync://``, for the publisher)."""
 
     def __init__(self, dispatcher: Dispatcher, deliverer: Deliverer, *, concurrency: int,
-                 dead_reason: str = "", inline_all: bool = False) -> None:
+                 dead_reason: str = "", inline_all: bool = False,
+                 middleware: Sequence[MiddlewareFactory] = (),
+                 publish: Publish | None = None) -> None:
         self.dispatcher = dispatcher
         self.deliverer = deliverer
         self.concurrency = max(1, concurrency)
         deliverer.use_slots(self.concurrency)
-        dispatcher.lanes = deliverer.lanes
         self.dead_reason = dead_reason
         # How many of an event's deliveries its dispatch attempts itself (no
         # trip through the queue and back: a fan-out to 100 subscriptions is
@@ -91,6 +72,10 @@ class Engine:
         # transports take them all.
         self.inline = 1_000_000 if inline_all else max(self.concurrency, INLINE_FANOUT)
         self.threads = Threads(self.concurrency)
+        context = PipelineContext(deliverer.settings, deliverer.store, self.threads.io, publish)
+        made = (factory(context) for factory in middleware)
+        self.pipeline = Pipeline([m for m in made if isinstance(m, Middleware)])
+        deliverer.pipeline = self.pipeline
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -139,28 +124,25 @@ class Engine:
         with self._lock:
             loop, thread, self._loop = self._loop, self._thread, None
         if loop is not None and thread is not None:
-            asyncio.run_coroutine_threadsafe(self.deliverer.aclose(), loop).result(timeout=30)
+            asyncio.run_coroutine_threadsafe(self._aclose(), loop).result(timeout=30)
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=30)
             loop.close()
         else:
-            asyncio.run(self.deliverer.aclose())
+            asyncio.run(self._aclose())
         self.threads.shutdown()
-        self.deliverer.guard.flush()  # the successes held back for the health rows
+
+    async def _aclose(self) -> None:
+        await self.pipeline.close()  # the middleware writes what it held back
+        await self.deliverer.aclose()
 
     def idle(self) -> None:
-        """Write the successes held back a second from the health rows (from any thread).
-
-        The worker's housekeeping calls it; the write goes through the
-        engine's loop, as the batches' records do. Nothing to do before the
-        loop has run.
-        """
+        """Tell the pipeline the worker is idle (from any thread; run on the engine's loop)."""
         with self._lock:
             loop = self._loop
         if loop is None:
             return
-        flush = self.threads.io(self.deliverer.guard.flush, 1.0)
-        asyncio.run_coroutine_threadsafe(flush, loop).result(timeout=30)
+        asyncio.run_coroutine_threadsafe(self.pipeline.idle(), loop).result(timeout=30)
 
     async def run(self, items: Sequence[Item], strict: bool = False) -> list[Settle]:
         """Handle a batch: dispatch, attempts, records; each message's outcome.
@@ -187,8 +169,6 @@ class Engine:
         if delivers:
             await self._load(delivers, outcomes, jobs, strict)
         if jobs:
-            if otel.tracing is not None:  # the attempt spans' parents (the delivery hooks)
-                otel.tracing.expect(j for _, j in jobs)
             try:
                 recorded = await self.deliverer.attempt_many([j for _, j in jobs],
                                                              self.threads)
@@ -208,14 +188,15 @@ class Engine:
                         outcomes: list[Settle], jobs: list[tuple[int, Job]],
                         strict: bool) -> None:
         messages = [m for _, m in triggers]
-        # With tracing on, a span per event; the messages dispatched carry its context.
-        traced = otel.tracing.dispatching(messages) if otel.tracing is not None else None
+        # The middleware may replace the messages (tracing: ones that carry a span's context).
+        told = self.pipeline.dispatching(messages)
         try:
+            # The lanes are the loop's: dispatch, in an I/O thread, gets what they say now.
             found = await self.threads.io(self.dispatcher.handle_many,
-                                          traced.messages if traced else messages, self.inline)
+                                          told.messages if told else messages, self.inline,
+                                          self.deliverer.lanes.slow_ids())
         except Exception as exc:
-            if traced is not None:
-                traced.end(exc)
+            self.pipeline.dispatched(told, exc)
             if strict:
                 raise
             if len(triggers) == 1:
@@ -227,8 +208,7 @@ class Engine:
             for pair in triggers:
                 await self._dispatch([pair], outcomes, jobs, strict)
             return
-        if traced is not None:
-            traced.end()
+        self.pipeline.dispatched(told, None)
         for (i, _), now in zip(triggers, found, strict=True):
             jobs.extend((i, job) for job in now)
 

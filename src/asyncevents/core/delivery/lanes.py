@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import threading
 import time
 from collections import deque
 
@@ -17,6 +16,9 @@ _DEFER_MAX = 60.0
 
 class SubscriptionLanes:
     """Keeps slow subscriptions from taking every delivery slot of a worker.
+
+    Owned by the engine's event loop, like the slots: no other thread reads it
+    (dispatch, in an I/O thread, is handed :meth:`slow_ids` instead).
 
     A subscription is fast once its recent deliveries took under a second
     and none has been running (or waiting for a slot) that long, and slow
@@ -34,7 +36,6 @@ class SubscriptionLanes:
 
     def __init__(self, slots: int = 0) -> None:
         self.slots = slots
-        self._lock = threading.Lock()
         self._running: dict[str, list[float]] = {}
         self._typical: dict[str, float] = {}  # moving average of durations, seconds
         self._deferred: dict[str, list[float]] = {}  # when deferred deliveries come back
@@ -44,10 +45,15 @@ class SubscriptionLanes:
         return self._typical.get(key, 0.0) >= SLOW or bool(
             running and now - running[0] >= SLOW)
 
+    def slow_ids(self) -> frozenset[str]:
+        """The subscriptions slow now: what dispatch leaves to the delivery queue."""
+        now = time.monotonic()
+        keys = self._typical.keys() | self._running.keys()
+        return frozenset(key for key in keys if self._slow(key, now))
+
     def is_slow(self, key: str) -> bool:
         """True when subscription ``key`` is slow now (see the class docstring)."""
-        with self._lock:
-            return self._slow(key, time.monotonic())
+        return self._slow(key, time.monotonic())
 
     def _fast(self, key: str, now: float) -> bool:
         return key in self._typical and not self._slow(key, now)
@@ -67,8 +73,7 @@ class SubscriptionLanes:
 
     def is_known_fast(self, key: str) -> bool:
         """True once ``key``'s deliveries have proved quick (and none runs long now)."""
-        with self._lock:
-            return self._fast(key, time.monotonic())
+        return self._fast(key, time.monotonic())
 
     def must_defer(self, key: str) -> bool:
         """True when ``key`` is slow and its kind's share of the slots is taken.
@@ -77,48 +82,35 @@ class SubscriptionLanes:
         for a slot of the shared part instead (see ``shared``).
         """
         now = time.monotonic()
-        with self._lock:
-            return self._slow(key, now) and self._full(key, now)
+        return self._slow(key, now) and self._full(key, now)
 
     def start(self, key: str) -> float:
         """Count a delivery of ``key`` as running from now; its start time for ``leave``."""
         now = time.monotonic()
-        with self._lock:
-            self._running.setdefault(key, []).append(now)
+        self._running.setdefault(key, []).append(now)
         return now
 
-    def enter(self, key: str) -> float | None:
-        """Start a delivery for subscription ``key``: its start time, or None to defer it."""
-        now = time.monotonic()
-        with self._lock:
-            if self._full(key, now):
-                return None
-            self._running.setdefault(key, []).append(now)
-            return now
-
     def leave(self, key: str, started: float) -> None:
-        """A delivery that ``enter`` started is over."""
+        """A delivery that ``start`` started is over."""
         took = time.monotonic() - started
-        with self._lock:
-            running = self._running.get(key, [])
-            if started in running:
-                running.remove(started)
-            if not running:
-                self._running.pop(key, None)
-            before = self._typical.get(key)
-            self._typical[key] = took if before is None else 0.7 * before + 0.3 * took
+        running = self._running.get(key, [])
+        if started in running:
+            running.remove(started)
+        if not running:
+            self._running.pop(key, None)
+        before = self._typical.get(key)
+        self._typical[key] = took if before is None else 0.7 * before + 0.3 * took
 
     def defer_for(self, key: str) -> float:
         """Seconds to put a deferred delivery of ``key`` back for (and count it as waiting)."""
         now = time.monotonic()
-        with self._lock:
-            waiting = [t for t in self._deferred.get(key, ()) if t > now]
-            typical = max(self._typical.get(key, 0.5), 0.5)
-            delay = min(_DEFER_MAX, typical * (1 + len(waiting) // max(1, self.slots // 2)))
-            # Whole half-seconds, then whole 5 s: few distinct RabbitMQ delay queues.
-            delay = math.ceil(delay * 2) / 2 if delay < 10 else math.ceil(delay / 5) * 5
-            waiting.append(now + delay)
-            self._deferred[key] = waiting
+        waiting = [t for t in self._deferred.get(key, ()) if t > now]
+        typical = max(self._typical.get(key, 0.5), 0.5)
+        delay = min(_DEFER_MAX, typical * (1 + len(waiting) // max(1, self.slots // 2)))
+        # Whole half-seconds, then whole 5 s: few distinct RabbitMQ delay queues.
+        delay = math.ceil(delay * 2) / 2 if delay < 10 else math.ceil(delay / 5) * 5
+        waiting.append(now + delay)
+        self._deferred[key] = waiting
         return delay
 
 

@@ -7,11 +7,11 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from asyncevents.core import otel
 from asyncevents.core.clock import utcnow
 from asyncevents.core.events.catalog import Catalog
 from asyncevents.core.events.routing import Router
 from asyncevents.core.messages import TriggerMessage
+from asyncevents.core.plugins import Plugins
 from asyncevents.core.retry.base import RetryManagement
 from asyncevents.core.settings import Settings
 from asyncevents.core.transport import Transport
@@ -44,8 +44,9 @@ class Publisher:
     """
 
     def __init__(self, settings: Settings, catalog: Catalog, transport: Transport,
-                 retries: Callable[[], RetryManagement]) -> None:
+                 retries: Callable[[], RetryManagement], plugins: Plugins) -> None:
         self.settings = settings
+        self.plugins = plugins
         self.catalog = catalog
         self.transport = transport
         self.retries = retries
@@ -73,8 +74,8 @@ class Publisher:
             self.catalog.check_data(name, payload)
             messages.append(TriggerMessage(str(uuid.uuid4()), name, payload, now,
                                            queue=self.router.trigger_queue(name)))
-        # A producer span per event when tracing is on (core/otel); else just the send.
-        otel.publish(messages, self.transport.enqueue_many)
+        # Through the publish_messages hook (a producer span per event when tracing is on).
+        self.plugins.publish(messages, self.transport.enqueue_many)
         return [message.event_id for message in messages]
 
     def publish(self, name: str, data: Any, *, delay: float | None = None) -> str:
@@ -93,6 +94,6 @@ class Publisher:
             else:
                 self.transport.enqueue(messages[0])
 
-        # A producer span around the send when tracing is on (core/otel).
-        otel.publish([message], send)
+        # Through the publish_messages hook (a producer span when tracing is on).
+        self.plugins.publish([message], send)
         return message.event_id

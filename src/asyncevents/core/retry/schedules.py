@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -39,25 +40,31 @@ class TransportDelays:
     def __init__(self, transport: Transport) -> None:
         self.transport = transport
         # What this process parked: enough for --max-idle-time to wait for its
-        # own retries where the transport cannot tell (RabbitMQ).
+        # own retries where the transport cannot tell (RabbitMQ). The engine's I/O
+        # threads add to it while the worker's checks read it: one lock.
         self._due: list[float] = []
+        self._due_lock = threading.Lock()
 
     def schedule(self, message: Message, delay: float) -> None:
         """Enqueue ``message`` with ``delay``."""
         self.transport.enqueue(message, delay=max(0.0, delay))
         if delay > 0:
-            self._due.append(time.monotonic() + delay)
+            with self._due_lock:
+                self._due.append(time.monotonic() + delay)
 
     def pump(self) -> int:
         """The transport moves due messages itself."""
         now = time.monotonic()
-        self._due = [t for t in self._due if t > now]
+        with self._due_lock:
+            self._due = [t for t in self._due if t > now]
         return 0
 
     def seconds_until_due(self) -> float | None:
         """The transport's answer, or else when the next message parked here comes back."""
         self.pump()
-        candidates = [max(0.0, min(self._due) - time.monotonic())] if self._due else []
+        with self._due_lock:
+            soonest = min(self._due) if self._due else None
+        candidates = [max(0.0, soonest - time.monotonic())] if soonest is not None else []
         told = self.transport.seconds_until_due()
         if told is not None:
             candidates.append(told)

@@ -11,8 +11,8 @@
 A handler is declared by a module that ``handler_modules`` names in
 asyncevents.toml (every ``@handler`` in it and in the submodules it imports),
 or by a plugin's ``register_handlers(register)`` hook. When a worker starts,
-:func:`sync_handler_subscriptions` makes each declared handler a subscription
-with sink ``python`` and, as its recipient, the handler's import path
+:mod:`~asyncevents.core.subscribing.handler_sync` makes each declared handler
+a subscription with sink ``python`` and, as its recipient, the handler's import path
 ``module:qualname``: created when missing, brought in line with the code
 (pattern, filter, retry policy) when changed, never switched on or off
 (``active`` is the operator's). From then on a handler gets what a webhook
@@ -28,7 +28,6 @@ fail as retryable and end ``dead``, replayable once the handler is back.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 import sys
@@ -40,12 +39,10 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asyncevents.core.log import get_logger
-from asyncevents.core.sink import DeliveryRequest
-from asyncevents.errors import AsyncEventsError, ConfigError, UnknownSink
+from asyncevents.core.sink import PYTHON_SINK, DeliveryRequest
+from asyncevents.errors import AsyncEventsError, ConfigError
 
 if TYPE_CHECKING:
-    from asyncevents.core.app import App
-    from asyncevents.core.models import Subscription
     from asyncevents.core.plugins import Plugins
     from asyncevents.core.settings import Settings
 
@@ -54,18 +51,14 @@ __all__ = [
     "Event",
     "HandlerGone",
     "HandlerSpec",
-    "HandlerSync",
     "declared_handlers",
     "handler",
     "handler_of",
     "load_handler",
-    "sync_handler_subscriptions",
 ]
 
 log = get_logger("asyncevents.handlers")
 
-PYTHON_SINK = "python"
-"""The sink of handler subscriptions; its recipients are import paths ``module:qualname``."""
 
 _MARK = "__asyncevents_handler__"
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -264,127 +257,3 @@ def declared_handlers(settings: Settings, plugins: Plugins) -> list[HandlerSpec]
     for spec in sources:
         found.setdefault(spec.path, spec)
     return [found[path] for path in sorted(found)]
-
-
-@dataclass
-class HandlerSync:
-    """What :func:`sync_handler_subscriptions` did, by handler path."""
-
-    created: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    gone: list[str] = field(default_factory=list)
-    undeclared: list[str] = field(default_factory=list)
-
-
-def _check(app: App, spec: HandlerSpec) -> None:
-    from asyncevents.core.subscribing.rules import SubscriptionRules
-
-    rules = SubscriptionRules(app.settings, app.catalog, app.plugins)
-    try:
-        app.catalog.check_subscribe(spec.event_name)
-        rules.check_filter(spec.filter)
-        rules.check_retry_policy(spec.retry_policy)
-    except AsyncEventsError as exc:
-        what = f"{exc.field} " if exc.field else ""
-        raise ConfigError(f"handler {spec.path}: {what}{exc}") from None
-
-
-def _changes(spec: HandlerSpec, sub: Subscription) -> dict[str, Any]:
-    wanted = {"event_name": spec.event_name, "filter": spec.filter,
-              "retry_policy": spec.retry_policy}
-    current = {"event_name": sub.event_name, "filter": sub.filter,
-               "retry_policy": sub.retry_policy}
-    return {key: value for key, value in wanted.items() if current[key] != value}
-
-
-def _python_subscriptions(app: App) -> dict[str, list[Subscription]]:
-    # Pages, oldest first, without their tokens: python subscriptions have none,
-    # and a worker must not stop here over another subscription's token.
-    found: dict[str, list[Subscription]] = {}
-    after: tuple[datetime, str] | None = None
-    while True:
-        page = app.store.subscriptions_page(limit=500, after=after, sink=PYTHON_SINK)
-        for sub in page:
-            found.setdefault(sub.recipient, []).append(sub)
-        if len(page) < 500:
-            return found
-        after = (page[-1].created_at, page[-1].id)
-
-
-def sync_handler_subscriptions(app: App) -> HandlerSync:
-    """Create or update the python subscription of every declared handler (worker start).
-
-    Idempotent, keyed by the handler's import path (the recipient). Checks
-    every handler first (its pattern against the catalog, its filter and
-    retry policy) and raises ``ConfigError`` naming it. Python subscriptions
-    of handlers no longer declared are left as they are, with a warning.
-    """
-    handlers = declared_handlers(app.settings, app.plugins)
-    report = HandlerSync()
-    if handlers:
-        try:
-            app.plugins.sink_info(PYTHON_SINK)
-        except UnknownSink as exc:
-            raise ConfigError(f"handlers are declared but the python sink is not available "
-                              f"({exc}); is it blocked by ASYNCEVENTS_DISABLE_PLUGINS?"
-                              ) from None
-        for spec in handlers:
-            _check(app, spec)
-    existing = _python_subscriptions(app)
-    for spec in handlers:
-        subs = existing.get(spec.path, [])
-        if not subs:
-            app.store.create_subscription(
-                event_name=spec.event_name, sink=PYTHON_SINK, recipient=spec.path, token="",
-                filter=spec.filter, retry_policy=spec.retry_policy)
-            report.created.append(spec.path)
-            continue
-        changes = _changes(spec, subs[0])
-        if changes:
-            app.store.update_subscription(subs[0].id, **changes)
-            report.updated.append(spec.path)
-        else:
-            report.unchanged.append(spec.path)
-    declared = {spec.path for spec in handlers}
-    if report.created or any(len(existing.get(path, ())) > 1 for path in declared):
-        _drop_twins(app, declared)
-    for path, subs in sorted(existing.items()):
-        if path not in declared:
-            _warn_undeclared(path, subs, report)
-    if handlers or existing:
-        log.info("handler subscriptions in line with the code", created=len(report.created),
-                 updated=len(report.updated), unchanged=len(report.unchanged),
-                 not_declared=len(report.gone) + len(report.undeclared))
-    return report
-
-
-def _drop_twins(app: App, paths: set[str]) -> None:
-    # Two workers starting at once may both create a handler's subscription:
-    # each keeps the oldest and deletes the others, so both keep the same one.
-    for path, subs in _python_subscriptions(app).items():
-        if path in paths:
-            for twin in subs[1:]:
-                with contextlib.suppress(AsyncEventsError):  # the other worker was first
-                    app.store.delete_subscription(twin.id)
-                log.info("duplicate handler subscription deleted", handler=path,
-                         subscription_id=twin.id, kept=subs[0].id)
-
-
-def _warn_undeclared(path: str, subs: list[Subscription], report: HandlerSync) -> None:
-    try:
-        load_handler(path)
-    except HandlerGone as exc:
-        report.gone.append(path)
-        for sub in subs:
-            log.warning("python subscription whose handler is gone: its deliveries fail and "
-                        "end dead (replayable once the handler is back); restore the handler "
-                        "or delete the subscription", subscription_id=sub.id, handler=path,
-                        active=sub.active, error=str(exc))
-        return
-    report.undeclared.append(path)
-    for sub in subs:
-        log.warning("python subscription whose handler is not declared by handler_modules "
-                    "or a register_handlers hook: it still imports and is still called; "
-                    "declare it again, or disable or delete the subscription",
-                    subscription_id=sub.id, handler=path, active=sub.active)

@@ -51,12 +51,12 @@ from asyncevents.core.search import compile_filter
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import (
     PRIVATE_KEY_PREFIX,
+    PYTHON_SINK,
     RESERVED_HEADERS,
     ed25519_keys,
     is_reserved_header,
     signing_key,
 )
-from asyncevents.core.subscribing.handlers import PYTHON_SINK
 from asyncevents.errors import (
     AsyncEventsError,
     ConfigError,

@@ -16,9 +16,11 @@ variable says where: an installation that sets none gets no exporter, no
 import of ``opentelemetry`` and no work on the hot path, where the whole
 check is one attribute read (``otel.tracing is None``).
 
-This module is the switch; :mod:`.tracing` (the spans) and :mod:`.metrics`
-(the ``/metrics`` families over OTLP) import OpenTelemetry and are imported
-only once it is on.
+This module is the switch, and a built-in plugin (entry point ``otel``):
+its ``publish_messages`` hook opens the producer spans, and its middleware
+(:mod:`.middleware`, made only when tracing is on) the dispatch and attempt
+spans. :mod:`.tracing` (the spans) and :mod:`.metrics` (the ``/metrics``
+families over OTLP) import OpenTelemetry and are imported only once it is on.
 """
 
 from __future__ import annotations
@@ -32,11 +34,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-if TYPE_CHECKING:
-    from asyncevents.core.messages import TriggerMessage
-    from asyncevents.core.otel.tracing import Tracing
+from asyncevents.core.hookspecs import hookimpl
+from asyncevents.core.messages import TriggerMessage
+from asyncevents.core.pipeline import Middleware, MiddlewareFactory, PipelineContext
 
-__all__ = ["Signals", "configure", "export_metrics", "publish", "signals", "tracing"]
+if TYPE_CHECKING:
+    from asyncevents.features.otel.tracing import Tracing
+
+__all__ = ["Signals", "configure", "export_metrics", "publish", "publish_messages",
+           "register_middleware", "signals", "tracing"]
 
 log = structlog.get_logger("asyncevents.otel")
 
@@ -90,7 +96,7 @@ def _installed() -> bool:
 def configure(environ: Mapping[str, str] | None = None) -> None:
     """Switch tracing on for this process if the variables ask for it (once; cheap after).
 
-    The App calls it when it is made. Without the extra, a process whose
+    The hooks call it when first used. Without the extra, a process whose
     variables ask for OpenTelemetry logs one warning saying what to install,
     and runs as it would without them.
     """
@@ -110,7 +116,7 @@ def configure(environ: Mapping[str, str] | None = None) -> None:
             return
         _metrics_exporters[:] = wanted.metrics
         if wanted.traces:
-            from asyncevents.core.otel.tracing import Tracing
+            from asyncevents.features.otel.tracing import Tracing
 
             tracing = Tracing.from_environment(wanted.traces)
 
@@ -127,6 +133,32 @@ def publish(messages: Sequence[_M], send: Callable[[Sequence[_M]], None]) -> Seq
     return tracing.publish(messages, send)
 
 
+@hookimpl
+def publish_messages(messages: Sequence[TriggerMessage],
+                     send: Callable[[Sequence[TriggerMessage]], None]
+                     ) -> Sequence[TriggerMessage] | None:
+    """A producer span per event around ``send`` when tracing is on; else None (pass)."""
+    configure()
+    if tracing is None:
+        return None
+    return tracing.publish(messages, send)
+
+
+@hookimpl
+def register_middleware(register: Callable[[MiddlewareFactory], None]) -> None:
+    """The dispatch and attempt spans, on engines made while tracing is on."""
+    register(_middleware)
+
+
+def _middleware(context: PipelineContext) -> Middleware | None:
+    configure()
+    if tracing is None:
+        return None
+    from asyncevents.features.otel.middleware import TracingMiddleware
+
+    return TracingMiddleware(tracing)
+
+
 def export_metrics(collect: Callable[[], Iterable[Any]]) -> None:
     """Export what ``collect`` yields through OTLP too, when metrics are on.
 
@@ -134,8 +166,9 @@ def export_metrics(collect: Callable[[], Iterable[Any]]) -> None:
     ``/metrics``: the same families, read at each export instead of at each
     scrape (``OTEL_METRIC_EXPORT_INTERVAL``, 60 s by default).
     """
+    configure()
     if not _metrics_exporters:
         return
-    from asyncevents.core.otel.metrics import start_export
+    from asyncevents.features.otel.metrics import start_export
 
     start_export(collect, tuple(_metrics_exporters))

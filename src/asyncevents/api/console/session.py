@@ -18,7 +18,7 @@ import secrets
 from fastapi import Request, Response
 
 from asyncevents.api.deps import app_of
-from asyncevents.api.tokens import ApiToken, authenticate
+from asyncevents.api.services.tokens import ApiToken, authenticate
 
 __all__ = [
     "LOGIN_COOKIE",

@@ -15,13 +15,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Form, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
-from asyncevents.api import console_dashboard, console_subscriptions
-from asyncevents.api import console_session as session
-from asyncevents.api.console_render import back, page, user
+from asyncevents.api.console import dashboard as console_dashboard
+from asyncevents.api.console import session
+from asyncevents.api.console import subscriptions as console_subscriptions
+from asyncevents.api.console.render import back, page, user
 from asyncevents.api.deps import app_of
 from asyncevents.api.problems import Problem
-from asyncevents.api.routes_deliveries import export_lines, replay_all
-from asyncevents.api.tokens import authenticate
+from asyncevents.api.services.deliveries import export_lines, replay_all
+from asyncevents.api.services.tokens import authenticate
 from asyncevents.core import search as engine
 from asyncevents.core.events.patterns import is_pattern
 from asyncevents.core.search.parse import parse_query

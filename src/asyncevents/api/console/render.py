@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from asyncevents.api import console_session as session
+from asyncevents.api.console import session
 
 __all__ = ["back", "page", "templates", "user"]
 

@@ -9,7 +9,7 @@ cover every worker, wherever it runs, and survive restarts:
 - ``asyncevents_queue_messages{queue}``: messages ready in each queue;
 - ``asyncevents_scheduled_retries``: retries waiting in the database schedule.
 
-With OpenTelemetry metrics configured (``OTEL_*``, see :mod:`asyncevents.core.otel`)
+With OpenTelemetry metrics configured (``OTEL_*``, see :mod:`asyncevents.features.otel`)
 the same families are also exported through OTLP by the process that serves them.
 """
 
@@ -23,9 +23,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from asyncevents.core import otel
 from asyncevents.core.app import App
 from asyncevents.core.clock import utcnow
+from asyncevents.features import otel
 
 __all__ = ["BUCKETS", "StoreCollector", "metrics_registry", "render"]
 

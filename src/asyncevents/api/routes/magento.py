@@ -18,10 +18,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from asyncevents.api import subscriptions as service
 from asyncevents.api.auth import require
 from asyncevents.api.deps import AppDep
 from asyncevents.api.schemas import Name, Recipient, Secret, SinkName
+from asyncevents.api.services import subscriptions as service
 from asyncevents.core.models import Subscription
 
 __all__ = ["STORE_CODE_PATTERN", "AsyncEvent", "AsyncEventRequest", "AsyncEventUpdate",

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
-from asyncevents.api import subscriptions as service
 from asyncevents.api.auth import require
 from asyncevents.api.deps import AppDep
 from asyncevents.api.schemas import (
@@ -18,6 +17,7 @@ from asyncevents.api.schemas import (
     SubscriptionUpdate,
     TokenRotation,
 )
+from asyncevents.api.services import subscriptions as service
 from asyncevents.core.subscribing.rules import OPTIONS
 
 __all__ = ["router"]

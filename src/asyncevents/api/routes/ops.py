@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from asyncevents.api import tokens
 from asyncevents.api.auth import require
 from asyncevents.api.deps import AppDep
-from asyncevents.api.metrics import render
 from asyncevents.api.schemas import Health, SinkList, Token, TokenCreate, TokenCreated
+from asyncevents.api.services import tokens
+from asyncevents.api.services.metrics import render
 from asyncevents.core.app import App
 
 __all__ = ["health", "router"]

@@ -12,8 +12,8 @@ from datetime import timedelta
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from asyncevents.api.console_chart import outcome_chart
-from asyncevents.api.console_render import page, user
+from asyncevents.api.console.chart import outcome_chart
+from asyncevents.api.console.render import page, user
 from asyncevents.api.deps import app_of
 from asyncevents.core.clock import utcnow
 from asyncevents.core.transport.base import describe

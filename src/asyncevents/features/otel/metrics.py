@@ -2,7 +2,7 @@
 
 The numbers behind ``/metrics`` are not counted in the process: a Prometheus
 collector reads them from the store and the broker when asked (see
-:mod:`asyncevents.api.metrics`), so they cover every worker. OpenTelemetry's
+:mod:`asyncevents.api.services.metrics`), so they cover every worker. OpenTelemetry's
 instruments cannot carry that as it is (there is no observable histogram,
 and the Prometheus bridge is not part of the Python SDK), so this module is
 a small bridge instead: every ``OTEL_METRIC_EXPORT_INTERVAL`` (60 s by
@@ -12,7 +12,7 @@ counter into a monotonic sum, a histogram into a histogram with the same
 bounds), and hands them to the exporter. One read of the store per export,
 none when metrics are off; a last export when the process exits.
 
-Imported only when metrics are on (:func:`asyncevents.core.otel.export_metrics`).
+Imported only when metrics are on (:func:`asyncevents.features.otel.export_metrics`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from asyncevents.core.otel.resource import resource, version
+from asyncevents.features.otel.resource import resource, version
 
 __all__ = ["MetricsExport", "start_export", "translate"]
 

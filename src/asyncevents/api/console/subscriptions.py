@@ -2,7 +2,7 @@
 
 A form is checked exactly as the REST API checks a request: the same
 request schemas (:mod:`asyncevents.api.schemas`), then the same service
-(:mod:`asyncevents.api.subscriptions`) and so the core's ``SubscriptionRules``.
+(:mod:`asyncevents.api.services.subscriptions`) and so the core's ``SubscriptionRules``.
 A refusal is shown as its one line above the form, which keeps what was
 typed except the token; nothing is stored. The verification token is
 write-only: no page ever shows it, and an empty token field on the edit
@@ -20,12 +20,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from asyncevents.api import console_session as session
-from asyncevents.api import subscriptions as service
-from asyncevents.api.console_render import back, page, user
+from asyncevents.api.console import session
+from asyncevents.api.console.render import back, page, user
 from asyncevents.api.deps import app_of
 from asyncevents.api.problems import Problem, validation_problem
 from asyncevents.api.schemas import SubscriptionCreate, SubscriptionUpdate, TokenRotation
+from asyncevents.api.services import subscriptions as service
 from asyncevents.core.models import Subscription
 from asyncevents.core.subscribing.rules import OPTIONS, SubscriptionRules
 from asyncevents.errors import AsyncEventsError, InvalidQuery, NotFound

@@ -9,10 +9,10 @@ from pydantic import Field
 
 from asyncevents.api.auth import require
 from asyncevents.api.deps import AppDep
-from asyncevents.api.idempotency import publish_once
 from asyncevents.api.problems import field_errors
 from asyncevents.api.schemas import Catalog, EventDefinition, PublishRequest, PublishResult
-from asyncevents.api.tokens import ApiToken
+from asyncevents.api.services.idempotency import publish_once
+from asyncevents.api.services.tokens import ApiToken
 from asyncevents.core.events.patterns import is_pattern
 from asyncevents.errors import InvalidPayload, UnknownEvent
 

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -15,13 +11,12 @@ from asyncevents.api.auth import require
 from asyncevents.api.deps import AppDep
 from asyncevents.api.problems import Problem, field_errors
 from asyncevents.api.schemas import DeliveryPage, ReplayQuery, ReplayResult, Trace
+from asyncevents.api.services.deliveries import export_lines, replay_all
 from asyncevents.core import search as engine
-from asyncevents.core.app import App
-from asyncevents.core.models import Delivery
-from asyncevents.core.search.results import SEARCH_FIELDS, cell, search_row, trace_document
+from asyncevents.core.search.results import trace_document
 from asyncevents.errors import InvalidQuery
 
-__all__ = ["export_lines", "replay_all", "router"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"])
 _READ = [Depends(require("deliveries:read"))]
@@ -54,29 +49,6 @@ def search_deliveries(
     return {"items": [d.public() for d in page.items], "next_cursor": page.next_cursor}
 
 
-def export_lines(deliveries: Iterator[Delivery], fmt: Literal["csv", "jsonl"]) -> Iterator[str]:
-    """Deliveries as CSV (with a header line) or JSON lines, one row at a time."""
-    if fmt == "jsonl":
-        for delivery in deliveries:
-            yield json.dumps(search_row(delivery), default=str, ensure_ascii=False) + "\n"
-        return
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-
-    def flush() -> str:
-        text = buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-        return text
-
-    writer.writerow(SEARCH_FIELDS)
-    yield flush()
-    for delivery in deliveries:
-        row = search_row(delivery)
-        writer.writerow([cell(row[c]) for c in SEARCH_FIELDS])
-        yield flush()
-
-
 @router.get("/export", dependencies=_READ, response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}},
                              "description": "Every match, streamed."}})
@@ -106,15 +78,6 @@ def replay_matching(body: ReplayQuery, app: AppDep) -> dict[str, Any]:
         return {"matched": matched, "replayed": 0}
     done = replay_all(app, (d.id for d in engine.iter_deliveries(app.store, body.q)))
     return {"matched": matched, "replayed": done}
-
-
-def replay_all(app: App, ids: Iterator[str]) -> int:
-    """Replay each delivery; return how many."""
-    done = 0
-    for delivery_id in ids:
-        app.replay(delivery_id)
-        done += 1
-    return done
 
 
 @router.get("/{delivery_id}", response_model=Trace, dependencies=_READ)

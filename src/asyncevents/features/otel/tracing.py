@@ -13,18 +13,15 @@ themselves (W3C ``traceparent``/``tracestate`` fields, see
 The trigger message handed to dispatch carries the dispatch span's context,
 so what dispatch sends on (each delivery's message, a retried trigger)
 continues the trace from there; a retried delivery keeps its message's
-context. The attempt spans come from the ``before_delivery`` /
-``after_delivery`` hooks (:class:`AttemptSpans`, registered on the App's
-plugins): an attempt span starts when the sink is called and ends once the
-attempt's outcome is recorded.
+context. The attempt spans are made by the pipeline's middleware
+(:mod:`.middleware`) once a batch's attempts are recorded, each timed from
+when its sink was called to when it answered.
 
-Imported only when tracing is on (:func:`asyncevents.core.otel.configure`).
+Imported only when tracing is on (:func:`asyncevents.features.otel.configure`).
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
@@ -40,21 +37,16 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.messages import TriggerMessage
-from asyncevents.core.otel.resource import resource, version
-from asyncevents.core.sink import DeliveryRequest, DeliveryResult
+from asyncevents.features.otel.resource import resource, version
 
 if TYPE_CHECKING:
-    from asyncevents.core.delivery.deliver import Job
+    from asyncevents.core.pipeline import Job, Settled
 
-__all__ = ["AttemptSpans", "Dispatching", "Tracing"]
+__all__ = ["Dispatching", "Tracing"]
 
 _M = TypeVar("_M", bound=TriggerMessage)
 _PROPAGATOR = TraceContextTextMapPropagator()
-#: Deliveries (and open attempt spans) remembered at most; past that the oldest
-#: go (an attempt whose outcome was never recorded: its worker requeued it).
-_REMEMBERED = 10_000
 _ERROR_LIMIT = 256
 
 
@@ -109,11 +101,6 @@ class Tracing:
         self.tracer = tracer
         #: The provider made here (None when the application's own is used).
         self.provider = provider
-        self.plugin = AttemptSpans(self)
-        self._lock = threading.Lock()
-        self._expected: OrderedDict[str, tuple[str | None, str | None, str | None]] = \
-            OrderedDict()
-        self._open: OrderedDict[tuple[str, int], Span] = OrderedDict()
 
     @classmethod
     def from_environment(cls, exporters: Sequence[str]) -> Tracing:
@@ -187,81 +174,31 @@ class Tracing:
 
     # ---------------------------------------------------------------- attempts
 
-    def expect(self, jobs: Iterable[Job]) -> None:
-        """Remember the context (and sink) of deliveries about to be attempted.
-
-        The delivery hooks get a ``DeliveryRequest``, which has neither: they
-        find them here by delivery id.
-        """
-        with self._lock:
-            for job in jobs:
-                message = job.message
-                sink = job.subscription.sink if job.subscription is not None else None
-                self._expected[job.delivery.id] = (message.traceparent, message.tracestate,
-                                                   sink)
-                self._expected.move_to_end(job.delivery.id)
-            while len(self._expected) > _REMEMBERED:
-                self._expected.popitem(last=False)
-
-    def attempt_started(self, request: DeliveryRequest) -> None:
-        """Open the span of one attempt (the sink is about to be called)."""
-        span = self._start(request)
-        key = (request.delivery_id, request.attempt)
-        with self._lock:
-            self._open[key] = span
-            stale = []
-            while len(self._open) > _REMEMBERED:
-                stale.append(self._open.popitem(last=False)[1])
-        for old in stale:
-            old.set_status(Status(StatusCode.ERROR, "the attempt's outcome was not recorded"))
-            old.end()
-
-    def attempt_done(self, request: DeliveryRequest, result: DeliveryResult) -> None:
-        """Close the span of one attempt with its outcome."""
-        with self._lock:
-            span = self._open.pop((request.delivery_id, request.attempt), None)
-        if span is None:  # decided without calling the sink (it is not installed)
-            span = self._start(request)
-        if result.status_code is not None:
-            span.set_attribute("http.response.status_code", result.status_code)
-        if result.success:
-            span.set_attribute("asyncevents.outcome", "success")
-        else:
-            outcome = "retryable_failure" if result.retryable else "permanent_failure"
-            span.set_attribute("asyncevents.outcome", outcome)
-            span.set_attribute("error.type", str(result.status_code or "sink_error"))
-            span.set_status(Status(StatusCode.ERROR, (result.error or outcome)[:_ERROR_LIMIT]))
-        span.end()
-
-    def _start(self, request: DeliveryRequest) -> Span:
-        with self._lock:
-            traceparent, tracestate, sink = self._expected.get(request.delivery_id,
-                                                               (None, None, None))
-        attributes: dict[str, str | int] = {
-            "asyncevents.event.id": request.event_id,
-            "asyncevents.event.name": request.event_name,
-            "asyncevents.delivery.id": request.delivery_id,
-            "asyncevents.subscription.id": request.subscription_id,
-            "asyncevents.attempt": request.attempt}
-        if sink is not None:
-            attributes["asyncevents.sink"] = sink
-        return self.tracer.start_span(f"deliver {request.event_name}", kind=SpanKind.CLIENT,
-                                      context=_context(traceparent, tracestate),
-                                      attributes=attributes)
-
-
-class AttemptSpans:
-    """The plugin that turns the delivery hooks into attempt spans."""
-
-    def __init__(self, tracing: Tracing) -> None:
-        self.tracing = tracing
-
-    @hookimpl
-    def before_delivery(self, request: DeliveryRequest) -> None:
-        """Start the attempt's span."""
-        self.tracing.attempt_started(request)
-
-    @hookimpl
-    def after_delivery(self, request: DeliveryRequest, result: DeliveryResult) -> None:
-        """End the attempt's span with its outcome."""
-        self.tracing.attempt_done(request, result)
+    def attempts(self, jobs: Iterable[Job], settled: Iterable[Settled]) -> None:
+        """A span per recorded attempt, child of its delivery message's context, timed
+        from when its sink was called to when it answered."""
+        carried = {job.delivery.id: job.message for job in jobs}
+        for done in settled:
+            message = carried.get(done.delivery.id)
+            attributes: dict[str, str | int] = {
+                "asyncevents.event.id": done.delivery.event_id,
+                "asyncevents.event.name": done.delivery.event_name,
+                "asyncevents.delivery.id": done.delivery.id,
+                "asyncevents.subscription.id": done.subscription.id,
+                "asyncevents.attempt": done.number,
+                "asyncevents.sink": done.subscription.sink}
+            start = int(done.started.timestamp() * 1e9)
+            span = self.tracer.start_span(
+                f"deliver {done.delivery.event_name}", kind=SpanKind.CLIENT,
+                context=_context(message.traceparent, message.tracestate) if message else None,
+                attributes=attributes, start_time=start)
+            if done.status_code is not None:
+                span.set_attribute("http.response.status_code", done.status_code)
+            if done.success:
+                span.set_attribute("asyncevents.outcome", "success")
+            else:
+                outcome = "retryable_failure" if done.retryable else "permanent_failure"
+                span.set_attribute("asyncevents.outcome", outcome)
+                span.set_attribute("error.type", str(done.status_code or "sink_error"))
+                span.set_status(Status(StatusCode.ERROR, (done.error or outcome)[:_ERROR_LIMIT]))
+            span.end(end_time=start + int(done.duration_ms * 1e6))

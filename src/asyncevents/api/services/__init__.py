@@ -1,0 +1,1 @@
+"""What the routes and the console share: subscription changes, tokens, idempotency, metrics."""

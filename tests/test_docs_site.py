@@ -27,6 +27,8 @@ from asyncevents.core import hookspecs
 from asyncevents.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
+# One site build for the module (the fixture below): its tests share one xdist worker.
+pytestmark = pytest.mark.xdist_group("docs-site")
 
 
 def _generator() -> ModuleType:

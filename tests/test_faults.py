@@ -32,6 +32,7 @@ def cluster() -> Iterator[Cluster]:
 
 
 @pytest.mark.slow
+@pytest.mark.serial  # restarts RabbitMQ and PostgreSQL: nothing else may run meanwhile
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize(("fault", "transport"), SHORT,
                          ids=[f"{f.name}-{t}" for f, t in SHORT])

@@ -449,6 +449,7 @@ def readme_block() -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("fixed-ports")  # its receiver listens on 8766
 @pytest.mark.timeout(300)
 def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
     script = tmp_path / "outbox.sh"

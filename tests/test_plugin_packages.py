@@ -23,12 +23,12 @@ import pytest
 import redis
 from moto.server import ThreadedMotoServer
 
-from tests.conftest import require
-
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = ("asyncevents-sqs", "asyncevents-redis")
 REDIS_URL = os.environ.get("ASYNCEVENTS_TEST_REDIS", "redis://127.0.0.1:6379/0")
 REGION = "us-east-1"
+# One fresh venv for the module (the fixture below): its tests share one xdist worker.
+pytestmark = pytest.mark.xdist_group("plugin-venv")
 _BUILD_LEFTOVERS = shutil.ignore_patterns(
     "*.egg-info", "build", "dist", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache",
     "*.db")
@@ -117,9 +117,9 @@ def test_plugins_are_listed_with_their_distributions(venv: Path, tmp_path: Path,
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("redis_url")  # Redis on 127.0.0.1:6379 (REDIS_URL), or the test fails
 def test_plugins_receive_deliveries_through_a_worker(venv: Path, tmp_path: Path,
                                                      moto_endpoint: str) -> None:
-    require("127.0.0.1", 6379, "Redis")
     env = _env(moto_endpoint)
     stream = f"asyncevents-test:{uuid.uuid4().hex}"
     sqs = boto3.client("sqs", region_name=REGION, endpoint_url=moto_endpoint,

@@ -64,6 +64,7 @@ def test_the_quick_start_block_is_runnable_text() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("fixed-ports")  # its receiver listens on 8765
 @pytest.mark.timeout(300)
 def test_the_quick_start_runs_as_written(tmp_path: Path) -> None:
     script = tmp_path / "quickstart.sh"

@@ -195,13 +195,11 @@ def test_readme_stats_example_runs_as_written(tmp_path: Path) -> None:
     assert "asyncevents.trigger" in result.stdout and '"queues"' in result.stdout
 
 
-def test_redis_counts_ready_and_the_schedule_as_delayed(make_settings: Callable[..., Any]
-                                                        ) -> None:
+def test_redis_counts_ready_and_the_schedule_as_delayed(make_settings: Callable[..., Any],
+                                                        redis_url: str) -> None:
     from asyncevents.cli.stats import collect
-    from tests.conftest import require
 
-    require("127.0.0.1", 6379, "Redis")
-    app = App(make_settings(transport_url="redis://127.0.0.1:6379/0"))
+    app = App(make_settings(transport_url=redis_url))
     try:
         app.transport.check()
         app.publish_many([("sales.order.created", {"n": n}) for n in range(2)])

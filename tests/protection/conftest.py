@@ -13,7 +13,6 @@ from pytest_httpserver import HTTPServer
 
 from asyncevents.core.app import App
 from asyncevents.core.settings import Settings
-from asyncevents.core.store import Store
 from tests.protection.helpers import Forwarder
 
 
@@ -34,9 +33,8 @@ def app_on(make_settings: Callable[..., Settings],
 
     def build(store: str, **overrides: Any) -> App:
         if store == "postgresql":
-            pg = request.getfixturevalue("pg_url")
+            pg = request.getfixturevalue("pg_migrated_url")  # as 'asyncevents migrate' leaves it
             overrides.update(database_url=pg, transport_url=f"sqla+{pg}")
-            Store.open(pg, auto_migrate=True).close()
         return App(make_settings(**overrides))
 
     return build

@@ -38,6 +38,8 @@ from .strategies import EXAMPLES, QUERIES, ROWS, store_rows
 
 INDEX = "ix_asyncevents_delivery_payload"
 PG = pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+# One loaded PostgreSQL store for the module (pg_store, loaded): one xdist worker.
+pytestmark = pytest.mark.xdist_group("payload-index")
 
 # Exact payload terms over the seed rows (see seed.py), with the labels they match.
 EXACT: list[tuple[str, str]] = [
@@ -181,7 +183,7 @@ def test_sql_and_python_agree_through_the_index(scratch_db: Store, rows: list[An
 
 
 @pytest.fixture(scope="module")
-def pg_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+def pg_store(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     """A PostgreSQL store of its own: the plan tests load thousands of rows into it."""
     with open_store("postgresql", tmp_path_factory.mktemp("pgindex")) as store:
         yield store
@@ -346,6 +348,7 @@ def alembic_config(conn: Connection) -> Config:
     return config
 
 
+@pytest.mark.usefixtures("pg_admin_url")
 def test_migration_converts_a_json_payload_and_keeps_a_prebuilt_index(tmp_path: Path) -> None:
     with temporary_database("postgresql", tmp_path) as url:
         engine = create_engine(url)

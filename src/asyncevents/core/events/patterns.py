@@ -1,9 +1,14 @@
-"""Event-name patterns: ``sales.order.*``, ``*``, and the operational namespace."""
+"""Event-name patterns: ``sales.order.*``, ``*``, and the operational namespace.
+
+A pattern is matched by :class:`~asyncevents.core.events.glob.Glob`, in time
+linear in the name whatever the pattern holds (``a*a*a*a*a*b`` included).
+"""
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
+
+from asyncevents.core.events.glob import Glob
 
 __all__ = ["OPERATIONAL_PREFIX", "is_pattern", "matches"]
 
@@ -14,10 +19,10 @@ def is_pattern(name: str) -> bool:
 
 
 @lru_cache(maxsize=1024)
-def _compile(pattern: str) -> re.Pattern[str]:
+def _compile(pattern: str) -> Glob:
     # ``*`` spans any characters, dots included: ``sales.*`` covers
     # ``sales.order.created`` as Magento's wildcard subscriptions do.
-    return re.compile("^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$")
+    return Glob.of(pattern)
 
 
 OPERATIONAL_PREFIX = "asyncevents."
@@ -35,4 +40,4 @@ def matches(pattern: str, name: str) -> bool:
         return pattern == name
     if name.startswith(OPERATIONAL_PREFIX) and not pattern.startswith(OPERATIONAL_PREFIX):
         return False
-    return _compile(pattern).match(name) is not None
+    return _compile(pattern).match(name)

@@ -8,7 +8,8 @@
     "reports.*" = "bulk"
 
 A key is an event pattern (an exact name, or with ``*`` wildcards as in
-subscriptions), optionally followed by a space and a sink name. A value is a
+subscriptions; at most 256 characters and 16 ``*``), optionally followed by a
+space and a sink name. A value is a
 queue name: lower-case letters, digits, ``-`` and ``_``, at most 40
 characters, not one of :data:`RESERVED` (the transports use those words in
 their own queue names). Whatever no rule covers uses ``default``.
@@ -35,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from asyncevents.core.events.glob import check_pattern, pieces_of
 from asyncevents.core.events.patterns import matches
 from asyncevents.core.messages import DEFAULT_QUEUE
 from asyncevents.errors import ConfigError
@@ -86,6 +88,10 @@ def _rule(key: str, value: Any) -> Rule:
                          "by one space and a sink name ('sales.order.* http')")
     if len(parts) == 2 and not _SINK.match(parts[1]):
         raise ValueError(f"routing key {key!r}: {parts[1]!r} is not a sink name")
+    try:
+        check_pattern(pieces_of(parts[0]))
+    except ValueError as exc:
+        raise ValueError(f"routing key {key[:60]!r}: {exc}") from None
     try:
         queue = check_queue_name(value)
     except ValueError as exc:

@@ -12,6 +12,10 @@ Numeric segments after a key are positions (:attr:`.ir.JsonPath.steps`): each
 picks one element of an array (or the key ``"0"`` of an object) before the
 result is searched as above.
 
+Wildcards (``*``, ``?``) are matched by :class:`~asyncevents.core.events.glob.Glob`,
+in time linear in the value: a filter such as ``note:*a*a*a*a*a*b`` cannot stall
+a worker on a long value.
+
 A bare term targets the ``event_name`` column. A subscription filter's record
 has it only when the caller passes the event's name (``compile_filter(q,
 event_names=True)``).
@@ -19,11 +23,11 @@ event_names=True)``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from asyncevents.core.events.glob import Glob
 from asyncevents.core.models import Delivery
 from asyncevents.core.search.ir import (
     And,
@@ -36,7 +40,6 @@ from asyncevents.core.search.ir import (
     Node,
     Not,
     Or,
-    Piece,
     Range,
     Target,
 )
@@ -104,15 +107,6 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def pattern_regex(pieces: tuple[Piece, ...]) -> re.Pattern[str]:
-    """The regular expression of a wildcard pattern (whole value, case-sensitive)."""
-    parts = {"any": ".*", "one": "."}
-    return re.compile(
-        "".join(re.escape(text) if kind == "lit" else parts[kind] for kind, text in pieces),
-        re.DOTALL,
-    )
-
-
 def _equals(node: Equals) -> Callable[[Any], bool]:
     text, number, boolean = node.text, node.number, node.boolean
 
@@ -156,8 +150,8 @@ def _leaf(node: Exists | Equals | Like | Range) -> Callable[[Any], bool]:
     if isinstance(node, Equals):
         return _equals(node)
     if isinstance(node, Like):
-        regex = pattern_regex(node.pieces)
-        return lambda value: isinstance(value, str) and regex.fullmatch(value) is not None
+        glob = Glob(node.pieces)
+        return lambda value: isinstance(value, str) and glob.match(value)
     return _in_range(node)
 
 

@@ -20,6 +20,7 @@ from luqum.exceptions import IllegalCharacterError, ParseError
 from luqum.thread import parse as luqum_parse
 
 from asyncevents.core.clock import utcnow
+from asyncevents.core.events.glob import check_pattern
 from asyncevents.core.search import values as v
 from asyncevents.core.search.fields import COLUMNS, STATUSES, SUCCESS, Mode, resolve_field
 from asyncevents.core.search.ir import (
@@ -37,11 +38,13 @@ from asyncevents.core.search.ir import (
 )
 from asyncevents.errors import InvalidQuery
 
-__all__ = ["MAX_DEPTH", "MAX_LENGTH", "MAX_TERMS", "parse_query"]
+__all__ = ["MAX_DEPTH", "MAX_INT", "MAX_LENGTH", "MAX_TERMS", "MIN_INT", "parse_query"]
 
 MAX_LENGTH = 4096
 MAX_DEPTH = 32
 MAX_TERMS = 64
+#: The range of the integer columns (``attempts``): SQL ``INTEGER``, 32 bits.
+MIN_INT, MAX_INT = -(2**31), 2**31 - 1
 
 _UNSUPPORTED = {
     tree.Regex: "regular expressions are not supported",
@@ -139,8 +142,9 @@ class _Converter:
                         f"{v.show(item.value)}{_at(item)} is not an operator: write AND, OR, "
                         "NOT in capitals (quote the word to search event names for it)"
                     )
-                return self.term(self.bare(item, f"term {v.show(item.value)}"), item)
-            return self.term(field[0], item)
+                return self.term(self.bare(item, f"term {v.show(item.value)}"), item,
+                                 "event_name")
+            return self.term(field[0], item, str(field[1].name))
         if isinstance(item, (tree.Range, tree.From, tree.To)):
             if field is None:
                 return self.range(self.bare(item, "range"), "event_name", item)
@@ -149,13 +153,18 @@ class _Converter:
 
     # -- terms -------------------------------------------------------------------------
 
-    def term(self, target: Field, item: Any) -> Node:
+    def term(self, target: Field, item: Any, name: str) -> Node:
         phrase = isinstance(item, tree.Phrase)
         text = v.unquote_phrase(item.value) if phrase else v.unescape(item.value)
         pieces = () if phrase else v.wildcard_pieces(item.value)
         wild = any(kind != "lit" for kind, _ in pieces)
         if wild and pieces == (("any", ""),):
             return MatchAll() if target == SUCCESS else Exists(_target(target))
+        if wild:
+            try:
+                check_pattern(pieces)
+            except ValueError as exc:
+                raise InvalidQuery(f"{name}{_at(item)}: {exc}") from None
         if isinstance(target, JsonPath):
             if wild:
                 return Like(target, pieces)
@@ -189,10 +198,20 @@ class _Converter:
         number = v.parse_number(text)
         if not isinstance(number, int):
             raise InvalidQuery(f"{target.name} needs an integer, not {v.show(text)}{_at(item)}")
+        if not MIN_INT <= number <= MAX_INT:
+            # The column is a 32-bit INTEGER: PostgreSQL refuses a larger parameter.
+            raise InvalidQuery(f"{target.name} is between {MIN_INT} and {MAX_INT}, not "
+                               f"{v.show(text)}{_at(item)}")
         return number
 
     def date(self, target: Column, text: str, item: Any) -> v.DateSpan:
-        span = v.parse_date(text, self.now)
+        try:
+            span = v.parse_date(text, self.now)
+        except v.DateOutOfRange:
+            raise InvalidQuery(
+                f"date {v.show(text)} for {target.name}{_at(item)} is out of range: it must "
+                "fit between 0001-01-01 and 9999-12-31 (UTC)"
+            ) from None
         if span is None:
             raise InvalidQuery(
                 f"invalid date {v.show(text)} for {target.name}{_at(item)}: use an ISO date or "

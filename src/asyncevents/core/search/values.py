@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from asyncevents.core.search.ir import Piece
 
 __all__ = [
+    "DateOutOfRange",
     "DateSpan",
     "parse_date",
     "parse_number",
@@ -35,6 +36,10 @@ _UNITS = {
 
 #: A span of time ``[start, end)`` that a date value denotes (a day, a second, an instant).
 DateSpan = tuple[datetime, datetime]
+
+
+class DateOutOfRange(ValueError):
+    """A well-formed date whose span does not fit between 0001-01-01 and 9999-12-31 UTC."""
 
 
 def show(text: str, limit: int = 60) -> str:
@@ -113,21 +118,29 @@ def _date_literal(text: str) -> DateSpan | None:
         )
     except ValueError:
         return None
+    try:
+        end = _span_end(start, parts, fraction)
+        return start.astimezone(UTC), end.astimezone(UTC)
+    except (ValueError, OverflowError):
+        # The span ends after 9999-12-31, or its zone moves it before 0001-01-01.
+        raise DateOutOfRange(text) from None
+
+
+def _span_end(start: datetime, parts: dict[str, str | None], fraction: str) -> datetime:
+    """Where the span a date literal spells ends: its year, month, day... later."""
     if parts["mo"] is None:
-        end = start.replace(year=start.year + 1)
-    elif parts["d"] is None:
-        end = _add_months(start, 1)
-    elif parts["h"] is None:
-        end = start + timedelta(days=1)
-    elif parts["mi"] is None:
-        end = start + timedelta(hours=1)
-    elif parts["s"] is None:
-        end = start + timedelta(minutes=1)
-    elif not fraction:
-        end = start + timedelta(seconds=1)
-    else:
-        end = start + timedelta(microseconds=10 ** (7 - len(fraction)))
-    return start.astimezone(UTC), end.astimezone(UTC)
+        return start.replace(year=start.year + 1)
+    if parts["d"] is None:
+        return _add_months(start, 1)
+    if parts["h"] is None:
+        return start + timedelta(days=1)
+    if parts["mi"] is None:
+        return start + timedelta(hours=1)
+    if parts["s"] is None:
+        return start + timedelta(minutes=1)
+    if not fraction:
+        return start + timedelta(seconds=1)
+    return start + timedelta(microseconds=10 ** (7 - len(fraction)))
 
 
 def _floor(moment: datetime, unit: str) -> datetime:
@@ -170,6 +183,8 @@ def parse_date(text: str, now: datetime) -> DateSpan | None:
     that year; zones are honoured and a missing zone means UTC. ``now`` is an
     instant; ``now-1d``, ``now+2h`` shift it (units s, m, h, d, w) and
     ``now/d``, ``now-1d/d`` mean that whole day (or second, minute, hour, week).
+    Raises :class:`DateOutOfRange` for a date whose span does not fit in
+    0001-01-01 to 9999-12-31 UTC (``9999`` is a year that ends in 10000).
     """
     try:
         return _date_literal(text) or _now_math(text, now)

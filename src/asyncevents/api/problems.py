@@ -32,11 +32,13 @@ from asyncevents.errors import (
 
 __all__ = [
     "PROBLEM_JSON",
+    "STORE_UNAVAILABLE",
     "Problem",
     "field_errors",
     "http_problem",
     "install_problem_handlers",
     "problem_response",
+    "public_detail",
     "validation_problem",
 ]
 
@@ -64,6 +66,23 @@ _TITLES = {
 }
 
 
+#: What a response says of a database failure; the log has the error itself.
+STORE_UNAVAILABLE = ("the database is unavailable or failed; try again later "
+                     "(the server log says why)")
+
+
+def public_detail(exc: AsyncEventsError) -> str:
+    """The one line a response (REST or console) may show of ``exc``.
+
+    A :class:`StoreError` names the database (its URL, host, user) and the
+    driver's words: a response says only that the database failed, and the
+    server log keeps the rest. Every other error is its own message.
+    """
+    if isinstance(exc, StoreError):
+        return STORE_UNAVAILABLE
+    return str(exc)
+
+
 class Problem(Exception):
     """An error answered as a problem document; raise it from any route."""
 
@@ -80,11 +99,11 @@ class Problem(Exception):
 
     @classmethod
     def from_error(cls, exc: AsyncEventsError, field: str | None = None) -> Problem:
-        """The problem for one of asyncevents' own errors."""
+        """The problem for one of asyncevents' own errors (its detail: :func:`public_detail`)."""
         for error_type, status, kind in _STATUS:
             if isinstance(exc, error_type):
-                return cls(status, str(exc), kind=kind, field=field)
-        return cls(422, str(exc), kind="invalid-request", field=field)
+                return cls(status, public_detail(exc), kind=kind, field=field)
+        return cls(422, public_detail(exc), kind="invalid-request", field=field)
 
     def document(self, instance: str) -> dict[str, Any]:
         """The JSON body."""

@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from asyncevents.core.search.results import cell
+from asyncevents.core.search.results import cell, csv_cell
 
 __all__ = ["cell", "console", "print_csv", "print_fields", "print_json", "print_table", "shown"]
 
@@ -55,8 +55,8 @@ def print_table(rows: Iterable[dict[str, Any]], columns: Sequence[str], title: s
 
 
 def print_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> None:
-    """CSV with a header line, streamed row by row."""
+    """CSV with a header line, streamed row by row; formula-like text escaped (``csv_cell``)."""
     writer = csv.writer(sys.stdout)
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([cell(row.get(c)) for c in columns])
+        writer.writerow([csv_cell(row.get(c)) for c in columns])

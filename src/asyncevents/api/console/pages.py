@@ -20,8 +20,8 @@ from asyncevents.api.console import session
 from asyncevents.api.console import subscriptions as console_subscriptions
 from asyncevents.api.console.render import back, page, user
 from asyncevents.api.deps import app_of
-from asyncevents.api.problems import Problem
-from asyncevents.api.services.deliveries import export_lines, replay_all
+from asyncevents.api.problems import Problem, public_detail
+from asyncevents.api.services.deliveries import export_lines, replay_all, started
 from asyncevents.api.services.tokens import authenticate
 from asyncevents.core import search as engine
 from asyncevents.core.events.patterns import is_pattern
@@ -121,7 +121,7 @@ def deliveries_page(request: Request, q: _Text = "", before: _Position = "",
     try:
         grid = _grid(app_of(request).store, q, before, after)
     except AsyncEventsError as exc:
-        error = str(exc)
+        error = public_detail(exc)
     return page(request, "deliveries.html", status=422 if error else 200, **ctx, q=q,
                 error=error, **grid)
 
@@ -131,7 +131,7 @@ def deliveries_csv(request: Request, q: _Text = "") -> StreamingResponse:
     """Every match of the search as CSV, streamed."""
     user(request, "deliveries:read")
     engine.check_query(q or "*")
-    rows = export_lines(engine.iter_deliveries(app_of(request).store, q or "*"), "csv")
+    rows = export_lines(started(engine.iter_deliveries(app_of(request).store, q or "*")), "csv")
     return StreamingResponse(rows, media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": 'attachment; filename="deliveries.csv"'})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -11,7 +12,7 @@ from asyncevents.api.auth import require
 from asyncevents.api.deps import AppDep
 from asyncevents.api.problems import Problem, field_errors
 from asyncevents.api.schemas import DeliveryPage, ReplayQuery, ReplayResult, Trace
-from asyncevents.api.services.deliveries import export_lines, replay_all
+from asyncevents.api.services.deliveries import export_lines, replay_all, started
 from asyncevents.core import search as engine
 from asyncevents.core.search.results import trace_document
 from asyncevents.errors import InvalidQuery
@@ -32,6 +33,11 @@ def _check(q: str) -> str:
     return q
 
 
+def _searching() -> AbstractContextManager[None]:
+    """Running a checked query: the one error left is a search that ran out of time (``q``)."""
+    return field_errors({InvalidQuery: "q"})
+
+
 @router.get("", response_model=DeliveryPage, dependencies=_READ)
 def search_deliveries(
     app: AppDep, q: _Q = "*",
@@ -45,6 +51,8 @@ def search_deliveries(
     """
     _check(q)
     with field_errors({InvalidQuery: "cursor"}):
+        engine.check_cursor(cursor)
+    with _searching():
         page = engine.search_deliveries(app.store, q, limit=limit, cursor=cursor)
     return {"items": [d.public() for d in page.items], "next_cursor": page.next_cursor}
 
@@ -58,7 +66,8 @@ def export_deliveries(
 ) -> StreamingResponse:
     """Every delivery matching ``q`` as CSV or JSON lines, streamed (no size limit)."""
     _check(q)
-    rows = export_lines(engine.iter_deliveries(app.store, q), format)
+    with _searching():
+        rows = export_lines(started(engine.iter_deliveries(app.store, q)), format)
     return StreamingResponse(
         rows, media_type=_EXPORT_TYPES[format],
         headers={"Content-Disposition": f'attachment; filename="deliveries.{format}"'},
@@ -70,13 +79,16 @@ def export_deliveries(
 def replay_matching(body: ReplayQuery, app: AppDep) -> dict[str, Any]:
     """Replay every delivery matching a query (nothing when more than ``max`` match)."""
     _check(body.q)
-    matched = engine.count_deliveries(app.store, body.q)
+    with _searching():
+        matched = engine.count_deliveries(app.store, body.q)
     if matched > body.max:
         raise Problem(409, f"{matched} deliveries match, more than max={body.max}; "
                            "narrow the query or raise max", kind="too-many", field="max")
     if body.dry_run:
         return {"matched": matched, "replayed": 0}
-    done = replay_all(app, (d.id for d in engine.iter_deliveries(app.store, body.q)))
+    with _searching():
+        ids = (d.id for d in started(engine.iter_deliveries(app.store, body.q)))
+    done = replay_all(app, ids)
     return {"matched": matched, "replayed": done}
 
 

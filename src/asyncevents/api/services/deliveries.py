@@ -4,19 +4,33 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 from collections.abc import Iterator
 from typing import Literal
 
 from asyncevents.core.app import App
 from asyncevents.core.models import Delivery
-from asyncevents.core.search.results import SEARCH_FIELDS, cell, search_row
+from asyncevents.core.search.results import SEARCH_FIELDS, csv_cell, search_row
 
-__all__ = ["export_lines", "replay_all"]
+__all__ = ["export_lines", "replay_all", "started"]
+
+
+def started(deliveries: Iterator[Delivery]) -> Iterator[Delivery]:
+    """``deliveries`` with the first one fetched now: a search that fails (out of time)
+    fails before a streamed response has sent its status, as a problem the client sees."""
+    first = next(deliveries, None)
+    if first is None:
+        return iter(())
+    return itertools.chain((first,), deliveries)
 
 
 def export_lines(deliveries: Iterator[Delivery], fmt: Literal["csv", "jsonl"]) -> Iterator[str]:
-    """Deliveries as CSV (with a header line) or JSON lines, one row at a time."""
+    """Deliveries as CSV (with a header line) or JSON lines, one row at a time.
+
+    A CSV cell that a spreadsheet would run as a formula is escaped (see
+    :func:`~asyncevents.core.search.results.csv_cell`).
+    """
     if fmt == "jsonl":
         for delivery in deliveries:
             yield json.dumps(search_row(delivery), default=str, ensure_ascii=False) + "\n"
@@ -34,7 +48,7 @@ def export_lines(deliveries: Iterator[Delivery], fmt: Literal["csv", "jsonl"]) -
     yield flush()
     for delivery in deliveries:
         row = search_row(delivery)
-        writer.writerow([cell(row[c]) for c in SEARCH_FIELDS])
+        writer.writerow([csv_cell(row[c]) for c in SEARCH_FIELDS])
         yield flush()
 
 

@@ -8,6 +8,7 @@ compiled to parameterised SQL for SQLite, PostgreSQL and MySQL/MariaDB
 from asyncevents.core.search.query import (
     FilterPredicate,
     SearchPage,
+    check_cursor,
     check_query,
     compile_filter,
     count_deliveries,
@@ -18,6 +19,7 @@ from asyncevents.core.search.query import (
 __all__ = [
     "FilterPredicate",
     "SearchPage",
+    "check_cursor",
     "check_query",
     "compile_filter",
     "count_deliveries",

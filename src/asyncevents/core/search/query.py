@@ -25,6 +25,7 @@ __all__ = [
     "MAX_LIMIT",
     "FilterPredicate",
     "SearchPage",
+    "check_cursor",
     "check_query",
     "compile_filter",
     "count_deliveries",
@@ -99,9 +100,16 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         moment = datetime.fromisoformat(created)
         if version != _CURSOR_VERSION or not isinstance(delivery_id, str) or moment.tzinfo is None:
             raise ValueError(cursor)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        moment = moment.astimezone(UTC)  # 0001-01-01T00:00:00+14:00 is before the first year
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise InvalidQuery(f"invalid cursor {cursor[:40]!r}: pass back a next_cursor") from None
     return moment, delivery_id
+
+
+def check_cursor(cursor: str | None) -> None:
+    """Raise :class:`InvalidQuery` (one line) if ``cursor`` is not a ``next_cursor`` we made."""
+    if cursor:
+        _decode_cursor(cursor)
 
 
 def _where(store: Store, q: str) -> ColumnElement[bool]:
@@ -128,7 +136,8 @@ def iter_deliveries(store: Store, q: str, *, batch: int = 1000) -> Iterator[Deli
     """Every delivery matching ``q``, newest first, fetched ``batch`` rows at a time.
 
     Memory stays bounded by one batch however many rows match; each batch is
-    its own short transaction. The query is checked before the first row.
+    its own short transaction, under the store's search time limit. The query
+    is checked before the first row.
     """
     _check_size("batch", batch)
     where = _where(store, q)

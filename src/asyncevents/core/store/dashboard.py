@@ -20,6 +20,7 @@ from asyncevents.core.models import Delivery
 from asyncevents.core.store.base import StoreBase
 from asyncevents.core.store.deliveries import delivery_from_row
 from asyncevents.core.store.schema import attempts, deliveries, subscriptions
+from asyncevents.core.store.search import time_limited
 
 __all__ = ["DashboardQueries", "FailingSubscription", "OutcomeBucket", "SubscriptionHealth"]
 
@@ -184,12 +185,12 @@ class DashboardQueries(StoreBase):
         col = deliveries.c
         query = (select(deliveries).where(where, _newer(after))
                  .order_by(col.created_at, col.id).limit(limit))
-        with self.begin() as conn:
+        with self.begin() as conn, time_limited(conn):
             rows = [delivery_from_row(row) for row in conn.execute(query).mappings()]
         return rows[::-1]
 
     def count_newer(self, where: ColumnElement[bool], after: tuple[datetime, str]) -> int:
         """How many deliveries matching ``where`` are newer than ``after`` (a page's offset)."""
         query = select(func.count()).select_from(deliveries).where(where, _newer(after))
-        with self.begin() as conn:
+        with self.begin() as conn, time_limited(conn):
             return int(conn.execute(query).scalar_one())

@@ -83,7 +83,11 @@ def _split_csv(value: Any) -> Any:
 
 
 class Settings(BaseSettings):
-    """Everything asyncevents can be configured with."""
+    """Everything asyncevents can be configured with.
+
+    ``attempt_deadline`` (``ASYNCEVENTS_ATTEMPT_DEADLINE``, seconds) bounds each
+    delivery attempt as a whole; see :attr:`attempt_seconds`.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix="ASYNCEVENTS_", extra="ignore", validate_default=True,
@@ -114,6 +118,12 @@ class Settings(BaseSettings):
 
     http_connect_timeout: float = Field(default=5.0, gt=0)
     http_timeout: float = Field(default=30.0, gt=0)
+    # The total time one attempt may take, whatever the sink or the receiver does
+    # (an answer trickled byte by byte, an Expect: 100-continue never answered):
+    # past it the attempt ends as a retryable failure and its slot is free again.
+    # None: http_connect_timeout + http_timeout + 25 (60 s at the defaults), within
+    # the lease receiver protection gives a probe (the same timeouts + 30).
+    attempt_deadline: float | None = Field(default=None, gt=0)
     # An egress proxy for the http sink (http://host:port): installations that must
     # leave through a fixed address. The recipient's own address is still checked.
     http_proxy: str | None = Field(default=None, pattern=r"^(|https?://\S+)$")
@@ -147,6 +157,14 @@ class Settings(BaseSettings):
     outbox_sweep_seconds: float = Field(default=5.0, gt=0)
     log_level: str = "INFO"
     log_json: bool = False
+
+    @property
+    def attempt_seconds(self) -> float:
+        """The deadline of one delivery attempt, in seconds: ``attempt_deadline``, or
+        one derived from the HTTP timeouts (connect + read + 25 s) when it is unset."""
+        if self.attempt_deadline is not None:
+            return self.attempt_deadline
+        return self.http_connect_timeout + self.http_timeout + 25.0
 
     @field_validator("allowed_networks", "disable_plugins", "handler_modules", mode="before")
     @classmethod

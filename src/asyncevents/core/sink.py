@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from asyncevents.core.settings import Settings
 
 __all__ = [
+    "HOP_BY_HOP_HEADERS",
     "PRIVATE_KEY_PREFIX",
     "PUBLIC_KEY_PREFIX",
     "PYTHON_SINK",
@@ -52,6 +53,7 @@ __all__ = [
     "SinkFactory",
     "cloudevent",
     "ed25519_keys",
+    "header_value_problem",
     "is_reserved_header",
     "sign",
     "sign_ed25519",
@@ -160,19 +162,49 @@ SECRET_PREFIX = "whsec_"
 PRIVATE_KEY_PREFIX = "whsk_"
 PUBLIC_KEY_PREFIX = "whpk_"
 
-RESERVED_HEADERS = frozenset({
-    "webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length",
-    "content-encoding", "transfer-encoding", "host", "connection", "keep-alive", "te",
-    "trailer", "upgrade", "accept-encoding", "proxy-authorization", "proxy-connection",
+HOP_BY_HOP_HEADERS = frozenset({
+    "connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
+    "proxy-authenticate", "proxy-authorization", "proxy-connection", "http2-settings",
+    # Not hop-by-hop, but it changes the exchange the same way: with
+    # ``Expect: 100-continue`` a client waits for an interim answer that many
+    # receivers never send, and aiohttp waits for it with no timeout at all.
+    "expect",
 })
-"""Headers a sink sets itself: a subscription's extra ``headers`` never name one
-(nor any ``webhook-*``)."""
+"""Headers about the connection or the exchange, not the message (RFC 9110 7.6.1):
+the HTTP clients manage them, a subscription never sets one."""
+
+RESERVED_HEADERS = HOP_BY_HOP_HEADERS | frozenset({
+    "webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length",
+    "content-encoding", "host", "accept-encoding",
+})
+"""Headers a sink sets itself, and the hop-by-hop ones: a subscription's extra
+``headers`` never name one (nor any ``webhook-*``)."""
 
 
 def is_reserved_header(name: str) -> bool:
     """True for a header a subscription may not set (see :data:`RESERVED_HEADERS`)."""
     lowered = name.strip().lower()
     return lowered in RESERVED_HEADERS or lowered.startswith("webhook-")
+
+
+def header_value_problem(value: str, *, ascii_only: bool = True) -> str | None:
+    """Why ``value`` cannot be sent as an HTTP header value, or None when it can.
+
+    A value is visible ASCII, spaces and tabs (RFC 9110 5.5); ``ascii_only=False``
+    lets characters above U+007F through (what an existing row may hold: one HTTP
+    client sends them as UTF-8, the other refuses them). The answer never quotes
+    the value, which may be a secret: it names the kind of character and where.
+    """
+    for position, char in enumerate(value, start=1):
+        code = ord(char)
+        if code == 0x09 or 0x20 <= code < 0x7F:
+            continue
+        if code < 0x20 or code == 0x7F:
+            what = "a line break" if char in "\r\n" else f"a control character (U+{code:04X})"
+            return f"contains {what} at position {position}"
+        if ascii_only:
+            return f"contains a non-ASCII character at position {position}"
+    return None
 
 
 def signing_key(token: str) -> bytes:

@@ -42,6 +42,7 @@ from asyncevents.core.sink import (
     DeliveryResult,
     SinkFactory,
     cloudevent,
+    header_value_problem,
     is_reserved_header,
     signature_header,
 )
@@ -184,6 +185,14 @@ class HttpSink:
         # rules refuse reserved names already, this keeps a stored one out too.
         headers = {name: value for name, value in request.headers.items()
                    if not is_reserved_header(name) and name.lower() != "user-agent"}
+        for name, value in headers.items():
+            # The rules refuse these at subscribe time; a row stored before they did
+            # fails for good with a clear error rather than on every attempt.
+            problem = header_value_problem(value, ascii_only=False)
+            if problem is not None:
+                return DeliveryResult.failed(
+                    f"header {name!r}: the value {problem}; change the subscription's "
+                    "headers (subscriptions update ID --header)", retryable=False)
         headers |= {
             "user-agent": next((v for k, v in request.headers.items()
                                 if k.lower() == "user-agent"), USER_AGENT),
@@ -200,7 +209,11 @@ class HttpSink:
         post = self._prepare(request)
         if isinstance(post, DeliveryResult):
             return post
-        sent = httpx.Request("POST", post.url, content=post.body, headers=post.headers,
+        # Values as UTF-8 bytes, as the asynchronous client sends them (httpx would
+        # refuse a non-ASCII value that an older row may hold).
+        sent = httpx.Request("POST", post.url, content=post.body,
+                             headers=[(k.encode("ascii"), v.encode("utf-8"))
+                                      for k, v in post.headers.items()],
                              extensions={"timeout": self._timeout})
         try:
             via = self._proxy_addresses()

@@ -26,6 +26,7 @@ import structlog
 
 from asyncevents.core.clock import utcnow
 from asyncevents.core.delivery.lanes import Slots, SubscriptionLanes
+from asyncevents.core.delivery.threads import SinkOverrun
 from asyncevents.core.messages import DeliverMessage
 from asyncevents.core.models import DeliveryStatus, Subscription
 from asyncevents.core.pipeline import Batch, Job, Pipeline, Settled
@@ -112,13 +113,42 @@ def call_sink(sink: Sink, request: DeliveryRequest) -> DeliveryResult:
         return _exception_result(exc)
 
 
-async def call_sink_async(sink: Any, request: DeliveryRequest) -> DeliveryResult:
-    """``await sink.deliver_async(request)``, with what it raises turned into a result."""
+async def call_sink_async(sink: Any, request: DeliveryRequest, *,
+                          deadline: float | None = None) -> DeliveryResult:
+    """``await sink.deliver_async(request)``, with what it raises turned into a result.
+
+    With a ``deadline`` (seconds), an attempt still running then is cancelled
+    and is a retryable failure at once: its end is not awaited, so a sink that
+    ignores the cancellation cannot hold the attempt either.
+    """
+    if deadline is None:
+        return await _awaited(sink, request)
+    task = asyncio.ensure_future(_awaited(sink, request))
+    try:
+        finished, _ = await asyncio.wait({task}, timeout=deadline)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if finished:
+        return task.result()
+    task.cancel()
+    task.add_done_callback(_retrieve)
+    return DeliveryResult.failed(f"no answer within {deadline:g} s: the attempt's deadline "
+                                 "(ASYNCEVENTS_ATTEMPT_DEADLINE) ended it", retryable=True)
+
+
+async def _awaited(sink: Any, request: DeliveryRequest) -> DeliveryResult:
     try:
         result: DeliveryResult = await sink.deliver_async(request)
     except Exception as exc:
         return _exception_result(exc)
     return result
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    # An abandoned attempt's outcome, read so that asyncio does not log it as lost.
+    if not task.cancelled():
+        task.exception()
 
 
 class Deliverer:
@@ -290,9 +320,19 @@ class Deliverer:
                 retryable=True), True
         if self._hooked:
             self.plugins.hook.before_delivery(request=request)
+        # The attempt's deadline, which nothing the receiver does can extend (an
+        # answer trickled byte by byte, an interim 100 Continue never sent): past
+        # it the attempt is a retryable failure and its slot is free again.
+        deadline = self.settings.attempt_seconds
         if hasattr(sink, "deliver_async"):
-            return await call_sink_async(sink, request), True
-        return await threads.sink(call_sink, sink, request), True
+            return await call_sink_async(sink, request, deadline=deadline), True
+        try:
+            return await threads.sink(deadline, call_sink, sink, request), True
+        except SinkOverrun as exc:
+            log.warning("sink call past the attempt's deadline", sink=sink_name,
+                        delivery_id=request.delivery_id, deadline=deadline,
+                        started=exc.started, stuck_threads=exc.stuck)
+            return DeliveryResult.failed(str(exc), retryable=True), True
 
     def _record_all(self, done: list[_Done], deferred: list[_Deferred]
                     ) -> tuple[list[bool], list[Settled]]:

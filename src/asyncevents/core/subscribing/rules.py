@@ -19,9 +19,10 @@ asyncevents' own errors with ``field`` set to the input at fault:
 ``max_in_flight``   ``ConfigError``: not a whole number >= 1
 ``ordering_key``    ``ConfigError``: not a ``data.`` path
 ``signature``       ``ConfigError``: neither ``hmac`` nor ``ed25519``
-``headers``         ``ConfigError``: a name that is not an HTTP token, a value with a
-                    line break, or a header asyncevents sets itself (signature,
-                    content, hop-by-hop)
+``headers``         ``ConfigError``: a name that is not an HTTP token, a value that is
+                    not printable ASCII on one line (control characters, non-ASCII),
+                    a header asyncevents sets itself (signature, content, host), or
+                    one that governs the connection (hop-by-hop, ``Expect``)
 ``disable_after``   ``ConfigError``: not a number of hours > 0
 ==================  ============================================================
 
@@ -50,10 +51,12 @@ from asyncevents.core.retry.policy import RetryPolicy
 from asyncevents.core.search import compile_filter
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import (
+    HOP_BY_HOP_HEADERS,
     PRIVATE_KEY_PREFIX,
     PYTHON_SINK,
     RESERVED_HEADERS,
     ed25519_keys,
+    header_value_problem,
     is_reserved_header,
     signing_key,
 )
@@ -320,15 +323,24 @@ class SubscriptionRules:
                 raise ConfigError(f"invalid header name {name!r}: letters, digits and "
                                   "!#$%&'*+.^_`|~- only", field="headers")
             lowered = name.lower()
+            if lowered in HOP_BY_HOP_HEADERS:
+                raise ConfigError(f"header {name!r} cannot be set: it governs the connection "
+                                  "or the exchange (hop-by-hop, or Expect), which the HTTP "
+                                  "client manages itself", field="headers")
             if is_reserved_header(name):
                 raise ConfigError(f"header {name!r} is set by asyncevents itself (signature, "
-                                  "content or connection) and cannot be overridden",
+                                  "content or host) and cannot be overridden",
                                   field="headers")
             if lowered in seen:
                 raise ConfigError(f"header {name!r} is given twice", field="headers")
-            if not isinstance(value, str) or any(c in value for c in "\r\n\x00"):
+            if not isinstance(value, str):
                 raise ConfigError(f"header {name!r}: the value must be one line of text",
                                   field="headers")
+            problem = header_value_problem(value)
+            if problem is not None:
+                raise ConfigError(f"header {name!r}: the value {problem}; a header value is "
+                                  "printable ASCII (letters, digits, punctuation, spaces) on "
+                                  "one line", field="headers")
             seen.add(lowered)
             checked[name] = value.strip()
         return checked

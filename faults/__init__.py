@@ -14,6 +14,8 @@ Each scenario is a module with ``run(transport, directory, *, short) -> Row``:
 - :mod:`faults.hostile`: poison messages, huge response headers, a 100 MB body;
 - :mod:`faults.sinkgone`: a sink plugin uninstalled mid-run;
 - :mod:`faults.badlogin`: a worker started with a wrong RabbitMQ password;
+- :mod:`faults.wildcard`: a filter ``*a*a*a*a*a*b`` on 3,000 ``a`` and an evil event name
+  through ``serve --worker``, whose ``/healthz`` must keep answering;
 - :mod:`faults.quorum`: quorum queues on a three-node RabbitMQ cluster
   (:mod:`faults.cluster`) while nodes are killed and restarted.
 

@@ -40,6 +40,8 @@ from faults import (
     receivers,
     sigterm,
     sinkgone,
+    wildcard,
+    wrongkey,
 )
 from faults.cluster import Cluster, running
 from faults.figures import Row, format_table
@@ -73,6 +75,8 @@ FAULTS: tuple[Fault, ...] = (
     Fault("hostile", hostile.run, ("amqp", "sqla+sqlite"), ("sqla+sqlite",)),
     Fault("sinkgone", sinkgone.run, _ALL, _ALL),
     Fault("badlogin", badlogin.run, ("amqp",), ("amqp",)),
+    Fault("wrongkey", wrongkey.run, _ALL, ("sqla+sqlite",)),
+    Fault("wildcard", wildcard.run, ("amqp", "sqla+sqlite"), ("sqla+sqlite",)),
     Fault("quorum-node", quorum.run_node, ("amqp-cluster",), ("amqp-cluster",), cluster=True),
     # The short form (make test) runs one cluster row: the cluster's start costs ~20 s.
     Fault("quorum-leader", quorum.run_leader, ("amqp-cluster",), (), cluster=True),

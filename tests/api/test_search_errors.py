@@ -166,3 +166,22 @@ def test_every_csv_export_escapes_formulas(api: Api, monkeypatch: pytest.MonkeyP
     lines = api.client.get("/v1/deliveries/export", params={"format": "jsonl"},
                            headers=api.auth("admin")).text.splitlines()
     assert {json.loads(line)["event_name"] for line in lines} == {*FORMULAS, "shop.order.created"}
+
+
+def test_a_filter_with_an_oversized_pattern_is_refused_at_subscribe(
+        api: Api, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    evil = "customer.note:" + "*a" * 17
+    response = api.client.post("/v1/subscriptions", headers=api.auth("admin"), json={
+        "event_name": "shop.order.created", "recipient": "http://127.0.0.1:9/hook",
+        "verification_token": "x" * 16, "filter": evil})
+    assert problem(response, 422, "filter") == (
+        "customer.note at position 14: the wildcard pattern has 17 '*' wildcards, at most 16")
+    accepted = api.client.post("/v1/subscriptions", headers=api.auth("admin"), json={
+        "event_name": "shop.order.created", "recipient": "http://127.0.0.1:9/hook",
+        "verification_token": "x" * 16, "filter": "customer.note:*a*a*a*a*a*b"})
+    assert accepted.status_code == 201, accepted.text
+    monkeypatch.setenv("ASYNCEVENTS_DATABASE_URL", api.app.settings.database_url)
+    assert main(["subscribe", "shop.order.created", "http://127.0.0.1:9/hook",
+                 "--token", "x" * 16, "--filter", evil]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "customer.note at position 14" in err

@@ -28,8 +28,10 @@ from asyncevents.errors import (
     UnknownSink,
     UnverifiedRecipient,
 )
+from asyncevents.sinks.addresses import Address, check_address, guarded_addresses
 
 __all__ = [
+    "Address",
     "App",
     "AsyncEventsError",
     "AsyncEventsWarning",
@@ -54,7 +56,9 @@ __all__ = [
     "UnknownEvent",
     "UnknownSink",
     "UnverifiedRecipient",
+    "check_address",
     "cloudevent",
+    "guarded_addresses",
     "handler",
     "hookimpl",
     "load_settings",

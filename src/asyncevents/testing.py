@@ -13,6 +13,16 @@ on::
             failures=[FailureCase("queue was deleted", retryable=False, recipient="gone")],
         ).check_all()
 
+A sink whose recipients name a host (``amqp://user@broker/...``, ``host:port``)
+must keep deliveries away from private addresses: ``check_address_guard``
+points the recipient at loopback, a private network, the cloud metadata
+service and ``localhost`` and expects each refused unless
+``ASYNCEVENTS_ALLOWED_NETWORKS`` opens it, and expects a delivery to a
+private good recipient to fail when it is not opened (the guard applies when
+connecting, not only on subscribe). It runs by itself when the good recipient
+is a URL with a host; ``address_template`` names where the host goes in other
+recipient forms.
+
 Each ``check_*`` method can also be called on its own (one test each). A sink
 that also has ``async def deliver_async(request)`` (the worker awaits it on its
 event loop instead of calling ``deliver`` in a thread) is checked both ways.
@@ -35,14 +45,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
 
 from asyncevents.core.delivery.deliver import call_sink, call_sink_async
 from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.settings import Settings
 from asyncevents.core.sink import DeliveryRequest, DeliveryResult, Sink, SinkFactory
-from asyncevents.errors import InvalidRecipient
+from asyncevents.errors import InvalidRecipient, UnverifiedRecipient
 
 __all__ = [
+    "PRIVATE_HOSTS",
     "TEST_TOKEN",
     "FailureCase",
     "FakeSink",
@@ -55,6 +67,12 @@ __all__ = [
 
 #: The token ``make_request`` puts in requests; it must never show in an error.
 TEST_TOKEN = "whsec_dGVzdCB0b2tlbiBuZXZlciB0byBiZSBzaG93bg=="
+
+#: Where ``check_address_guard`` points a recipient: loopback, a private network, the
+#: cloud metadata service, and a name that resolves to loopback.
+PRIVATE_HOSTS = ("127.0.0.1", "10.0.0.1", "169.254.169.254", "localhost")
+_GUIDE = ("call asyncevents.check_address in validate_recipient and connect to "
+          "asyncevents.guarded_addresses (CONTRIBUTING.md, 'Write a sink in 15 minutes')")
 
 
 def make_request(**overrides: Any) -> DeliveryRequest:
@@ -150,7 +168,12 @@ class SinkContract:
 
     ``received(request)``, when given, checks that ``request`` arrived at the
     destination (raising ``AssertionError`` if not); ``concurrency`` threads
-    deliver at once in ``check_concurrent_delivery``.
+    deliver at once in ``check_concurrent_delivery``. ``address_template`` is a
+    recipient with ``{host}`` where the host goes, for ``check_address_guard``
+    (by default the good recipient with its host replaced, when it is a URL
+    with a host); ``dials_recipient_host=False`` says the sink never connects to
+    the host its recipients name (an SQS queue URL: requests go to the
+    configured endpoint), and skips that check.
     """
 
     factory: SinkFactory
@@ -160,6 +183,8 @@ class SinkContract:
     received: Callable[[DeliveryRequest], None] | None = None
     failures: Sequence[FailureCase] = ()
     concurrency: int = 8
+    address_template: str | None = None
+    dials_recipient_host: bool = True
 
     def build(self) -> Sink:
         """A new sink from the factory, checked to look like a sink."""
@@ -172,6 +197,7 @@ class SinkContract:
     def check_all(self) -> None:
         """Every check, in order."""
         self.check_recipients()
+        self.check_address_guard()
         self.check_delivers()
         self.check_concurrent_delivery()
         self.check_failures()
@@ -199,6 +225,66 @@ class SinkContract:
                 raise AssertionError(f"bad recipient {bad!r} was accepted")
         finally:
             sink.close()
+
+    def check_address_guard(self) -> None:
+        """Private addresses are refused unless ``allowed_networks`` opens them.
+
+        With ``allowed_networks`` empty, the recipient pointed at each of
+        :data:`PRIVATE_HOSTS` raises ``InvalidRecipient``; and when the good
+        recipient is refused there too (a local test destination), delivering
+        to it fails without a retry: the guard applies when the sink connects,
+        not only when a subscription is made. Nothing to check for a sink whose
+        recipients name no host.
+        """
+        template = self.address_template or _host_template(self.good_recipient)
+        if template is None or not self.dials_recipient_host:
+            return
+        _expect("{host}" in template, f"address_template {template!r} has no {{host}}")
+        closed = self.settings.model_copy(update={"allowed_networks": []})
+        sink = self.factory(closed)
+        try:
+            for host in PRIVATE_HOSTS:
+                recipient = template.replace("{host}", host)
+                try:
+                    sink.validate_recipient(recipient)
+                except UnverifiedRecipient as exc:
+                    raise AssertionError(
+                        f"{recipient!r} was only unverified ({exc}), not refused") from exc
+                except InvalidRecipient:
+                    continue
+                except Exception as exc:
+                    raise AssertionError(f"{recipient!r} raised {type(exc).__name__}, "
+                                         "not InvalidRecipient") from exc
+                raise AssertionError(
+                    f"{recipient!r} was accepted although ASYNCEVENTS_ALLOWED_NETWORKS is "
+                    f"empty: a sink whose recipients name a host must refuse private "
+                    f"addresses; {_GUIDE}")
+            try:
+                sink.validate_recipient(self.good_recipient)
+                private = False
+            except UnverifiedRecipient:
+                private = False
+            except InvalidRecipient:
+                private = True
+        finally:
+            sink.close()
+        if not private:
+            return  # a public destination: nothing the guard would stop
+        for kind_of in _kinds(lambda: self.factory(closed)):
+            kind = kind_of()
+            try:
+                request = make_request(recipient=self.good_recipient)
+                result = kind.attempt(request)
+            finally:
+                kind.close()
+            _expect(not result.success,
+                    f"{kind.name}: delivered to {self.good_recipient!r} although its address is "
+                    f"not allowed: the sink connects without the guard; {_GUIDE}")
+            _expect(not result.retryable,
+                    f"{kind.name}: a refused address must fail without a retry "
+                    f"(error: {result.error})")
+            _expect(request.token not in f"{result.error} {result.response}",
+                    f"{kind.name}: the subscription's token leaked into the result")
 
     def check_delivers(self) -> None:
         """One delivery to the good recipient succeeds (and arrives, if ``received`` is set).
@@ -273,10 +359,27 @@ class SinkContract:
 def check_sink_contract(factory: SinkFactory, settings: Settings, *, good_recipient: str,
                         bad_recipients: Sequence[str] = (),
                         received: Callable[[DeliveryRequest], None] | None = None,
-                        failures: Sequence[FailureCase] = ()) -> None:
+                        failures: Sequence[FailureCase] = (),
+                        address_template: str | None = None,
+                        dials_recipient_host: bool = True) -> None:
     """Run every check of ``SinkContract`` at once."""
-    SinkContract(factory, settings, good_recipient, bad_recipients, received,
-                 failures).check_all()
+    SinkContract(factory, settings, good_recipient, bad_recipients, received, failures,
+                 address_template=address_template,
+                 dials_recipient_host=dials_recipient_host).check_all()
+
+
+def _host_template(recipient: str) -> str | None:
+    """``recipient`` with ``{host}`` for its host, when it is a URL with a host."""
+    try:
+        parts = urlsplit(recipient.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.hostname:
+        return None
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    netloc = f"{userinfo}{at}{{host}}" + (f":{port}" if port is not None else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class FakeSink:

@@ -31,8 +31,7 @@ from contextvars import ContextVar
 import httpcore
 import httpx
 
-from asyncevents.errors import InvalidRecipient
-from asyncevents.sinks.addresses import AllowList, IPAddress, is_public, resolve
+from asyncevents.sinks.addresses import AllowList, IPAddress, allowed_addresses
 
 __all__ = ["PinnedTransport", "PinningBackend", "checked_addresses", "pinned",
            "pinned_addresses"]
@@ -53,17 +52,7 @@ def checked_addresses(host: str, allowed: AllowList) -> tuple[IPAddress, ...]:
     host name itself is allowed. Raises ``UnresolvableHost`` (the name does
     not resolve, perhaps only for now) or ``InvalidRecipient`` (refused).
     """
-    addresses = tuple(resolve(host))
-    if allowed.allows_name(host):
-        return addresses
-    for address in addresses:
-        if not is_public(address) and not allowed.allows_address(address):
-            shown = host if _key(host) == str(address) else f"{host} ({address})"
-            raise InvalidRecipient(
-                f"{shown} is a private, loopback or otherwise internal address; "
-                "add it to allowed_networks (ASYNCEVENTS_ALLOWED_NETWORKS) to permit it"
-            )
-    return addresses
+    return allowed_addresses(host, allowed)
 
 
 @contextmanager

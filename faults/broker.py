@@ -23,12 +23,18 @@ __all__ = ["reconnect_story", "run"]
 
 
 def reconnect_story(log: str) -> str:
-    """What a worker's log says about losing and regaining the broker, in one line."""
-    waits = re.findall(r"broker connection lost, reconnecting.*?retry_in=([\d.]+)", log)
+    """What a worker's log says about losing and regaining the broker, in one line.
+
+    A worker logs one line when it loses the broker and one when it has it
+    back, with the number of reconnect tries in between.
+    """
+    lost = re.findall(r"broker connection lost, reconnecting", log)
     restored = re.findall(r"broker connection restored.*?down_for=([\d.]+)", log)
-    if not waits:
+    tries = sum(int(n) for n in re.findall(r"broker connection restored.*?reconnects=(\d+)",
+                                            log))
+    if not lost:
         return "the worker never lost its broker connection"
-    return (f"worker logged {len(waits)} reconnect tries (waits {', '.join(waits[:8])} s), "
+    return (f"worker lost its broker connection {len(lost)} time(s), {tries} reconnect tries, "
             f"restored after {restored[-1] if restored else '?'} s")
 
 

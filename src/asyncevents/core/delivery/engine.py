@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
@@ -36,8 +37,9 @@ from asyncevents.core.pipeline import (
     PipelineContext,
     Publish,
 )
+from asyncevents.core.retry.outage import OutageLog
 from asyncevents.core.transport import describe
-from asyncevents.errors import NotFound
+from asyncevents.errors import NotFound, StoreError, TransportError
 
 __all__ = ["Engine", "Item"]
 
@@ -75,6 +77,9 @@ class Engine:
         context = PipelineContext(deliverer.settings, deliverer.store, self.threads.io, publish)
         made = (factory(context) for factory in middleware)
         self.pipeline = Pipeline([m for m in made if isinstance(m, Middleware)])
+        #: A store or broker outage is two lines in the log, not one per requeued message.
+        self.store_outage = OutageLog("store")
+        self.broker_outage = OutageLog("broker")
         deliverer.pipeline = self.pipeline
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -155,6 +160,17 @@ class Engine:
             return await self._run(items, strict)
 
     async def _run(self, items: Sequence[Item], strict: bool) -> list[Settle]:
+        began, failures = time.monotonic(), self._outage_failures()
+        outcomes = await self._handle(items, strict)
+        if self._outage_failures() == failures:  # no store or broker failure meanwhile
+            self.store_outage.recovered(began=began)
+            self.broker_outage.recovered(began=began)
+        return outcomes
+
+    def _outage_failures(self) -> int:
+        return self.store_outage.failures + self.broker_outage.failures
+
+    async def _handle(self, items: Sequence[Item], strict: bool) -> list[Settle]:
         outcomes: list[Settle] = [Settle.ACK] * len(items)
         jobs: list[tuple[int, Job]] = []
         triggers = [(i, m) for i, (m, dead) in enumerate(items)
@@ -175,8 +191,7 @@ class Engine:
             except Exception as exc:
                 if strict:
                     raise
-                log.error("handler failed, messages returned to the queue",
-                          error=describe(exc), messages=len({i for i, _ in jobs}))
+                self._failed(exc, len({i for i, _ in jobs}))
                 await asyncio.sleep(_FAILED_PAUSE)
                 recorded = [False] * len(jobs)
             for (i, _), ok in zip(jobs, recorded, strict=True):
@@ -259,5 +274,14 @@ class Engine:
         elif isinstance(message, DeliverMessage):
             self.deliverer.give_up(message, self.dead_reason)
 
-    def _failed(self, exc: BaseException) -> None:
-        log.error("handler failed, message returned to the queue", error=describe(exc))
+    def _failed(self, exc: BaseException, messages: int = 1) -> None:
+        """Messages go back to the queue: an outage's first failure is logged, the rest counted."""
+        if isinstance(exc, StoreError):
+            self.store_outage.failed(exc, count=messages)
+        elif isinstance(exc, TransportError):
+            self.broker_outage.failed(exc, count=messages)
+        elif messages == 1:
+            log.error("handler failed, message returned to the queue", error=describe(exc))
+        else:
+            log.error("handler failed, messages returned to the queue", error=describe(exc),
+                      messages=messages)

@@ -73,12 +73,12 @@ from asyncevents.core.delivery.outcome import Settle
 from asyncevents.core.events.routing import Router
 from asyncevents.core.messages import DEFAULT_QUEUE, ROUTES, Route
 from asyncevents.core.retry.base import RetryManagement
-from asyncevents.core.retry.outage import misconfiguration
+from asyncevents.core.retry.outage import OutageLog, misconfiguration
 from asyncevents.core.transport import Consumption, Received, Transport, describe
 from asyncevents.core.transport.base import Prioritised
 from asyncevents.core.worker.housekeeping import Housekeeping, Periodic
 from asyncevents.core.worker.limits import BurstWatch, WorkerLimits, WorkerReport, rss_mb
-from asyncevents.core.worker.presence import Presence
+from asyncevents.core.worker.presence import Leases, Presence
 from asyncevents.core.worker.priority import QueuePriority
 from asyncevents.errors import ConfigError
 
@@ -139,7 +139,15 @@ class Worker:
         self.housekeeping = Housekeeping(periodic)
         self.housekeeping.add("retry pump", _PUMP_EVERY, self._pump, first=0.0)
         if presence is not None:
+            presence.outage = engine.store_outage  # one store outage, one pair of lines
             self.housekeeping.add("presence", presence.every, self._beat, first=0.0)
+        #: On the SQL queue: the messages of workers whose presence went silent.
+        self.leases = Leases.of(transport, presence)
+        if self.leases is not None and presence is not None:
+            self.housekeeping.add("lease reclaim", presence.every, self._reclaim)
+        self._broker_lost = OutageLog("broker", counted="reconnects",
+                                      lost="broker connection lost, reconnecting",
+                                      back="broker connection restored")
         self.limits = limits or WorkerLimits()
         self.batch = batch_size(self.limits.concurrency)
         self.report = WorkerReport()
@@ -230,8 +238,8 @@ class Worker:
                         retry_in = min(retry_in * 2, _RECONNECT_MAX)
                     self.report.reconnects += 1
                     self._forget_inbox()  # the broker hands those out again
-                    log.warning("broker connection lost, reconnecting", error=describe(exc),
-                                retry_in=retry_in, attempt=self.report.reconnects)
+                    # One line when the outage starts, one when it ends (_restored).
+                    self._broker_lost.failed(exc, retry_in=retry_in)
                     self._stop.wait(retry_in)
         finally:
             self.housekeeping.stop()  # before the engine closes: the health flush runs on it
@@ -305,9 +313,7 @@ class Worker:
 
     def _restored(self) -> None:
         if self._lost_at is not None:
-            log.warning("broker connection restored", transport=self.transport.safe_url(),
-                        down_for=round(time.monotonic() - self._lost_at, 1),
-                        attempts=self.report.reconnects)
+            self._broker_lost.recovered(transport=self.transport.safe_url())
             self._lost_at = None
 
     def _on_message(self, received: Received) -> None:
@@ -417,11 +423,30 @@ class Worker:
             if self.retries.pump():
                 self._last_activity = time.monotonic()
 
+    def _reclaim(self) -> None:
+        """The SQL queue: messages of workers gone silent are due again (a housekeeping task)."""
+        assert self.leases is not None
+        began = time.monotonic()
+        try:
+            self.leases.reclaim()
+        except Exception as exc:  # the store's outage, told once
+            self.engine.store_outage.failed(exc, count=0)
+        else:
+            self.engine.store_outage.recovered(began=began)
+
+    def _orphans(self) -> int:
+        """Messages of our queues held by a worker that went silent (SQL queue), else 0."""
+        if self.leases is None:
+            return 0
+        return self.leases.orphaned(self.queues, self._last_activity)
+
     def _waiting_now(self) -> int | None:
-        """Ready messages on our queues, through the consuming connection when it can count."""
+        """Ready messages on our queues, through the consuming connection when it can count,
+        and those a silent worker holds (back when its lease ends)."""
         if isinstance(self._session, Prioritised):
-            return self._session.ready(self.queues)
-        return self.transport.waiting(self.queues)
+            return self._session.ready(self.queues) + self._orphans()
+        waiting = self.transport.waiting(self.queues)
+        return None if waiting is None else waiting + self._orphans()
 
     def _anything_waiting(self) -> bool:
         """For ``only_if_waiting``: is a message ready on our queues, or a retry due now?
@@ -458,9 +483,11 @@ class Worker:
                 return  # moving due retries to their queue right now
             try:
                 due = self.retries.seconds_until_due()
+                # A silent worker's messages are not idle time: they come back.
+                orphans = self._orphans()
             finally:
                 self._pump_lock.release()
-            if due is None or due > limits.max_idle_time:
+            if (due is None or due > limits.max_idle_time) and not orphans:
                 self.stop("idle")
         elif self._burst is not None and self._burst.drained(self._last_activity, now):
             self.stop("drained")

@@ -22,7 +22,10 @@ queue), ``lease_seconds`` (how long a claimed row stays invisible; a
 consumer that holds it renews it with :meth:`LeasedSqlTransport.renew_leases`,
 so a dead one's rows come back within one lease), ``claim_batch``
 (rows a consumer claims per query, capped by its prefetch count; default 10)
-and ``engine_options`` (for :func:`sqlalchemy.create_engine`); nothing else
+``holder`` (the consuming worker's presence id, stored in each row it
+leases: a worker whose heartbeat stopped has its leases reclaimed by the
+others, see :func:`~asyncevents.core.transport.sql.schema.reclaim`) and
+``engine_options`` (for :func:`sqlalchemy.create_engine`); nothing else
 reaches ``create_engine``.
 
 On PostgreSQL a publish also sends a NOTIFY, and a consumer with nothing to
@@ -96,6 +99,8 @@ class SqlChannel(virtual.Channel):  # type: ignore[misc]
         self._engines: QueueEngines = connection.engines
         self._lease = timedelta(seconds=connection.lease_seconds)
         self._claim_batch: int = connection.claim_batch
+        # Who holds what this channel claims (a worker's presence id), or None.
+        self._holder: str | None = connection.holder
         # delivery_tag -> (row id, delivery count); shared by the transport's
         # channels, since kombu may reject a message on another channel.
         self._leases: dict[str, tuple[int, int]] = connection.leases
@@ -167,12 +172,14 @@ class SqlChannel(virtual.Channel):  # type: ignore[misc]
 
     def _claim(self, conn: Connection, queue: str, k: int) -> list[tuple[int, str, int]]:
         now = schema.utcnow()
-        params = {"q": queue, "now": now, "until": now + self._lease, "k": k}
+        params = {"q": queue, "now": now, "until": now + self._lease, "k": k,
+                  "by": self._holder}
         if self._engines.claim_in_one_statement:
             return sorted((r[0], r[1], r[2]) for r in conn.execute(schema.CLAIM, params))
         rows = conn.execute(schema.PICK, params).all()
         if rows:
-            conn.execute(schema.LEASE, {"ids": [r[0] for r in rows], "until": params["until"]})
+            conn.execute(schema.LEASE, {"ids": [r[0] for r in rows], "until": params["until"],
+                                        "by": self._holder})
         return [(r[0], r[1], r[2] + 1) for r in rows]
 
     def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
@@ -316,6 +323,7 @@ class LeasedSqlTransport(kombu_sqla.Transport):  # type: ignore[misc]
         if self.lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be positive, not {self.lease_seconds}")
         self.claim_batch = max(1, int(options.get("claim_batch", 10)))
+        self.holder: str | None = options.get("holder")
         self.leases: dict[str, tuple[int, int]] = {}
         self._engines: QueueEngines | None = None
         self._wakeup: Wakeup | None = None
@@ -397,15 +405,18 @@ class SqlConnection(kombu.Connection):  # type: ignore[misc]
 
 
 def connection(url: str, *, polling_interval: float = 0.1, lease_seconds: float = DEFAULT_LEASE,
-               **kw: Any) -> kombu.Connection:
+               holder: str | None = None, **kw: Any) -> kombu.Connection:
     """A kombu connection to the SQL queue at ``url`` (``sqla+`` prefix optional).
 
-    ``kw`` goes to ``kombu.Connection``; its ``transport_options`` may hold
-    ``engine_options`` for ``create_engine``.
+    ``holder``: the presence id of the worker whose leases this connection
+    takes. ``kw`` goes to ``kombu.Connection``; its ``transport_options`` may
+    hold ``engine_options`` for ``create_engine``.
     """
     scheme = url.partition("://")[0]
     if not scheme.startswith(("sqla+", "sqlalchemy+")):
         url = f"sqla+{url}"
     options = dict(kw.pop("transport_options", None) or {})
     options.update(polling_interval=polling_interval, lease_seconds=lease_seconds)
+    if holder is not None:
+        options["holder"] = holder
     return SqlConnection(url, transport_options=options, **kw)

@@ -3,7 +3,12 @@
 One row per message that is ready or leased; acked rows are deleted, so the
 table stays as small as the backlog. A row is ready when ``visible_at`` has
 passed; a claim moves ``visible_at`` to the end of the lease and bumps
-``deliveries``, which doubles as the lease's token.
+``deliveries``, which doubles as the lease's token, and names the holder in
+``leased_by`` (the worker's presence id; NULL for a consumer without one).
+A worker reclaims the leases of holders whose presence heartbeat stopped
+(:func:`reclaim`): those rows are due again at once, not at the end of
+their lease. A table made before ``leased_by`` existed gets the column on
+first use (:func:`get_engines`).
 
 Every job gets the engine that suits it (:class:`QueueEngines`): publishing
 always waits for a durable commit; claims and acks on PostgreSQL and SQLite do
@@ -17,7 +22,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -27,15 +34,19 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Select,
     String,
     Table,
+    Update,
     bindparam,
     create_engine,
     delete,
     event,
     func,
     insert,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import URL, make_url
@@ -44,16 +55,21 @@ from sqlalchemy.exc import DBAPIError
 from asyncevents.core.clock import naive_utcnow as utcnow
 from asyncevents.core.store.columns import LONG_TEXT, MICRO_TIME, ROW_ID
 from asyncevents.core.store.engine import DEFAULT_DRIVERS, run, sqlite_pragmas
+from asyncevents.core.store.schema import workers
 
 __all__ = [
     "TABLE_NAME",
     "QueueEngines",
+    "beating_since",
     "dispose_engines",
     "engine_url",
     "get_engines",
     "messages",
     "metadata",
+    "orphaned",
+    "reclaim",
     "run",
+    "silent_since",
     "utcnow",
 ]
 
@@ -75,6 +91,8 @@ messages = Table(
     Column("created_at", MICRO_TIME, nullable=False),
     Column("visible_at", MICRO_TIME, nullable=False),
     Column("deliveries", Integer, nullable=False),
+    # The presence id of the worker holding the lease (NULL: a consumer without one).
+    Column("leased_by", String(36), nullable=True),
     Index(f"ix_{TABLE_NAME}_ready", "queue", "visible_at", "id"),
     # Never reuse an id: a stale lease token must not match a newer row.
     sqlite_autoincrement=True,
@@ -109,13 +127,15 @@ PICK = (
 CLAIM = (
     update(messages)
     .where(_c.id.in_(PICK.with_only_columns(_c.id).scalar_subquery()))
-    .values(visible_at=bindparam("until"), deliveries=_c.deliveries + 1)
+    .values(visible_at=bindparam("until"), deliveries=_c.deliveries + 1,
+            leased_by=bindparam("by", type_=String))
     .returning(_c.id, _c.payload, _c.deliveries)
 )
 LEASE = (
     update(messages)
     .where(_c.id.in_(bindparam("ids", expanding=True)))
-    .values(visible_at=bindparam("until"), deliveries=_c.deliveries + 1)
+    .values(visible_at=bindparam("until"), deliveries=_c.deliveries + 1,
+            leased_by=bindparam("by", type_=String))
 )
 _OWNED = (_c.id == bindparam("rid")) & (_c.deliveries == bindparam("n"))
 SETTLE = delete(messages).where(_OWNED)
@@ -135,6 +155,48 @@ DELETE_QUEUE = delete(messages).where(_c.queue == bindparam("q"))
 NEXT_DUE = select(func.min(_c.visible_at)).where(
     _c.queue.in_(bindparam("qs", expanding=True)), _c.deliveries == 0,
     _c.visible_at > bindparam("now"))
+
+#: Holders (workers' presence ids), either as a query of the workers table (in
+#: the queue's database) or as a list of ids (the store is another database).
+Holders = Select[str] | Sequence[str]
+
+
+def silent_since(before: datetime) -> Select[str]:
+    """The workers whose last heartbeat is older than ``before`` (aware UTC)."""
+    return select(workers.c.id).where(workers.c.heartbeat_at < before)
+
+
+def beating_since(since: datetime) -> Select[str]:
+    """The workers that beat at ``since`` (aware UTC) or later."""
+    return select(workers.c.id).where(workers.c.heartbeat_at >= since)
+
+
+def _leased(queues: Sequence[str], now: datetime) -> list[Any]:
+    return [_c.queue.in_(list(queues)), _c.deliveries > 0, _c.visible_at > now]
+
+
+def reclaim(queue: str, now: datetime, silent: Holders) -> Update:
+    """Make the rows of ``queue`` leased by ``silent`` holders due again, in their first place.
+
+    The lease is over at once (``visible_at`` back to ``created_at``, as a
+    requeue leaves it); the token (``deliveries``) stays, so the silent
+    holder can neither ack nor renew it should it wake up.
+    """
+    return (update(messages).where(*_leased([queue], now), _c.leased_by.in_(silent))
+            .values(visible_at=_c.created_at))
+
+
+def orphaned(queues: Sequence[str], now: datetime, me: str | None,
+             alive: Holders) -> Select[int]:
+    """Count the rows of ``queues`` leased by a holder that is neither ``me`` nor ``alive``.
+
+    Rows leased by no known holder (NULL) are not counted: nothing says when
+    such a holder is gone, and their lease ends by itself.
+    """
+    wheres = [*_leased(queues, now), _c.leased_by.is_not(None), _c.leased_by.not_in(alive)]
+    if me is not None:
+        wheres.append(_c.leased_by != me)
+    return select(func.count()).select_from(messages).where(*wheres)
 
 
 
@@ -224,6 +286,24 @@ def _create_table(engine: Engine) -> None:
     except DBAPIError:
         # Another process created it between our check and our CREATE.
         metadata.create_all(engine, checkfirst=True)
+    _add_leased_by(engine)
+
+
+def _add_leased_by(engine: Engine) -> None:
+    """Give a table made by an older asyncevents its ``leased_by`` column."""
+    def missing() -> bool:
+        with engine.connect() as conn:
+            columns = inspect(conn).get_columns(TABLE_NAME)
+        return "leased_by" not in {column["name"] for column in columns}
+
+    if not missing():
+        return
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"ALTER TABLE {TABLE_NAME} ADD COLUMN leased_by VARCHAR(36)"))
+    except DBAPIError:
+        if missing():  # else another process added it between our look and our ALTER
+            raise
 
 
 def get_engines(url: str, engine_options: dict[str, Any] | None = None) -> QueueEngines:

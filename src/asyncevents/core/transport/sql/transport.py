@@ -11,7 +11,7 @@ import base64
 import json
 import uuid
 from collections.abc import Callable, Collection, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from time import monotonic
 from typing import Any
 
@@ -93,11 +93,41 @@ class SqlTransport(KombuTransport):
     """A SQL database as the queue, with leases and native delays."""
 
     native_delays = True
+    #: The presence id of the worker consuming through this transport: the
+    #: rows it leases carry it (None: a consumer without a presence).
+    holder: str | None = None
 
     def connect(self) -> Connection:
         """A kombu connection over the leasing SQL transport."""
         return connection(self.url, polling_interval=self.settings.polling_interval,
-                          lease_seconds=self.settings.lease_seconds)
+                          lease_seconds=self.settings.lease_seconds, holder=self.holder)
+
+    def reclaim_silent(self, before: datetime, *, ids: Sequence[str] | None = None) -> int:
+        """End the leases of workers silent since ``before``: their rows are due now; how many.
+
+        One UPDATE per queue of the installation, joined against the store's
+        workers table (in this database); ``ids``: the silent workers' ids
+        instead, when that table is in another database.
+        """
+        silent: sqlschema.Holders = sqlschema.silent_since(before) if ids is None else ids
+        names = [str(queue.name) for queue in self.topology.queues]
+        now = naive_utcnow()
+
+        def work(conn: sqlalchemy.Connection) -> int:
+            return sum(int(conn.execute(sqlschema.reclaim(name, now, silent)).rowcount or 0)
+                       for name in names)
+
+        return sqlschema.run(self._engines().settle, work)
+
+    def orphaned(self, queues: Sequence[str], since: datetime, *,
+                 alive_ids: Sequence[str] | None = None) -> int:
+        """Rows of ``queues`` (table names) leased by another worker that has not beaten since
+        ``since`` (the workers table in this database; else ``alive_ids``: those that did)."""
+        alive: sqlschema.Holders = (sqlschema.beating_since(since) if alive_ids is None
+                                    else alive_ids)
+        query = sqlschema.orphaned(queues, naive_utcnow(), self.holder, alive)
+        return int(sqlschema.run(self._engines().put,
+                                 lambda conn: conn.execute(query).scalar_one()))
 
     def consumption(self, conn: Connection, routes: Sequence[Route], on_received: OnReceived,
                     on_dropped: OnDropped, prefetch: int,

@@ -1,8 +1,8 @@
 """Live workers: each one registers, beats every few seconds and leaves when it stops.
 
-``asyncevents workers`` lists them; ``asyncevents stop-workers`` asks every
-one of them to finish what it holds and exit (it sees the request at its next
-heartbeat).
+``asyncevents workers`` lists them, a silent one (killed: it never left) as
+gone; ``asyncevents stop-workers`` asks every one of them to finish what it
+holds and exit (it sees the request at its next heartbeat).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from asyncevents.core.clock import utcnow
 from asyncevents.core.store.base import StoreBase
@@ -92,9 +92,21 @@ class WorkerQueries(StoreBase):
         with self.begin() as conn:
             return [_info(row) for row in conn.execute(query)]
 
-    def request_worker_stop(self) -> int:
-        """Ask every registered worker to finish and exit; return how many were asked."""
+    def request_worker_stop(self, *, alive_within: float | None = None) -> int:
+        """Ask every registered worker to finish and exit; return how many were asked.
+
+        With ``alive_within``, only the workers that beat within that many
+        seconds are counted: a silent one (killed, most likely) is asked too,
+        and sees the request should it beat again, but it is not one that
+        will stop.
+        """
+        now = utcnow()
+        pending = workers.c.stop_requested_at.is_(None)
         with self.begin() as conn:
-            result = conn.execute(update(workers).where(workers.c.stop_requested_at.is_(None))
-                                  .values(stop_requested_at=utcnow()))
-        return int(result.rowcount or 0)
+            live = None
+            if alive_within is not None:
+                recent = workers.c.heartbeat_at >= now - timedelta(seconds=alive_within)
+                live = conn.execute(select(func.count()).select_from(workers)
+                                    .where(pending, recent)).scalar_one()
+            result = conn.execute(update(workers).where(pending).values(stop_requested_at=now))
+        return int(result.rowcount or 0) if live is None else int(live)

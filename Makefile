@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install browser run demo test test-fast lint format clean faults docs
+.PHONY: install browser run demo test test-fast test-servers test-serial lint format clean faults docs
 
 install: $(STAMP)
 
@@ -28,10 +28,44 @@ lint: install
 browser:
 	test -x /usr/bin/chromium || bash scripts/install-browser.sh
 
-## The whole suite, against the real services on 127.0.0.1, plus lint.
-test: install lint browser
-	$(BIN)/python -m pytest
-	bash plugins/test-plugins.sh
+## The test tiers (CONTRIBUTING.md): tests/conftest.py marks each test `server` (it uses a
+## server fixture or parameter) and `subprocess` (it starts a process); `serial` ones restart
+## the services. The fast tier runs with ASYNCEVENTS_TEST_TIER=fast: a test there that reaches
+## a server or starts a process fails. The tests mostly wait (receivers, idle workers, leases),
+## so more xdist workers than cores pays: TEST_WORKERS=n to change it.
+PYTEST := $(BIN)/python -m pytest -q
+FAST_TIER := not server and not subprocess and not slow and not serial
+SERVER_TIER := (server or subprocess or slow) and not serial
+TEST_WORKERS ?= 4
+# $(call tier,NAME,COMMAND): run COMMAND with ASYNCEVENTS_TEST_TIER=NAME, then print
+# "tier NAME <seconds> s" (prefixed by TIER_PREFIX; .ci/run sets "ci: "); its exit status
+# stays the recipe's, so pytest's 5 (no test selected) fails the target like any failure.
+TIER_PREFIX ?=
+tier = echo '$(TIER_PREFIX)tier $(1): $(2)'; start=$$(date +%s); ASYNCEVENTS_TEST_TIER=$(1) $(2); \
+	status=$$?; echo "$(TIER_PREFIX)tier $(1) $$(( $$(date +%s) - start )) s"; exit $$status
+
+## The whole suite against the real services on 127.0.0.1: lint, then every tier, then the
+## plugin packages' own tests; each step's time is printed.
+test: install browser
+	@$(call tier,lint,$(MAKE) --no-print-directory lint)
+	@$(call tier,fast,$(PYTEST) -m "$(FAST_TIER)" -n $(TEST_WORKERS))
+	@$(call tier,servers,$(PYTEST) -m "$(SERVER_TIER)" -n $(TEST_WORKERS) --dist loadgroup --durations=10)
+	@$(call tier,serial,$(PYTEST) -m serial)
+	@$(call tier,plugins,bash plugins/test-plugins.sh)
+
+## The unit tier: no server, no subprocess (SQLite, memory://, in-process fakes, local HTTP);
+## stops at the first failure. A few minutes.
+test-fast: install
+	@$(call tier,fast,$(PYTEST) -x -m "$(FAST_TIER)" -n $(TEST_WORKERS))
+
+## The tests that need the services or start processes, in parallel (xdist_group keeps
+## the tests that share a port or an expensive fixture on one worker).
+test-servers: install browser
+	@$(call tier,servers,$(PYTEST) -m "$(SERVER_TIER)" -n $(TEST_WORKERS) --dist loadgroup)
+
+## The tests that must run alone: the fault suite's short form restarts RabbitMQ and PostgreSQL.
+test-serial: install
+	@$(call tier,serial,$(PYTEST) -m serial)
 
 ## Kill, restart and starve the real services under running workers; print the table.
 ## (Restarts RabbitMQ and PostgreSQL on 127.0.0.1 for a few seconds each, and runs a
@@ -39,9 +73,6 @@ test: install lint browser
 ## short form runs inside `make test` as tests/test_faults.py.)
 faults: install
 	$(BIN)/python -m faults.run
-
-test-fast: install
-	$(BIN)/python -m pytest -x -q -m "not slow"
 
 ## The benchmark: every scenario beside its baselines (needs RabbitMQ and PostgreSQL on
 ## 127.0.0.1; 15-40 minutes). BENCH_ARGS="--only e2e_rabbit --repeat 5" narrows it.

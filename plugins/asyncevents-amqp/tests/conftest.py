@@ -74,8 +74,9 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 @pytest.fixture
 def settings() -> Settings:
-    """Core settings: SQLite queue and store in the test's directory."""
-    return Settings(strict_events=False, polling_interval=0.05)
+    """Core settings: SQLite queue and store in the test's directory; the local broker
+    (127.0.0.1) lets through the address guard."""
+    return Settings(strict_events=False, polling_interval=0.05, allowed_networks=["127.0.0.0/8"])
 
 
 @dataclass

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
+from pathlib import Path
+from typing import Any
 
 import amqp.exceptions
 import pytest
 from asyncevents_amqp import AmqpSettings, AmqpSink, Target, Unroutable, parse_recipient
+from asyncevents_amqp.pool import tls_options
 from asyncevents_amqp.sink import CONTENT_TYPE, classify, message_headers
 
 from asyncevents import App, ConfigError, DeliveryRequest, InvalidRecipient, Settings, cloudevent
@@ -119,6 +123,53 @@ def test_sink_contract(settings: Settings, route: Route, vhost: str) -> None:
                         recipient=f"amqp://{vhost}@{HOST}:{port}/v/ex/key"),
         ],
     ).check_all()
+
+
+def test_private_brokers_are_refused_unless_allowed(settings: Settings, route: Route) -> None:
+    closed = settings.model_copy(update={"allowed_networks": []})
+    sink = AmqpSink(closed, FAST)
+    for host in ("127.0.0.1", "10.0.0.1", "169.254.169.254", "localhost"):
+        with pytest.raises(InvalidRecipient, match="ASYNCEVENTS_ALLOWED_NETWORKS"):
+            sink.validate_recipient(f"amqp://app@{host}:5672/shop/orders/created")
+    refused = sink.deliver(make_request(recipient=route.recipient()))
+    sink.close()
+    assert not refused.success and not refused.retryable
+    assert "recipient address refused" in (refused.error or "")
+    assert route.drain() == []  # nothing reached the broker
+
+
+def test_connects_to_the_checked_address_not_a_second_lookup(
+        settings: Settings, route: Route, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The name answers loopback (allowed) to the guard's lookup, then a private
+    # address: a client resolving the name again would go there (DNS rebinding).
+    real = socket.getaddrinfo
+    lookups: list[str] = []
+
+    def rebinding(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "amqp.rebind.test":
+            return real(host, port, *args, **kwargs)
+        lookups.append(host)
+        address = "127.0.0.1" if len(lookups) == 1 else "10.255.255.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, int(port or 0)))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    sink = AmqpSink(settings, FAST)
+    request = make_request(recipient=route.recipient().replace(HOST, "amqp.rebind.test"))
+    result = sink.deliver(request)
+    sink.close()
+    assert result.success, result.error
+    assert lookups == ["amqp.rebind.test"]
+    (message,) = route.drain()
+    assert body_of(message)["id"] == request.event_id
+
+
+def test_tls_checks_the_certificate_against_the_name() -> None:
+    plain = Target("amqp", "rabbit.example", 5672, "app", "shop", "ex", "k")
+    tls = Target("amqps", "rabbit.example", 5671, "app", "shop", "ex", "k")
+    assert tls_options(plain, FAST) is False
+    assert tls_options(tls, AmqpSettings(ca_file=Path("/etc/ca.pem"))) == {
+        "context": {"cafile": "/etc/ca.pem", "check_hostname": True},
+        "server_hostname": "rabbit.example"}
 
 
 def test_the_token_is_the_password(settings: Settings, route: Route) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 
@@ -119,6 +120,48 @@ def test_sink_contract(settings: Settings, topic: TopicServer, tmp_path: Any) ->
                         recipient="https://127.0.0.1:9/api/events"),
         ],
     ).check_all()
+
+
+def test_private_endpoints_are_refused_unless_allowed(settings: Settings,
+                                                      topic: TopicServer) -> None:
+    closed = settings.model_copy(update={"allowed_networks": []})
+    sink = EventGridSink(closed, EventGridSettings(allowed_hosts="127.0.0.1,10.0.0.1,localhost,"
+                                                                 "169.254.169.254",
+                                                   ca_file=topic.cert))
+    for host in ("127.0.0.1", "10.0.0.1", "169.254.169.254", "localhost"):
+        with pytest.raises(InvalidRecipient, match="ASYNCEVENTS_ALLOWED_NETWORKS"):
+            sink.validate_recipient(f"https://{host}/api/events")
+    refused = sink.deliver(make_request(recipient=topic.endpoint()))
+    sink.close()
+    assert not refused.success and not refused.retryable
+    assert "recipient address refused" in (refused.error or "")
+    assert topic.received == []  # nothing reached the endpoint
+
+
+def test_connects_to_the_checked_address_not_a_second_lookup(
+        settings: Settings, topic: TopicServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The name answers loopback (allowed) to the guard's lookup, then a private
+    # address: a client resolving the name again would go there (DNS rebinding). TLS
+    # still checks the certificate against the name (the stand-in's is for localhost).
+    real = socket.getaddrinfo
+    lookups: list[str] = []
+
+    def rebinding(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "localhost":
+            return real(host, port, *args, **kwargs)
+        lookups.append(host)
+        address = "127.0.0.1" if len(lookups) == 1 else "10.255.255.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, int(port or 0)))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    sink = EventGridSink(settings, EventGridSettings(allowed_hosts="localhost",
+                                                     ca_file=topic.cert, connect_timeout=2))
+    request = make_request(recipient=topic.endpoint().replace("127.0.0.1", "localhost"))
+    result = sink.deliver(request)
+    sink.close()
+    assert result.success, result.error
+    assert lookups == ["localhost"]
+    check_arrived(topic, request)
 
 
 def test_the_wire_format(settings: Settings, topic: TopicServer) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from asyncevents_mqtt import BrokerRefused, MqttSettings, MqttSink, Target, parse_recipient
@@ -104,6 +106,46 @@ def test_sink_contract(settings: Settings, listener: Listener,
                         request={"token": secured_broker.password}),
         ],
     ).check_all()
+
+
+def test_private_brokers_are_refused_unless_allowed(settings: Settings,
+                                                   listener: Listener) -> None:
+    closed = settings.model_copy(update={"allowed_networks": []})
+    sink = MqttSink(closed, FAST)
+    for host in ("127.0.0.1", "10.0.0.1", "169.254.169.254", "localhost"):
+        with pytest.raises(InvalidRecipient, match="ASYNCEVENTS_ALLOWED_NETWORKS"):
+            sink.validate_recipient(f"mqtt://{host}:1883/orders")
+    request = make_request(recipient=listener.recipient())
+    refused = sink.deliver(request)
+    sink.close()
+    assert not refused.success and not refused.retryable
+    assert "recipient address refused" in (refused.error or "")
+    with pytest.raises(AssertionError):
+        listener.wait_for(request.event_id, seconds=0.5)  # nothing reached the broker
+
+
+def test_connects_to_the_checked_address_not_a_second_lookup(
+        settings: Settings, listener: Listener, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The name answers loopback (allowed) to the guard's lookup, then a private
+    # address: a client resolving the name again would go there (DNS rebinding).
+    real = socket.getaddrinfo
+    lookups: list[str] = []
+
+    def rebinding(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "mqtt.rebind.test":
+            return real(host, port, *args, **kwargs)
+        lookups.append(host)
+        address = "127.0.0.1" if len(lookups) == 1 else "10.255.255.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, int(port or 0)))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    sink = MqttSink(settings, FAST)
+    request = make_request(recipient=listener.recipient().replace(HOST, "mqtt.rebind.test"))
+    result = sink.deliver(request)
+    sink.close()
+    assert result.success, result.error
+    assert lookups == ["mqtt.rebind.test"]
+    check_arrived(listener, request)
 
 
 @pytest.mark.parametrize("qos", [1, 2])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+from typing import Any
 
 import nats.errors
 import nats.js.errors
@@ -108,6 +110,43 @@ def test_sink_contract(settings: Settings, stream: Stream, full_stream: Stream,
                         request={"payload": {"blob": "x" * 1_100_000}}),
         ],
     ).check_all()
+
+
+def test_private_servers_are_refused_unless_allowed(settings: Settings, stream: Stream) -> None:
+    closed = settings.model_copy(update={"allowed_networks": []})
+    sink = NatsSink(closed, FAST)
+    for host in ("127.0.0.1", "10.0.0.1", "169.254.169.254", "localhost"):
+        with pytest.raises(InvalidRecipient, match="ASYNCEVENTS_ALLOWED_NETWORKS"):
+            sink.validate_recipient(f"nats://{host}:4222/orders")
+    refused = sink.deliver(make_request(recipient=stream.recipient()))
+    sink.close()
+    assert not refused.success and not refused.retryable
+    assert "recipient address refused" in (refused.error or "")
+    assert stream.messages() == []  # nothing reached the server
+
+
+def test_connects_to_the_checked_address_not_a_second_lookup(
+        settings: Settings, stream: Stream, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The name answers loopback (allowed) to the guard's lookup, then a private
+    # address: a client resolving the name again would go there (DNS rebinding).
+    real = socket.getaddrinfo
+    lookups: list[str] = []
+
+    def rebinding(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "nats.rebind.test":
+            return real(host, port, *args, **kwargs)
+        lookups.append(host)
+        address = "127.0.0.1" if len(lookups) == 1 else "10.255.255.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, int(port or 0)))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    sink = NatsSink(settings, FAST)
+    request = make_request(recipient=stream.recipient().replace("127.0.0.1", "nats.rebind.test"))
+    result = sink.deliver(request)
+    sink.close()
+    assert result.success, result.error
+    assert lookups == ["nats.rebind.test"]
+    check_arrived(stream, request)
 
 
 def test_a_redelivery_is_dropped_by_the_stream(settings: Settings, stream: Stream) -> None:

@@ -103,6 +103,10 @@ def test_sink_contract(aws: None, settings: Settings) -> None:
         factory=lambda s: SqsSink(s, options()),
         settings=settings,
         good_recipient=inbox.url,
+        # A queue URL names a host the sink never connects to: boto3 sends every request
+        # to the client's endpoint (AWS's for the region, or ASYNCEVENTS_SQS_ENDPOINT_URL,
+        # the operator's), with the URL as a parameter. Nothing for the address guard.
+        dials_recipient_host=False,
         bad_recipients=["", "no spaces", "arn:aws:sns:eu-west-1:123456789012:t"],
         received=inbox.check_received,
         failures=[
@@ -117,6 +121,20 @@ def test_sink_contract(aws: None, settings: Settings) -> None:
                         request={"metadata": {"message_group_id": "has space"}}),
         ],
     ).check_all()
+
+
+def test_the_queue_urls_host_is_never_connected_to(settings: Settings) -> None:
+    # Why the contract's address guard check does not apply: the request goes to the
+    # endpoint (here a closed port), never to the host the queue URL names.
+    with socket.create_server(("127.0.0.1", 0)) as named:
+        named.settimeout(0.5)
+        port = named.getsockname()[1]
+        sink = SqsSink(settings, options(endpoint_url=f"http://127.0.0.1:{closed_port()}"))
+        result = sink.deliver(make_request(recipient=f"http://127.0.0.1:{port}/{ACCOUNT}/q"))
+        sink.close()
+        with pytest.raises(TimeoutError):
+            named.accept()
+    assert not result.success and result.retryable
 
 
 def test_name_and_arn_recipients(aws: None, settings: Settings) -> None:

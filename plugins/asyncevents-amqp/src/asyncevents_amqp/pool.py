@@ -9,7 +9,6 @@ for its own confirm.
 
 from __future__ import annotations
 
-import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,10 +16,11 @@ from typing import Any
 
 from kombu import Connection, Producer
 
+from asyncevents import Settings, guarded_addresses
 from asyncevents_amqp.recipient import Target
 from asyncevents_amqp.settings import AmqpSettings
 
-__all__ = ["Publisher", "PublisherPool", "Unroutable"]
+__all__ = ["Publisher", "PublisherPool", "Unroutable", "tls_options"]
 
 _Key = tuple[Target, str]
 
@@ -37,24 +37,35 @@ class Unroutable(Exception):
 class Publisher:
     """One connection in publisher-confirm mode, with a producer on its default channel."""
 
-    def __init__(self, target: Target, password: str, options: AmqpSettings) -> None:
+    def __init__(self, target: Target, password: str, options: AmqpSettings,
+                 settings: Settings) -> None:
         self.target = target
         self.options = options
         self._returned: Unroutable | None = None
         #: How many messages this publisher has had confirmed.
         self.uses = 0
-        tls: Any = False
-        if target.tls:
-            tls = ssl.create_default_context(
-                cafile=str(options.ca_file) if options.ca_file else None)
-        self.connection = Connection(
-            hostname=target.host, port=target.port, userid=target.user, password=password,
-            virtual_host=target.vhost, ssl=tls, transport="pyamqp",
-            connect_timeout=options.timeout, heartbeat=0,
-            transport_options={"confirm_publish": True, "read_timeout": options.timeout,
-                               "write_timeout": options.timeout},
-        )
-        self.connection.connect()
+        # The address guard at connect time: the broker's name is resolved once,
+        # every address checked (InvalidRecipient when one is private and not
+        # allowed), and the connection goes to those addresses, never to a second
+        # lookup's answer (DNS rebinding). TLS still checks the certificate
+        # against the name.
+        error: OSError | None = None
+        for address in guarded_addresses(target.host, target.port, settings):
+            self.connection = Connection(
+                hostname=address.host, port=address.port, userid=target.user,
+                password=password, virtual_host=target.vhost, ssl=tls_options(target, options),
+                transport="pyamqp", connect_timeout=options.timeout, heartbeat=0,
+                transport_options={"confirm_publish": True, "read_timeout": options.timeout,
+                                   "write_timeout": options.timeout},
+            )
+            try:
+                self.connection.connect()
+                break
+            except OSError as exc:  # refused, unreachable: the next address may answer
+                self.connection.collect()
+                error = exc
+        else:
+            raise error or ConnectionError(f"no address to connect to for {target.broker}")
         self.producer = Producer(self.connection.default_channel, on_return=self._on_return)
 
     def publish(self, body: bytes, properties: dict[str, Any], headers: dict[str, str]) -> None:
@@ -87,11 +98,24 @@ class Publisher:
         self._returned = Unroutable(int(code), str(text), exchange, routing_key)
 
 
+def tls_options(target: Target, options: AmqpSettings) -> dict[str, Any] | bool:
+    """py-amqp's ``ssl`` options for ``target``: ``False`` without TLS; otherwise a
+    default context (the system's CAs, or ``ca_file``) checking the certificate against
+    the broker's name, which is also the SNI name, although the connection goes to an
+    address (a bare ``SSLContext`` would be ignored by py-amqp)."""
+    if not target.tls:
+        return False
+    return {"context": {"cafile": str(options.ca_file) if options.ca_file else None,
+                        "check_hostname": True},
+            "server_hostname": target.host}
+
+
 class PublisherPool:
     """Idle publishers per broker, vhost, user and token; thread-safe."""
 
-    def __init__(self, options: AmqpSettings) -> None:
+    def __init__(self, options: AmqpSettings, settings: Settings) -> None:
         self.options = options
+        self.settings = settings
         self._idle: dict[_Key, list[Publisher]] = {}
         self._lock = threading.Lock()
 
@@ -109,7 +133,7 @@ class PublisherPool:
             idle = self._idle.get(where)
             publisher = idle.pop() if idle else None
         if publisher is None:
-            publisher = Publisher(target, password, self.options)
+            publisher = Publisher(target, password, self.options, self.settings)
         publisher.target = target
         try:
             yield publisher

@@ -9,7 +9,15 @@ from typing import Any, ClassVar
 
 import amqp.exceptions
 
-from asyncevents import DeliveryRequest, DeliveryResult, InvalidRecipient, Settings, cloudevent
+from asyncevents import (
+    DeliveryRequest,
+    DeliveryResult,
+    InvalidRecipient,
+    Settings,
+    UnverifiedRecipient,
+    check_address,
+    cloudevent,
+)
 from asyncevents_amqp.pool import PublisherPool, Unroutable
 from asyncevents_amqp.recipient import Target, parse_recipient
 from asyncevents_amqp.settings import AmqpSettings
@@ -38,12 +46,14 @@ class AmqpSink:
     name: ClassVar[str] = "amqp"
 
     def __init__(self, settings: Settings, options: AmqpSettings | None = None) -> None:
+        self.settings = settings
         self.options = options if options is not None else AmqpSettings.from_env()
-        self._pool = PublisherPool(self.options)
+        self._pool = PublisherPool(self.options, settings)
 
     def validate_recipient(self, recipient: str) -> None:
-        """Raise ``InvalidRecipient`` unless ``recipient`` reads as an AMQP exchange and key."""
-        parse_recipient(recipient)
+        """Raise ``InvalidRecipient`` unless ``recipient`` reads as an AMQP exchange and key
+        on a broker the address guard lets through (``ASYNCEVENTS_ALLOWED_NETWORKS``)."""
+        check_address(parse_recipient(recipient).host, self.settings)
 
     def deliver(self, request: DeliveryRequest) -> DeliveryResult:
         """Publish the CloudEvent; succeed once the broker confirms it."""
@@ -64,6 +74,11 @@ class AmqpSink:
                 with self._pool.borrow(target, request.token, key) as publisher:
                     reused = publisher.uses > 0
                     publisher.publish(body.encode(), properties, message_headers(request))
+            except UnverifiedRecipient as exc:  # the name does not resolve (perhaps only now)
+                return DeliveryResult.failed(str(exc))
+            except InvalidRecipient as exc:
+                return DeliveryResult.failed(f"recipient address refused: {exc}",
+                                             retryable=False)
             except _CONNECTION_ERRORS as exc:
                 if reused and attempt == 1:
                     continue  # an idle connection the broker or a firewall closed: once more

@@ -31,7 +31,18 @@ try:
 except ImportError:  # before 4.18 the public class is the topic client
     from azure.eventgrid import EventGridPublisherClient
 
-from asyncevents import DeliveryRequest, DeliveryResult, InvalidRecipient, Settings, cloudevent
+from azure.core.pipeline.transport import RequestsTransport
+
+from asyncevents import (
+    DeliveryRequest,
+    DeliveryResult,
+    InvalidRecipient,
+    Settings,
+    UnverifiedRecipient,
+    check_address,
+    cloudevent,
+)
+from asyncevents_azure_eventgrid.guarded import guarded_session
 from asyncevents_azure_eventgrid.recipient import parse_recipient
 from asyncevents_azure_eventgrid.settings import EventGridSettings
 
@@ -48,14 +59,16 @@ class EventGridSink:
 
     def __init__(self, settings: Settings, options: EventGridSettings | None = None, *,
                  entra_credential: Any = None) -> None:
+        self.settings = settings
         self.options = options if options is not None else EventGridSettings.from_env()
         self._entra = entra_credential  # built on first use unless given (tests)
         self._clients: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
 
     def validate_recipient(self, recipient: str) -> None:
-        """Raise ``InvalidRecipient`` unless ``recipient`` is an allowed topic endpoint."""
-        parse_recipient(recipient, self.options.hosts)
+        """Raise ``InvalidRecipient`` unless ``recipient`` is an allowed topic endpoint on an
+        address the address guard lets through (``ASYNCEVENTS_ALLOWED_NETWORKS``)."""
+        check_address(parse_recipient(recipient, self.options.hosts), self.settings)
 
     def deliver(self, request: DeliveryRequest) -> DeliveryResult:
         """Send the CloudEvent; succeed on Event Grid's 200."""
@@ -66,6 +79,10 @@ class EventGridSink:
         try:
             client = self._client(endpoint, request.token)
             client.send(cloudevent(request))
+        except UnverifiedRecipient as exc:  # the name does not resolve (perhaps only now)
+            return DeliveryResult.failed(str(exc))
+        except InvalidRecipient as exc:  # the address guard, when the client connected
+            return DeliveryResult.failed(f"recipient address refused: {exc}", retryable=False)
         except Exception as exc:
             result = classify(exc)
             token = request.token
@@ -100,13 +117,18 @@ class EventGridSink:
             return client
 
     def _pipeline(self) -> dict[str, Any]:
-        options: dict[str, Any] = {
-            "retry_total": 0,  # the core retries, with its own back-off
+        connection: dict[str, Any] = {
             "connection_timeout": self.options.connect_timeout,
             "read_timeout": self.options.timeout,
         }
         if self.options.ca_file is not None:
-            options["connection_verify"] = str(self.options.ca_file)
+            connection["connection_verify"] = str(self.options.ca_file)
+        # Connections only to addresses the guard checked, resolved once (pinning); the
+        # transport is ours, so it takes the connection options itself.
+        transport = RequestsTransport(session=guarded_session(self.settings), session_owner=True,
+                                      use_env_settings=False, **connection)
+        options: dict[str, Any] = {"transport": transport, **connection,
+                                   "retry_total": 0}  # the core retries, with its own back-off
         return options
 
     def _entra_credential(self) -> Any:

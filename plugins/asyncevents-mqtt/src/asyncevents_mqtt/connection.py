@@ -9,11 +9,12 @@ next delivery opens a new one.
 from __future__ import annotations
 
 import contextlib
+import socket
 import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -22,6 +23,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from asyncevents import Address, Settings, guarded_addresses
 from asyncevents_mqtt.recipient import Target
 from asyncevents_mqtt.settings import MqttSettings
 
@@ -56,9 +58,22 @@ class BrokerRefused(Exception):
 
 
 class _Client(mqtt.Client):
-    """paho's client, also reporting a failure reason in a PUBREC (QoS 2), which paho ignores."""
+    """paho's client, also reporting a failure reason in a PUBREC (QoS 2), which paho ignores,
+    and connecting only to the addresses the guard checked."""
 
     on_pubrec_refused: Callable[[int, int], None] | None = None
+    #: Where the next connect goes: the broker's addresses, resolved once and checked
+    #: (pinning). paho keeps the name for TLS (SNI, certificate check).
+    addresses: Sequence[Address] = ()
+
+    def _create_socket_connection(self) -> socket.socket:
+        error: OSError | None = None
+        for address in self.addresses:
+            try:
+                return socket.create_connection(address, timeout=self._connect_timeout)
+            except OSError as exc:
+                error = exc
+        raise error or ConnectionError("no checked address to connect to")
 
     def _handle_pubrec(self) -> MQTTErrorCode:
         # A reading of paho's internals must never break the client: errors are ignored.
@@ -75,9 +90,11 @@ class _Client(mqtt.Client):
 class Connection:
     """A connected paho client for one broker and one set of credentials."""
 
-    def __init__(self, target: Target, password: str | None, options: MqttSettings) -> None:
+    def __init__(self, target: Target, password: str | None, options: MqttSettings,
+                 settings: Settings) -> None:
         self.target = target
         self.options = options
+        self.settings = settings
         self.protocol = (MQTTProtocolVersion.MQTTv5 if options.protocol == "5"
                          else MQTTProtocolVersion.MQTTv311)
         self._connected = threading.Event()
@@ -101,7 +118,13 @@ class Connection:
                 cafile=str(options.ca_file) if options.ca_file else None))
 
     def open(self) -> None:
-        """Connect and wait for the CONNACK; ``BrokerRefused`` if the broker says no."""
+        """Connect and wait for the CONNACK; ``BrokerRefused`` if the broker says no.
+
+        The broker's name is resolved here, once, and every address checked by the
+        address guard (``InvalidRecipient`` when one is private and not allowed).
+        """
+        self.client.addresses = guarded_addresses(self.target.host, self.target.port,
+                                                  self.settings)
         self.client.connect(self.target.host, self.target.port, keepalive=self.options.keepalive)
         self.client.loop_start()
         if not self._connected.wait(self.options.timeout):

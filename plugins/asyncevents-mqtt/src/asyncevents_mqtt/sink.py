@@ -11,7 +11,15 @@ from typing import ClassVar
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from asyncevents import DeliveryRequest, DeliveryResult, InvalidRecipient, Settings, cloudevent
+from asyncevents import (
+    DeliveryRequest,
+    DeliveryResult,
+    InvalidRecipient,
+    Settings,
+    UnverifiedRecipient,
+    check_address,
+    cloudevent,
+)
 from asyncevents_mqtt.connection import BrokerRefused, Connection
 from asyncevents_mqtt.recipient import Target, parse_recipient
 from asyncevents_mqtt.settings import MqttSettings
@@ -29,14 +37,16 @@ class MqttSink:
     name: ClassVar[str] = "mqtt"
 
     def __init__(self, settings: Settings, options: MqttSettings | None = None) -> None:
+        self.settings = settings
         self.options = options if options is not None else MqttSettings.from_env()
         self._connections: dict[_Key, Connection] = {}
         self._opening: dict[_Key, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def validate_recipient(self, recipient: str) -> None:
-        """Raise ``InvalidRecipient`` unless ``recipient`` is ``mqtt://host[:port]/topic``."""
-        parse_recipient(recipient)
+        """Raise ``InvalidRecipient`` unless ``recipient`` is ``mqtt://host[:port]/topic``
+        on a broker the address guard lets through (``ASYNCEVENTS_ALLOWED_NETWORKS``)."""
+        check_address(parse_recipient(recipient).host, self.settings)
 
     def deliver(self, request: DeliveryRequest) -> DeliveryResult:
         """Publish the CloudEvent to the topic; succeed once the broker acknowledges it."""
@@ -50,6 +60,10 @@ class MqttSink:
             key, connection = self._connection(target, request.token)
             connection.publish(target.topic, body.encode(), target.qos,
                                self._properties(request, connection))
+        except UnverifiedRecipient as exc:  # the name does not resolve (perhaps only now)
+            return DeliveryResult.failed(str(exc))
+        except InvalidRecipient as exc:
+            return DeliveryResult.failed(f"recipient address refused: {exc}", retryable=False)
         except Exception as exc:
             if key is not None:
                 self._drop_if_down(key)
@@ -90,7 +104,7 @@ class MqttSink:
                 return key, connection
             if connection is not None:
                 connection.close()
-            connection = Connection(target, token, self.options)
+            connection = Connection(target, token, self.options, self.settings)
             connection.open()
             with self._lock:
                 self._connections[key] = connection

@@ -12,7 +12,16 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 
-from asyncevents import DeliveryRequest, DeliveryResult, InvalidRecipient, Settings, cloudevent
+from asyncevents import (
+    DeliveryRequest,
+    DeliveryResult,
+    InvalidRecipient,
+    Settings,
+    UnverifiedRecipient,
+    check_address,
+    cloudevent,
+    guarded_addresses,
+)
 from asyncevents_nats.loop import LoopThread
 from asyncevents_nats.recipient import Target, parse_recipient
 from asyncevents_nats.settings import NatsSettings
@@ -53,6 +62,7 @@ class NatsSink:
     name: ClassVar[str] = "nats"
 
     def __init__(self, settings: Settings, options: NatsSettings | None = None) -> None:
+        self.settings = settings
         self.options = options if options is not None else NatsSettings.from_env()
         self._loop = LoopThread("asyncevents-nats")
         # Touched only on the loop's thread, so no lock beyond the per-server asyncio ones.
@@ -60,8 +70,9 @@ class NatsSink:
         self._connecting: dict[_ConnectionKey, asyncio.Lock] = {}
 
     def validate_recipient(self, recipient: str) -> None:
-        """Raise ``InvalidRecipient`` unless ``recipient`` is ``nats://host[:port]/subject``."""
-        parse_recipient(recipient)
+        """Raise ``InvalidRecipient`` unless ``recipient`` is ``nats://host[:port]/subject``
+        on a server the address guard lets through (``ASYNCEVENTS_ALLOWED_NETWORKS``)."""
+        check_address(parse_recipient(recipient).host, self.settings)
 
     def deliver(self, request: DeliveryRequest) -> DeliveryResult:
         """Publish the CloudEvent to the subject; succeed once the stream acknowledges it."""
@@ -74,6 +85,10 @@ class NatsSink:
         try:
             # Connecting and the ack each get the timeout; a margin for the hand-over.
             ack = self._loop.run(publish, 2 * self.options.timeout + 1)
+        except UnverifiedRecipient as exc:  # the name does not resolve (perhaps only now)
+            return DeliveryResult.failed(str(exc))
+        except InvalidRecipient as exc:
+            return DeliveryResult.failed(f"recipient address refused: {exc}", retryable=False)
         except Exception as exc:
             message, retryable = classify(exc, target, self.options.timeout)
             return DeliveryResult.failed(message.replace(request.token, "***"),
@@ -100,12 +115,20 @@ class NatsSink:
             client = self._clients.get(key)
             if client is not None and not client.is_closed:
                 return client
-            auth: dict[str, str] = ({"user": target.user, "password": token} if target.user
+            auth: dict[str, Any] = ({"user": target.user, "password": token} if target.user
                                     else {"token": token})
+            # The address guard at connect time: the server's name is resolved once
+            # here, each address checked, and the client connects to those addresses
+            # only (TLS still verifies the name). Its DNS lookup blocks: not on the loop.
+            addresses = await asyncio.to_thread(guarded_addresses, target.host, target.port,
+                                                self.settings)
+            if target.scheme == "tls":
+                auth["tls_hostname"] = target.host
             # No reconnection of its own: a lost connection closes the client, and the next
             # delivery connects again; the core retries the one that failed.
             client = await nats.connect(
-                servers=[target.server], connect_timeout=self.options.timeout,
+                servers=[f"{target.scheme}://{a.netloc}" for a in addresses],
+                dont_randomize=True, connect_timeout=self.options.timeout,
                 allow_reconnect=False, max_reconnect_attempts=1,
                 error_cb=_ignore_async_error, name="asyncevents", **auth)
             self._clients[key] = client

@@ -28,6 +28,7 @@ __all__ = [
     "UTCDateTime",
     "api_tokens",
     "attempts",
+    "console_sessions",
     "deliveries",
     "idempotency_keys",
     "in_flight",
@@ -177,6 +178,24 @@ api_tokens = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("last_used_at", UTCDateTime, nullable=True),
     Column("revoked_at", UTCDateTime, nullable=True),
+    # Migration 0007: when set, the token is refused from then on, like a revoked one.
+    Column("expires_at", UTCDateTime, nullable=True),
+)
+
+console_sessions = Table(
+    "asyncevents_console_session",
+    metadata,
+    # A console login kept on the server (migration 0007). The id is the SHA-256 of the
+    # random session id in the cookie, which itself is never stored; logout deletes the
+    # row, revoking the token it was opened with ends it.
+    Column("id", String(64), primary_key=True),
+    Column("token_id", String(36), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    # The idle lifetime counts from here; expires_at is the absolute end.
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index(None, "token_id"),
+    Index(None, "expires_at"),
 )
 
 idempotency_keys = Table(

@@ -14,9 +14,16 @@ transaction, in one of two ways:
   Right after the commit :meth:`Outbox.relay` sends those rows to the
   transport and deletes them, on a connection of its own: never inside the
   committed transaction, never failing the application's commit (a relay
-  that fails logs a warning and leaves the rows). A worker's periodic
-  :meth:`Outbox.sweep` sends whatever a crash or an outage left behind,
-  oldest first.
+  that fails leaves the rows). A worker's periodic :meth:`Outbox.sweep`
+  sends whatever a crash or an outage left behind, oldest first.
+
+The relay never stalls the application: it makes one quick try
+(:meth:`~asyncevents.core.transport.base.Transport.fail_fast`: 0.1 s to
+connect, no retry loop), so with the broker down a commit returns at once
+and its events wait in the outbox for the sweep (before, kombu's retries held
+each commit about 10 s). An outage of the relay is two warnings in the
+application's log: when the first relay fails, and when one works again,
+with how many events were left to the sweep meanwhile.
 
 When is "right after the commit"? For a ``Session``, its ``after_commit``
 event. A Core ``Connection`` has no event after its commit (``commit`` fires
@@ -43,6 +50,7 @@ an outbox that this process's settings would not sweep logs a warning once.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -57,6 +65,7 @@ from sqlalchemy.pool import QueuePool
 from asyncevents.core.clock import naive_utcnow
 from asyncevents.core.messages import MalformedMessage, TriggerMessage, decode
 from asyncevents.core.retry.base import RetryManagement
+from asyncevents.core.retry.outage import OutageLog
 from asyncevents.core.settings import Settings
 from asyncevents.core.store import (
     OutboxRow,
@@ -67,7 +76,7 @@ from asyncevents.core.store import (
     take_from_outbox,
 )
 from asyncevents.core.transport import Transport
-from asyncevents.core.transport.base import first_line, safe_url
+from asyncevents.core.transport.base import FAIL_FAST, first_line, safe_url
 from asyncevents.core.transport.sql.transport import SqlTransport
 from asyncevents.errors import InvalidPayload
 
@@ -98,6 +107,11 @@ class Outbox:
         self._lock = threading.Lock()
         self._warned: set[str] = set()
         self._relays: list[threading.Thread] = []
+        #: Relays that failed: one warning when they start failing, one when one works again.
+        self.relay_outage = OutageLog(
+            "outbox relay", counted="events left for the sweep",
+            lost="outbox relay failed; a worker's sweep will send the events",
+            back="outbox relay works again", logger=log)
 
     @property
     def swept_url(self) -> str | None:
@@ -136,15 +150,20 @@ class Outbox:
     def relay(self, engine: Engine, event_ids: Sequence[str]) -> int:
         """Send those events' outbox rows, if committed and still there; return how many.
 
-        Never raises: the rows of a relay that failed stay for the sweep.
+        Never raises, never waits for a broker that does not answer at once:
+        one try, ``FAIL_FAST`` seconds to connect; the rows of a relay that
+        failed stay for the sweep.
         """
+        began = time.monotonic()
         try:
-            return take_from_outbox(engine, self.settings.queue_prefix, self._send,
-                                    event_ids=event_ids)
+            with self.transport.fail_fast(FAIL_FAST):
+                sent = take_from_outbox(engine, self.settings.queue_prefix, self._send,
+                                        event_ids=event_ids)
         except Exception as exc:
-            log.warning("outbox relay failed; a worker's sweep will send the events",
-                        events=len(event_ids), error=first_line(exc))
+            self.relay_outage.failed(first_line(exc), count=len(event_ids))
             return 0
+        self.relay_outage.recovered(began=began)
+        return sent
 
     def relay_soon(self, engine: Engine, event_ids: Sequence[str]) -> None:
         """:meth:`relay` on a thread of its own (:meth:`close` waits for it).

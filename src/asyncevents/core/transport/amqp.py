@@ -39,6 +39,8 @@ __all__ = ["AmqpTransport", "register_transports"]
 # Waits before each new try of a batch after a lost connection (seconds).
 _RETRY_WAITS = (0.2, 0.7, 1.2)
 _CONFIRM_TIMEOUT = 30.0
+# The confirms' wait of a fail-fast publish (a blocked broker must not stall the caller).
+_FAST_CONFIRM_TIMEOUT = 1.0
 
 
 class _Confirms:
@@ -81,19 +83,20 @@ class _Publisher:
         self.producer = Producer(self.channel, serializer="json")
         self.sent = 0
 
-    def send(self, items: Sequence[tuple[dict[str, Any], Exchange | str, str, Queue]]) -> None:
+    def send(self, items: Sequence[tuple[dict[str, Any], Exchange | str, str, Queue]],
+             confirm_timeout: float = _CONFIRM_TIMEOUT) -> None:
         nacked_before = self.confirms.nacked
         for body, exchange, routing_key, queue in items:
             self.producer.publish(body, exchange=exchange, routing_key=routing_key,
                                   delivery_mode=2, declare=[queue], retry=False)
             self.sent += 1
-        deadline = time.monotonic() + _CONFIRM_TIMEOUT
+        deadline = time.monotonic() + confirm_timeout
         while self.confirms.count < self.sent:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 missing = self.sent - self.confirms.count
                 raise TransportError(f"RabbitMQ did not confirm {missing} of {len(items)} "
-                                     f"messages within {_CONFIRM_TIMEOUT:.0f} s")
+                                     f"messages within {confirm_timeout:g} s")
             with contextlib.suppress(TimeoutError):
                 self.conn.drain_events(timeout=min(remaining, 1.0))
         if self.confirms.nacked > nacked_before:
@@ -126,7 +129,7 @@ class AmqpTransport(KombuTransport):
 
     def connect(self) -> Connection:
         """A connection with heartbeats (kombu fails over between ``;``-separated URLs)."""
-        return Connection(self.url, heartbeat=30)
+        return Connection(self.url, heartbeat=30, **self.connect_options())
 
     def consumption(self, conn: Connection, routes: Sequence[Route], on_received: OnReceived,
                     on_dropped: OnDropped, prefetch: int,
@@ -142,11 +145,18 @@ class AmqpTransport(KombuTransport):
     def _publisher(self) -> _Publisher:
         publisher: _Publisher | None = getattr(self._local, "publisher", None)
         if publisher is None:
-            publisher = _Publisher(self.connect(), self.connect_tries)
+            # Failing fast: one try per node, no wait after the last.
+            tries = self.connect_tries - (self.fail_fast_timeout() is not None)
+            publisher = _Publisher(self.connect(), tries)
             with self._lock:
                 self._connections.append(publisher.conn)
             self._local.publisher = publisher
         return publisher
+
+    def _thread_connections(self) -> list[Connection]:
+        """This thread's publishing connection (the confirm-mode publisher's)."""
+        publisher: _Publisher | None = getattr(self._local, "publisher", None)
+        return [publisher.conn] if publisher is not None else []
 
     def _drop_publisher(self) -> None:
         publisher: _Publisher | None = getattr(self._local, "publisher", None)
@@ -170,9 +180,10 @@ class AmqpTransport(KombuTransport):
         if not items:
             return
         errors = self.connection_errors
-        for wait in (*_RETRY_WAITS, None):
+        fast = self.fail_fast_timeout() is not None
+        for wait in (None,) if fast else (*_RETRY_WAITS, None):
             try:
-                self._publisher().send(items)
+                self._publisher().send(items, _FAST_CONFIRM_TIMEOUT if fast else _CONFIRM_TIMEOUT)
                 return
             except TransportError:
                 self._drop_publisher()

@@ -23,7 +23,8 @@ point as a third-party one.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, runtime_checkable
 
@@ -32,6 +33,7 @@ from asyncevents.core.settings import Settings
 from asyncevents.errors import ConfigError
 
 __all__ = [
+    "FAIL_FAST",
     "Consumption",
     "Handlers",
     "Prioritised",
@@ -43,6 +45,10 @@ __all__ = [
     "safe_url",
     "scheme_of",
 ]
+
+
+#: Seconds a fail-fast publish waits for the broker to answer (:meth:`Transport.fail_fast`).
+FAIL_FAST = 0.1
 
 
 def scheme_of(url: str) -> str:
@@ -198,6 +204,19 @@ class Transport(ABC):
     @abstractmethod
     def enqueue_many(self, messages: Sequence[Message]) -> None:
         """Send several messages, waiting once for all their confirms."""
+
+    @contextmanager
+    def fail_fast(self, timeout: float = FAIL_FAST) -> Iterator[None]:
+        """Within the block, a publish from this thread tries once and fails fast.
+
+        For the transactional outbox's relay, which runs in the application's
+        commit: a broker that is down must not hold the application up, the
+        event waits in the outbox for a worker's sweep. The connection gets
+        ``timeout`` seconds per step of its set-up, there is no retry loop,
+        and a ``TransportError`` comes at once. This default changes nothing
+        (a transport without retries of its own is fast already).
+        """
+        yield
 
     @abstractmethod
     def consume(self, routes: Sequence[Route], on_received: OnReceived,

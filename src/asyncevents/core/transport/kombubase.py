@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 import structlog
@@ -26,6 +26,7 @@ from asyncevents.core.hookspecs import hookimpl
 from asyncevents.core.messages import DEFAULT_QUEUE, MalformedMessage, Message, Route, decode
 from asyncevents.core.settings import Settings
 from asyncevents.core.transport.base import (
+    FAIL_FAST,
     OnDropped,
     OnReceived,
     QueueStats,
@@ -214,7 +215,39 @@ class KombuTransport(Transport):
 
     def connect(self) -> Connection:
         """A new kombu connection (the caller owns and releases it)."""
-        return Connection(self.url)
+        return Connection(self.url, **self.connect_options())
+
+    def connect_options(self) -> dict[str, Any]:
+        """``kombu.Connection`` options for this thread (a short connect timeout: failing fast)."""
+        fast = self.fail_fast_timeout()
+        return {} if fast is None else {"connect_timeout": fast}
+
+    @contextlib.contextmanager
+    def fail_fast(self, timeout: float = FAIL_FAST) -> Iterator[None]:
+        """Publishes of this thread within the block: one try, ``timeout`` s to connect.
+
+        A publishing connection made in the block waits as long as any
+        other for its later reconnections.
+        """
+        before = self.fail_fast_timeout()
+        self._local.fail_fast = timeout
+        try:
+            yield
+        finally:
+            self._local.fail_fast = before
+            if before is None:
+                for conn in self._thread_connections():
+                    conn.connect_timeout = Connection.connect_timeout  # kombu's default
+
+    def fail_fast_timeout(self) -> float | None:
+        """The connect timeout of this thread's fail-fast block, or None outside one."""
+        timeout: float | None = getattr(self._local, "fail_fast", None)
+        return timeout
+
+    def _thread_connections(self) -> list[Connection]:
+        """This thread's publishing connections."""
+        conn = getattr(self._local, "conn", None)
+        return [conn] if conn is not None else []
 
     @property
     def connection_errors(self) -> tuple[type[BaseException], ...]:
@@ -331,8 +364,8 @@ class KombuTransport(Transport):
             self._producer().publish(
                 body, exchange=self.topology.exchange, routing_key=queue.routing_key,
                 delivery_mode=2,
-                headers=headers or {}, declare=[queue], retry=True,
-                retry_policy=_PUBLISH_RETRY,
+                headers=headers or {}, declare=[queue],
+                retry=self.fail_fast_timeout() is None, retry_policy=_PUBLISH_RETRY,
             )
         except Exception as exc:
             self._reset()

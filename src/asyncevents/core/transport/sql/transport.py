@@ -100,7 +100,8 @@ class SqlTransport(KombuTransport):
     def connect(self) -> Connection:
         """A kombu connection over the leasing SQL transport."""
         return connection(self.url, polling_interval=self.settings.polling_interval,
-                          lease_seconds=self.settings.lease_seconds, holder=self.holder)
+                          lease_seconds=self.settings.lease_seconds, holder=self.holder,
+                          **self.connect_options())
 
     def reclaim_silent(self, before: datetime, *, ids: Sequence[str] | None = None) -> int:
         """End the leases of workers silent since ``before``: their rows are due now; how many.

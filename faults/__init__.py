@@ -16,6 +16,7 @@ Each scenario is a module with ``run(transport, directory, *, short) -> Row``:
 - :mod:`faults.badlogin`: a worker started with a wrong RabbitMQ password;
 - :mod:`faults.wildcard`: a filter ``*a*a*a*a*a*b`` on 3,000 ``a`` and an evil event name
   through ``serve --worker``, whose ``/healthz`` must keep answering;
+- :mod:`faults.wrongkey`: a worker started with a wrong ``ASYNCEVENTS_SECRET_KEY``;
 - :mod:`faults.quorum`: quorum queues on a three-node RabbitMQ cluster
   (:mod:`faults.cluster`) while nodes are killed and restarted.
 

@@ -42,6 +42,7 @@ from faults import (
     sigterm,
     sinkgone,
     wildcard,
+    wrongkey,
 )
 from faults.cluster import Cluster, running
 from faults.figures import Row, format_table
@@ -76,6 +77,7 @@ FAULTS: tuple[Fault, ...] = (
     Fault("deadline", deadline.run, ("amqp", "sqla+sqlite"), ("sqla+sqlite",)),
     Fault("sinkgone", sinkgone.run, _ALL, _ALL),
     Fault("badlogin", badlogin.run, ("amqp",), ("amqp",)),
+    Fault("wrongkey", wrongkey.run, _ALL, ("sqla+sqlite",)),
     Fault("wildcard", wildcard.run, ("amqp", "sqla+sqlite"), ("sqla+sqlite",)),
     Fault("quorum-node", quorum.run_node, ("amqp-cluster",), ("amqp-cluster",), cluster=True),
     # The short form (make test) runs one cluster row: the cluster's start costs ~20 s.

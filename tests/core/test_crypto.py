@@ -134,7 +134,7 @@ def test_a_key_file_that_cannot_be_made_is_one_clear_error(tmp_path: Path) -> No
         load_or_create_key(tmp_path / "empty.key")
 
 
-def test_tokens_stored_in_clear_keep_working_and_get_encrypted(
+def test_tokens_stored_in_clear_keep_working_until_rotate_key_encrypts_them(
         tmp_path: Path, make_settings: Callable[..., Any]) -> None:
     settings = make_settings()
     clear = Store.open(settings.database_url)  # as an older version stored them
@@ -143,8 +143,12 @@ def test_tokens_stored_in_clear_keep_working_and_get_encrypted(
     assert _raw_tokens(clear) == ["old-clear-token"]
     app = App(settings)
     assert app.store.get_subscription(old.id).token == "old-clear-token"
+    assert _raw_tokens(clear) == ["old-clear-token"]  # reading writes nothing
+    # rotate-key with the key the store has: what was in clear is encrypted.
+    assert app.store.rotate_tokens(app.store.cipher) == 1
     (raw,) = _raw_tokens(clear)
     assert raw.startswith("enc:v1:")
+    assert app.store.get_subscription(old.id).token == "old-clear-token"
     # A rotation from "no key" after that has nothing left to do, and fails on nothing.
     assert app.store.rotate_tokens(TokenCipher(None)) == 0
     app.close()

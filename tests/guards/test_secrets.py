@@ -26,6 +26,7 @@ import structlog
 
 from asyncevents.core.app import App
 from faults.receiver import Receiver
+from tests.helpers import run_cli
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's note about httpx2
@@ -180,3 +181,57 @@ def test_no_token_in_api_responses_or_logs(
     for text in [*bodies, logs.out, logs.err]:
         assert marker not in text, text[:2000]
         assert admin not in text and reader not in text, text[:2000]
+
+
+# Issue 23: a server database never holds a secret in clear; a wrong key stops at start.
+
+def test_a_server_database_stores_no_secret_without_a_key(
+        pg_url: str, make_settings: Callable[..., Any], tmp_path: Path) -> None:
+    from asyncevents.core.store import MISSING_KEY, Store
+    from asyncevents.errors import ConfigError
+
+    Store.open(pg_url, auto_migrate=True).close()
+    env = {"ASYNCEVENTS_DATABASE_URL": pg_url, "ASYNCEVENTS_STRICT_EVENTS": "false",
+           "ASYNCEVENTS_TRANSPORT_URL": f"sqla+sqlite:///{tmp_path / 'q.db'}",
+           "ASYNCEVENTS_ALLOWED_NETWORKS": "127.0.0.0/8"}
+    runs = [["subscribe", "a.b", "http://127.0.0.1:9/x", "--token", "supersecret"],
+            ["subscribe", "a.b", "http://127.0.0.1:9/x", "--token", "t",
+             "--header", "Authorization: Bearer supersecret"],
+            ["worker", "--max-idle-time", "0"], ["serve", "--port", "1"]]
+    for key in (None, "", "  "):  # unset, or set empty: the same
+        given = env if key is None else {**env, "ASYNCEVENTS_SECRET_KEY": key}
+        for command in runs:
+            refused = run_cli(*command, cwd=tmp_path, env=given)
+            lines = refused.stderr.strip().splitlines()
+            assert refused.returncode == 1, (command, key, refused.stderr)
+            assert lines == [f"error: {MISSING_KEY}"], (command, key, lines)
+    app = App(make_settings(database_url=pg_url, secret_key=""))
+    with pytest.raises(ConfigError, match="ASYNCEVENTS_SECRET_KEY is not set"):
+        app.subscribe("a.b", "http://127.0.0.1:9/x", token="supersecret")
+    app.close()
+    assert _table_text(pg_url, "asyncevents_subscription") == ""
+
+
+def test_worker_and_serve_refuse_a_wrong_key_at_start(
+        make_settings: Callable[..., Any], tmp_path: Path) -> None:
+    settings = make_settings(secret_key="the right key")
+    app = App(settings)
+    app.subscribe("a.b", "http://127.0.0.1:9/x", token="tok")
+    event_id = app.publish("a.b", {"n": 1})
+    app.close()
+    env = {"ASYNCEVENTS_DATABASE_URL": settings.database_url,
+           "ASYNCEVENTS_TRANSPORT_URL": settings.transport_url,
+           "ASYNCEVENTS_QUEUE_PREFIX": settings.queue_prefix,
+           "ASYNCEVENTS_STRICT_EVENTS": "false", "ASYNCEVENTS_SECRET_KEY": "a typo"}
+    for command in (["worker", "--max-idle-time", "30"], ["serve", "--port", "1"]):
+        refused = run_cli(*command, cwd=tmp_path, env=env, timeout=20)
+        lines = refused.stderr.strip().splitlines()
+        assert refused.returncode == 1 and len(lines) == 1, (command, refused.stderr)
+        assert "is not the key this installation's secrets are encrypted with" in lines[0]
+        assert "a typo" not in refused.stderr
+    # Nothing was taken: the event still waits for a worker with the right key.
+    right = run_cli("worker", "--max-idle-time", "2", "--json", cwd=tmp_path,
+                    env={**env, "ASYNCEVENTS_SECRET_KEY": "the right key"}, timeout=60)
+    assert right.returncode == 0, right.stderr
+    assert json.loads(right.stdout)["handled"] >= 1  # the event's dispatch, at least
+    assert event_id in _table_text(settings.database_url, "asyncevents_delivery")

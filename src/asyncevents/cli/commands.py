@@ -6,6 +6,7 @@ import click
 
 from asyncevents.cli.context import get_app, json_option, parse_json_object, read_value
 from asyncevents.cli.deliveries import replay, search, trace
+from asyncevents.cli.keys import rotate_key
 from asyncevents.cli.output import console, print_json, print_table
 from asyncevents.cli.processes import process_count, supervise
 from asyncevents.cli.serve import serve
@@ -41,6 +42,7 @@ cli.add_command(tokens)
 cli.add_command(workers)
 cli.add_command(stop_workers)
 cli.add_command(stats)
+cli.add_command(rotate_key)
 
 
 @cli.command()
@@ -193,23 +195,6 @@ def cleanup(days: float, dry_run: bool, as_json: bool) -> None:
         print_json({key: count})
     else:
         console.print(f"{count} deliveries {'would be ' if dry_run else ''}removed")
-
-
-@cli.command("rotate-key")
-@click.option("--old-key", envvar="ASYNCEVENTS_OLD_SECRET_KEY", default=None,
-              help="The previous ASYNCEVENTS_SECRET_KEY (or env ASYNCEVENTS_OLD_SECRET_KEY).")
-def rotate_key(old_key: str | None) -> None:
-    """Re-encrypt every verification token with the current ASYNCEVENTS_SECRET_KEY.
-
-    Without --old-key, tokens stored in clear are encrypted (first use of a key).
-    """
-    from asyncevents.core.store import TokenCipher
-
-    app = get_app()
-    if not app.store.cipher.enabled:
-        raise click.UsageError("set ASYNCEVENTS_SECRET_KEY to the new key first")
-    changed = app.store.rotate_tokens(TokenCipher(old_key))
-    console.print(f"{changed} verification tokens re-encrypted")
 
 
 @cli.command()

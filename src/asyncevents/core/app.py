@@ -21,7 +21,7 @@ from asyncevents.core.retry.base import RetryManagement
 from asyncevents.core.retry.policy import RetryPolicy
 from asyncevents.core.search import compile_filter
 from asyncevents.core.settings import Settings, load_settings
-from asyncevents.core.store import GENERATE_KEY, Store, needs_secret_key, store_cipher
+from asyncevents.core.store import MISSING_KEY, Store, needs_secret_key, store_cipher
 from asyncevents.core.subscribing.handler_sync import sync_handler_subscriptions
 from asyncevents.core.subscribing.rules import DEFAULT_GRACE, SubscriptionRules, parse_grace
 from asyncevents.core.transport import Transport
@@ -65,28 +65,34 @@ class App:
     def store(self) -> Store:
         """The store (its schema is created on first use with SQLite).
 
-        Verification tokens are encrypted with ``ASYNCEVENTS_SECRET_KEY``, or
-        with the key kept beside a SQLite file; tokens found in clear are
-        encrypted then.
+        Secrets are encrypted with ``ASYNCEVENTS_SECRET_KEY``, or with the key
+        kept beside a SQLite file (never made anew while the database holds
+        secrets encrypted with a lost one); on a server database without the
+        key every write of a secret is refused. Opening writes nothing:
+        secrets found in clear stay so until ``asyncevents rotate-key``.
         """
         secret = self.settings.secret_key
-        cipher = store_cipher(secret.get_secret_value() if secret else None,
-                              self.settings.database_url)
-        store = Store.open(self.settings.database_url, cipher=cipher)
-        store.encrypt_clear_tokens()
+        store = Store.open(self.settings.database_url)
+        try:
+            store.cipher = store_cipher(secret.get_secret_value() if secret else None,
+                                        self.settings.database_url,
+                                        holds_secrets=store.holds_encrypted_secrets)
+        except ConfigError:
+            store.close()
+            raise
         return store
 
     def require_secret_key(self) -> None:
-        """Raise ``ConfigError`` for a server database without ``ASYNCEVENTS_SECRET_KEY``.
+        """Raise ``ConfigError`` (one line) unless this process has the installation's key.
 
-        ``serve`` and workers call it before they start: every process of a
-        shared database needs the key that its tokens are encrypted with.
+        ``serve`` and workers call it before they start: on a server database
+        ``ASYNCEVENTS_SECRET_KEY`` must be set, and a key whose fingerprint is
+        not the stored one is refused (:meth:`Store.check_secret_key`) before
+        a message is taken, so deliveries stay untouched.
         """
         if self.settings.secret_key is None and needs_secret_key(self.settings.database_url):
-            raise ConfigError(
-                "ASYNCEVENTS_SECRET_KEY is not set: on a server database verification tokens "
-                "are encrypted with it; generate one with "
-                f"{GENERATE_KEY} and give it to every process of this installation")
+            raise ConfigError(MISSING_KEY)
+        self.store.check_secret_key()
 
     @cached_property
     def transport(self) -> Transport:

@@ -171,6 +171,13 @@ class Settings(BaseSettings):
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
 
+    @field_validator("secret_key", mode="before")
+    @classmethod
+    def _unset_when_blank(cls, value: Any) -> Any:
+        # ASYNCEVENTS_SECRET_KEY= (empty, or only spaces) is no key: the same as unset.
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return None if isinstance(raw, str) and not raw.strip() else value
+
     @field_validator("allowed_networks")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:

@@ -3,7 +3,8 @@
 One facade, :class:`Store`, whose queries live in a module per concept:
 ``subscriptions``, ``deliveries``, ``attempts``, ``search``, ``tokens`` (API
 tokens), ``idempotency`` (publish keys), ``metrics`` and ``workers`` (live
-workers), ``health`` (each subscription's circuit); ``schedule`` holds the retry
+workers), ``health`` (each subscription's circuit), ``keycheck`` (the
+fingerprint of the secrets' key); ``schedule`` holds the retry
 schedule; ``outbox`` the transactional
 outbox, a table in the application's own database. Callers import from this
 package only.
@@ -13,9 +14,11 @@ from asyncevents.core.store.attempts import NewAttempt
 from asyncevents.core.store.crypto import (
     GENERATE_KEY,
     KEY_FILE,
+    MISSING_KEY,
     TokenCipher,
     key_file_for,
     needs_secret_key,
+    replacing_key_file,
     store_cipher,
 )
 from asyncevents.core.store.deliveries import EventTargets
@@ -41,6 +44,7 @@ __all__ = [
     "GENERATE_KEY",
     "IDEMPOTENCY_PENDING",
     "KEY_FILE",
+    "MISSING_KEY",
     "OUTBOX_TABLE",
     "Admission",
     "ApiTokenRow",
@@ -66,6 +70,7 @@ __all__ = [
     "ordering_value",
     "outbox_engine",
     "parse_database_url",
+    "replacing_key_file",
     "same_database",
     "store_cipher",
     "take_from_outbox",

@@ -1,10 +1,12 @@
-"""Engines from URLs: default drivers, SQLite tuned for several processes."""
+"""Engines from URLs: default drivers, SQLite tuned for several processes and private files."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -18,7 +20,9 @@ __all__ = [
     "DEFAULT_DRIVERS",
     "make_engine",
     "normalize_url",
+    "private_sqlite_file",
     "run",
+    "sqlite_path",
     "sqlite_pragmas",
 ]
 
@@ -36,6 +40,45 @@ def normalize_url(url: str) -> str:
     if not sep:
         raise ConfigError(f"invalid database URL {url!r}: expected scheme://...")
     return f"{DEFAULT_DRIVERS.get(scheme, scheme)}://{rest}"
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    """The database file of a SQLite URL; ``None`` for another database or one in memory."""
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        return None
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database or ""
+    if database.startswith("file:"):  # a URI filename (?uri=true)
+        if "mode=memory" in database or "mode=memory" in str(url.query):
+            return None
+        database = database[len("file:"):].split("?", 1)[0]
+    if database in ("", ":memory:"):
+        return None
+    return Path(database)
+
+
+def private_sqlite_file(database_url: str) -> None:
+    """Create the SQLite file of ``database_url``, readable by its owner only (0600).
+
+    Before SQLite does, with the umask's mode (often 0644): the store holds
+    encrypted secrets and payloads, the queue payloads. SQLite gives its
+    ``-wal`` and ``-shm`` files the database file's mode. A file that exists
+    is left as it is; one that cannot be made is left to SQLite's own error.
+    """
+    path = sqlite_path(database_url)
+    if path is None:
+        return
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:  # it exists (or SQLite will say why it cannot be made)
+        return
+    try:
+        os.fchmod(descriptor, 0o600)  # whatever the umask
+    finally:
+        os.close(descriptor)
 
 
 def sqlite_pragmas(synchronous: str = "NORMAL") -> tuple[str, ...]:
@@ -94,6 +137,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     options: dict[str, Any] = dict(kwargs)
     if parsed.get_backend_name() == "sqlite":
         options.setdefault("connect_args", {})["check_same_thread"] = False
+        private_sqlite_file(parsed.render_as_string(hide_password=False))
     else:
         # Every worker thread holds a connection at times: a pool smaller than
         # that opens and closes overflow connections all day long.

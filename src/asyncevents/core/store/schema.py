@@ -35,6 +35,7 @@ __all__ = [
     "metadata",
     "only_elsewhere",
     "schedule",
+    "secret_key_check",
     "subscription_health",
     "subscriptions",
     "workers",
@@ -261,6 +262,17 @@ in_flight = Table(
     Column("subscription_id", String(36), nullable=False),
     Column("lease_until", UTCDateTime, nullable=False),
     Index(None, "subscription_id"),
+)
+
+secret_key_check = Table(
+    "asyncevents_secret_key_check",
+    metadata,
+    # One row (name "secret_key", migration 0008): the fingerprint of the key the
+    # stored secrets are encrypted with (an HMAC of a fixed label, not the key), so a
+    # process with another key is refused at start instead of failing every delivery.
+    Column("name", String(32), primary_key=True),
+    Column("fingerprint", String(128), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )
 
 

@@ -10,6 +10,7 @@ from asyncevents.core.store.deliveries import DeliveryQueries
 from asyncevents.core.store.engine import make_engine
 from asyncevents.core.store.health import HealthQueries
 from asyncevents.core.store.idempotency import IdempotencyQueries
+from asyncevents.core.store.keycheck import KeyCheckQueries
 from asyncevents.core.store.limits import LimitQueries
 from asyncevents.core.store.metrics import MetricsQueries
 from asyncevents.core.store.search import SearchQueries
@@ -35,6 +36,7 @@ class Store(
     StatsQueries,
     HealthQueries,
     LimitQueries,
+    KeyCheckQueries,
 ):
     """Reads and writes subscriptions, deliveries, attempts, API tokens and idempotency keys.
 

@@ -1,5 +1,11 @@
-"""Subscriptions: created, read, paged, changed, soft-deleted; tokens encrypted at rest
-and erased on delete."""
+"""Subscriptions: created, read, paged, changed, soft-deleted; secrets encrypted at rest
+(tokens, signing keys, header values) and erased on delete.
+
+Reading never writes: a secret found in clear (stored by an older version)
+is read as it is, and only ``rotate_tokens`` (``asyncevents rotate-key``)
+encrypts it. Every write of a secret checks the key against the stored
+fingerprint first (:mod:`.keycheck`), in the same transaction.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +13,38 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from asyncevents.core.clock import utcnow
 from asyncevents.core.models import Subscription
 from asyncevents.core.store.base import StoreBase
 from asyncevents.core.store.crypto import TokenCipher
+from asyncevents.core.store.keycheck import (
+    SECRET_COLUMNS,
+    claim_key,
+    set_fingerprint,
+    stored_fingerprint,
+)
 from asyncevents.core.store.schema import subscriptions
 from asyncevents.errors import ConfigError, NotFound
 
 __all__ = ["SubscriptionQueries", "subscription_from_row"]
 
-# Every column holding a secret, encrypted with the store's key.
-_SECRET_COLUMNS = (subscriptions.c.token, subscriptions.c.signing_key,
-                   subscriptions.c.previous_token)
+_SECRET_NAMES = tuple(column.name for column in SECRET_COLUMNS)
 _SUBSCRIPTIONS_VERSION = select(func.count(), func.max(subscriptions.c.updated_at))
 
 
-def subscription_from_row(row: Any, token: str,
-                          cipher: TokenCipher | None = None) -> Subscription:
+def subscription_from_row(row: Any, token: str, cipher: TokenCipher | None = None, *,
+                          secrets: bool = True) -> Subscription:
     """A ``Subscription`` from a row of the subscriptions table, with its plain ``token``.
 
-    With ``cipher``, the other secrets (the Ed25519 private key, a rotated
-    token in its grace) are decrypted too; without it they are left empty.
+    With ``cipher``, header values are decrypted, and with ``secrets`` the
+    other secrets too (the Ed25519 private key, a rotated token in its
+    grace); without them those are left empty.
     """
     options = row.get("options") or {}
-    secret = cipher.decrypt if cipher is not None else (lambda stored: "")
+    secret = cipher.decrypt if cipher is not None and secrets else (lambda stored: "")
+    reveal = cipher.decrypt if cipher is not None else (lambda stored: stored)
     return Subscription(
         id=row["id"], event_name=row["event_name"], sink=row["sink"],
         recipient=row["recipient"], token=token, active=bool(row["active"]),
@@ -42,13 +54,21 @@ def subscription_from_row(row: Any, token: str,
         rate=options.get("rate"), max_in_flight=options.get("max_in_flight"),
         ordering_key=options.get("ordering_key"),
         signature=options.get("signature") or "hmac",
-        headers=dict(options.get("headers") or {}),
+        headers={name: reveal(value) for name, value in (options.get("headers") or {}).items()},
         disable_after=options.get("disable_after"), public_key=options.get("public_key"),
         signing_key=secret(row.get("signing_key") or ""),
         previous_token=secret(row.get("previous_token") or ""),
         previous_token_until=row.get("previous_token_until"),
         deleted=row.get("deleted_at") is not None,
     )
+
+
+def _sealed(options: dict[str, Any] | None, cipher: TokenCipher) -> dict[str, Any] | None:
+    """``options`` as stored: header values encrypted like tokens."""
+    if not options or not options.get("headers"):
+        return options
+    return {**options, "headers": {name: cipher.encrypt(value)
+                                   for name, value in options["headers"].items()}}
 
 
 def _like(text: str) -> str:
@@ -76,13 +96,21 @@ class SubscriptionQueries(StoreBase):
             "filter": filter,
             "retry_policy": retry_policy, "metadata": metadata or {},
             "created_at": now, "updated_at": now, "deleted_at": None,
-            "options": options or None,
+            "options": _sealed(options, self.cipher) or None,
             "signing_key": self.cipher.encrypt(signing_key) if signing_key else None,
             "previous_token": None, "previous_token_until": None,
         }
         with self.begin() as conn:
+            self._claim_if_secret(conn, values)
             conn.execute(insert(subscriptions).values(**values))
         return self._subscription(values)
+
+    def _claim_if_secret(self, conn: Connection, values: dict[str, Any]) -> None:
+        """Check the key (``claim_key``) when ``values`` hold an encrypted secret."""
+        headers = (values.get("options") or {}).get("headers") or {}
+        if any(TokenCipher.is_encrypted(str(values.get(name) or "")) for name in _SECRET_NAMES
+               ) or any(TokenCipher.is_encrypted(str(v)) for v in headers.values()):
+            claim_key(conn, self.cipher)
 
     def _subscription(self, row: Any) -> Subscription:
         return subscription_from_row(row, self.cipher.decrypt(row["token"]), self.cipher)
@@ -134,8 +162,9 @@ class SubscriptionQueries(StoreBase):
                                     and_(col.created_at == created, col.id > sub_id)))
         query = query.order_by(col.created_at, col.id).limit(limit)
         with self.begin() as conn:
-            # Never shown, so not even decrypted.
-            return [subscription_from_row(row, "") for row in conn.execute(query).mappings()]
+            # Secrets are never shown, so not even decrypted: only header values are.
+            return [subscription_from_row(row, "", self.cipher, secrets=False)
+                    for row in conn.execute(query).mappings()]
 
     def subscriptions_version(self) -> tuple[int, str]:
         """Changes whenever a subscription is created, changed or deleted (one cheap query).
@@ -149,13 +178,17 @@ class SubscriptionQueries(StoreBase):
     def update_subscription(self, subscription_id: str, **values: Any) -> Subscription:
         """Change fields of a subscription (``active``, ``recipient``, ``token``...).
 
-        The secrets (``token``, ``signing_key``, ``previous_token``) are encrypted here.
+        The secrets (``token``, ``signing_key``, ``previous_token``, the header
+        values in ``options``) are encrypted here.
         """
         values["updated_at"] = utcnow()
-        for name in ("token", "signing_key", "previous_token"):
+        for name in _SECRET_NAMES:
             if values.get(name):
                 values[name] = self.cipher.encrypt(values[name])
+        if "options" in values:
+            values["options"] = _sealed(values["options"], self.cipher)
         with self.begin() as conn:
+            self._claim_if_secret(conn, values)
             result = conn.execute(
                 update(subscriptions)
                 .where(subscriptions.c.id == subscription_id, subscriptions.c.deleted_at.is_(None))
@@ -168,67 +201,84 @@ class SubscriptionQueries(StoreBase):
     def delete_subscription(self, subscription_id: str) -> None:
         """Soft-delete: the subscription stops receiving; its deliveries stay searchable.
 
-        Its verification token is erased: nothing may be signed with it any more.
+        Its secrets are erased (verification token, signing key, header
+        values): nothing may be signed or sent with them any more.
         """
         now = utcnow()
+        live = (subscriptions.c.id == subscription_id, subscriptions.c.deleted_at.is_(None))
         with self.begin() as conn:
+            options = conn.execute(select(subscriptions.c.options).where(*live)).scalar()
+            if isinstance(options, dict) and "headers" in options:
+                options = {k: v for k, v in options.items() if k != "headers"} or None
             result = conn.execute(
-                update(subscriptions)
-                .where(subscriptions.c.id == subscription_id, subscriptions.c.deleted_at.is_(None))
+                update(subscriptions).where(*live)
                 .values(active=False, deleted_at=now, updated_at=now, token="",
-                        signing_key=None, previous_token=None, previous_token_until=None)
+                        signing_key=None, previous_token=None, previous_token_until=None,
+                        options=options)
             )
         if result.rowcount == 0:
             raise NotFound(f"no subscription with id {subscription_id!r}")
 
-    def encrypt_clear_tokens(self) -> int:
-        """Encrypt the secrets stored in clear (by an older version, or before a key was set).
-
-        The tokens, Ed25519 private keys and rotated tokens. Nothing happens
-        without a key. Each value is written only if it still is what was
-        read, so a concurrent change always wins.
-        """
-        if not self.cipher.enabled:
-            return 0
-        changed = 0
-        with self.begin() as conn:
-            for column in _SECRET_COLUMNS:
-                rows = conn.execute(select(subscriptions.c.id, column).where(
-                    column != "", column.not_like("enc:%"))).all()
-                for row_id, stored in rows:
-                    if TokenCipher.is_encrypted(stored):
-                        continue
-                    result = conn.execute(
-                        update(subscriptions)
-                        .where(subscriptions.c.id == row_id, column == stored)
-                        .values({column.name: self.cipher.encrypt(stored)}))
-                    changed += result.rowcount
-        return changed
-
     def rotate_tokens(self, old: TokenCipher) -> int:
-        """Re-encrypt every stored secret from ``old`` to this store's cipher.
+        """Re-encrypt every stored secret from ``old`` to this store's cipher; return how many.
 
-        Tokens, Ed25519 private keys and rotated tokens. Those in clear are
-        encrypted; one already under this store's key (a rotation run twice,
-        or encrypted since) is left as it is.
+        Tokens, Ed25519 private keys, rotated tokens and header values, in one
+        transaction with the new key's fingerprint: all or nothing. Those in
+        clear are encrypted (``old`` may then be keyless); one already under
+        the new key (a rotation run twice) is left as it is. ``ConfigError``
+        when this store has no key, when the stored fingerprint is neither
+        key's, or when a secret opens with neither key (then nothing changed).
         """
+        new = self.cipher
+        if new.fingerprint is None:
+            raise ConfigError("rotate-key needs the new key")
         changed = 0
         with self.begin() as conn:
-            for column in _SECRET_COLUMNS:
+            recorded = stored_fingerprint(conn)
+            if recorded is not None and recorded not in (old.fingerprint, new.fingerprint):
+                raise old.wrong_key() if old.enabled else ConfigError(
+                    "the stored secrets are encrypted: set ASYNCEVENTS_SECRET_KEY to their "
+                    "key (the current one) to change keys")
+            for column in SECRET_COLUMNS:
                 rows = conn.execute(select(subscriptions.c.id, column)
                                     .where(column != "")).all()
-                for row_id, stored in rows:
-                    if TokenCipher.is_encrypted(stored):
-                        try:
-                            token = old.decrypt(stored)
-                        except ConfigError:
-                            self.cipher.decrypt(stored)  # under the new key already, or the error
-                            continue
-                    else:
-                        token = stored
-                    fresh = self.cipher.encrypt(token)
-                    if fresh != stored:
+                for row_id, stored_value in rows:
+                    fresh = _reencrypted(stored_value, old, new)
+                    if fresh != stored_value:
                         conn.execute(update(subscriptions).where(subscriptions.c.id == row_id)
                                      .values({column.name: fresh}))
                         changed += 1
+            rows = conn.execute(select(subscriptions.c.id, subscriptions.c.options)
+                                .where(subscriptions.c.options.is_not(None))).all()
+            for row_id, options in rows:
+                headers = (options or {}).get("headers") if isinstance(options, dict) else None
+                if not headers:
+                    continue
+                fresh_headers = {name: _reencrypted(value, old, new)
+                                 for name, value in headers.items()}
+                if fresh_headers != headers:
+                    conn.execute(update(subscriptions).where(subscriptions.c.id == row_id)
+                                 .values(options={**options, "headers": fresh_headers}))
+                    changed += sum(fresh_headers[n] != headers[n] for n in headers)
+            set_fingerprint(conn, new.fingerprint)
         return changed
+
+
+def _reencrypted(stored: str, old: TokenCipher, new: TokenCipher) -> str:
+    """``stored`` under ``new``: decrypted with ``old`` (or in clear), or kept if under ``new``."""
+    if not stored:
+        return stored
+    if not TokenCipher.is_encrypted(stored):
+        return new.encrypt(stored)
+    if old.fingerprint == new.fingerprint:  # the same key: only what was in clear changes
+        new.decrypt(stored)
+        return stored
+    try:
+        secret = old.decrypt(stored)
+    except ConfigError as error:
+        try:
+            new.decrypt(stored)  # under the new key already (a rotation run twice)
+        except ConfigError:
+            raise error from None
+        return stored
+    return new.encrypt(secret)

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from asyncevents.core.store.schema import subscriptions
 from tests.api.conftest import TOKEN, Api
+from tests.api.helpers import csrf, login
 
 NEW = {"event_name": "shop.order.created", "recipient": "http://127.0.0.1:9/new",
        "verification_token": TOKEN}
@@ -188,3 +189,99 @@ def test_a_blank_token_is_refused_naming_the_field(api: Api) -> None:
                                json={"verification_token": "  "}, headers=h)
     assert rotated.status_code == 422 and rotated.json()["field"] == "verification_token"
     assert api.app.store.list_subscriptions() == [sub]
+
+
+# Issue 23, item 7: credentials in a recipient URL are never shown; secret headers stay
+# with their host.
+
+CREDENTIALS = "http://hookuser:pa55-in-url@127.0.0.1:9/hook"
+
+
+def test_recipient_credentials_are_shown_nowhere(api: Api) -> None:
+    sub = api.subscription(recipient=CREDENTIALS)
+    delivery = api.delivery(sub)
+    shown = "http://***@127.0.0.1:9/hook"
+    read = api.auth("subscriptions:read")
+    answers = {
+        "get": api.client.get(f"/v1/subscriptions/{sub.id}", headers=read),
+        "list": api.client.get("/v1/subscriptions", headers=read),
+        "magento": api.client.get(f"/V1/async_event/{sub.id}", headers=read),
+        "magento list": api.client.get("/V1/async_events", headers=read),
+        "search": api.client.get("/v1/deliveries", headers=api.auth("deliveries:read")),
+        "trace": api.client.get(f"/v1/deliveries/{delivery.id}",
+                                headers=api.auth("deliveries:read")),
+    }
+    login(api, "subscriptions:read")
+    for page in ("/console/subscriptions", f"/console/subscriptions/{sub.id}"):
+        answers[page] = api.client.get(page)
+    login(api, "deliveries:read")
+    for page in ("/console/deliveries", f"/console/deliveries/{delivery.id}",
+                 "/console/dashboard"):
+        answers[page] = api.client.get(page)
+    for name, answer in answers.items():
+        assert answer.status_code == 200, (name, answer.text)
+        assert "pa55-in-url" not in answer.text and "hookuser" not in answer.text, name
+    assert answers["get"].json()["recipient"] == shown
+    assert answers["trace"].json()["recipient"] == shown
+    assert "***@127.0.0.1:9/hook" in answers[f"/console/subscriptions/{sub.id}"].text
+    # The stored recipient keeps them: the sink delivers with them.
+    assert api.app.store.get_subscription(sub.id).recipient == CREDENTIALS
+    _, joined = api.app.store.delivery_and_subscription(delivery.id)
+    assert joined is not None and joined.recipient == CREDENTIALS
+
+
+def test_the_console_edit_form_keeps_credentials_it_shows_masked(api: Api) -> None:
+    sub = api.subscription(recipient=CREDENTIALS, headers={"Authorization": "Bearer h-secret",
+                                                           "X-Tenant": "acme"})
+    login(api)
+    page = f"/console/subscriptions/{sub.id}"
+    form = {"recipient": "http://***@127.0.0.1:9/hook", "token": "", "filter": "",
+            "max_deaths": "", "backoff": "", "base": "", "max_backoff": "", "jitter": "",
+            "rate": "5/s", "max_in_flight": "", "ordering_key": "", "signature": "hmac",
+            "headers": "Authorization: ***\nX-Tenant: acme", "disable_after": ""}
+    saved = api.client.post(page, data={**form, "csrf": csrf(api, page)})
+    assert saved.status_code == 200 and "subscription saved" in saved.text
+    kept = api.app.store.get_subscription(sub.id)
+    assert (kept.recipient, kept.rate) == (CREDENTIALS, "5/s")
+    assert kept.headers["Authorization"] == "Bearer h-secret"
+    # Another path on the same host: the credentials typed as *** come back.
+    api.client.post(page, data={**form, "recipient": "http://***@127.0.0.1:9/other",
+                                "csrf": csrf(api, page)})
+    assert api.app.store.get_subscription(sub.id).recipient == (
+        "http://hookuser:pa55-in-url@127.0.0.1:9/other")
+    # Another host: the masked header does not follow; nor do the URL's credentials.
+    moved = api.client.post(page, data={**form, "recipient": "http://***@127.0.0.2:9/hook",
+                                        "headers": "Authorization: ***\nX-Tenant: other",
+                                        "csrf": csrf(api, page)})
+    assert moved.status_code == 200, moved.text
+    after = api.app.store.get_subscription(sub.id)
+    assert after.recipient == "http://***@127.0.0.2:9/hook"
+    assert after.headers == {"X-Tenant": "other"}
+    again = api.subscription(headers={"Authorization": "Bearer h-secret"})
+    page = f"/console/subscriptions/{again.id}"
+    moved = api.client.post(page, data={**form, "recipient": "http://127.0.0.2:9/hook",
+                                        "headers": "Authorization: ***",
+                                        "csrf": csrf(api, page)})
+    assert moved.status_code == 200 and "Authorization dropped" in moved.text
+    assert api.app.store.get_subscription(again.id).headers == {}
+
+
+def test_patching_the_recipient_to_another_host_drops_secret_headers(api: Api) -> None:
+    sub = api.subscription(headers={"Authorization": "Bearer h-secret", "X-Tenant": "acme"})
+    write = api.auth("subscriptions:write")
+    same = api.client.patch(f"/v1/subscriptions/{sub.id}",
+                            json={"recipient": "http://127.0.0.1:9/elsewhere"}, headers=write)
+    assert same.status_code == 200 and same.json()["warnings"] == []
+    assert api.app.store.get_subscription(sub.id).headers["Authorization"] == "Bearer h-secret"
+    moved = api.client.patch(f"/v1/subscriptions/{sub.id}",
+                             json={"recipient": "http://127.0.0.2:9/hook"}, headers=write)
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["headers"] == {"X-Tenant": "acme"}
+    assert any("Authorization dropped" in w for w in moved.json()["warnings"])
+    assert api.app.store.get_subscription(sub.id).headers == {"X-Tenant": "acme"}
+    # Given again with the move, a secret header goes to the new host.
+    again = api.client.patch(f"/v1/subscriptions/{sub.id}", json={
+        "recipient": "http://127.0.0.3:9/hook",
+        "headers": {"Authorization": "Bearer new-host", "X-Tenant": "acme"}}, headers=write)
+    assert again.status_code == 200 and again.json()["warnings"] == []
+    assert api.app.store.get_subscription(sub.id).headers["Authorization"] == "Bearer new-host"

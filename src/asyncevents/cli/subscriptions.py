@@ -10,6 +10,7 @@ import click
 
 from asyncevents.cli.context import get_app, json_option, parse_json_object
 from asyncevents.cli.output import console, print_fields, print_json, print_table
+from asyncevents.core.models import shown_recipient
 from asyncevents.core.subscribing.rules import collect_warnings
 from asyncevents.errors import AsyncEventsError
 
@@ -128,7 +129,8 @@ def subscribe(event: str, recipient: str, sink: str, token: str, filter_: str | 
     if as_json:
         print_json(sub.public())
     else:
-        console.print(f"subscription {sub.id} created: {sub.event_name} -> {sub.recipient}")
+        console.print(f"subscription {sub.id} created: {sub.event_name} -> "
+                      f"{shown_recipient(sub.recipient)}")
 
 
 @click.group()

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 __all__ = ["SENSITIVE_HEADER_WORDS", "Attempt", "Delivery", "DeliveryStatus", "Signature",
-           "Subscription"]
+           "Subscription", "is_secret_header", "recipient_origin", "shown_recipient"]
 
 DeliveryStatus = Literal["pending", "retrying", "delivered", "dead"]
 Signature = Literal["hmac", "ed25519"]
@@ -17,9 +17,54 @@ SENSITIVE_HEADER_WORDS = ("auth", "token", "key", "secret", "password", "cookie"
 """A header whose name contains one of these is shown as ``***`` (its value is a secret)."""
 
 
+def is_secret_header(name: str) -> bool:
+    """True for a header whose value is a secret: shown as ``***``, and dropped when the
+    recipient moves to another host without it being given again."""
+    return any(word in name.lower() for word in SENSITIVE_HEADER_WORDS)
+
+
 def _shown_headers(headers: dict[str, str]) -> dict[str, str]:
-    return {name: "***" if any(w in name.lower() for w in SENSITIVE_HEADER_WORDS) else value
-            for name, value in headers.items()}
+    return {name: "***" if is_secret_header(name) else value for name, value in headers.items()}
+
+
+def shown_recipient(recipient: str) -> str:
+    """``recipient`` as it may be shown: the credentials of a URL (``user:pass@``) as ``***``.
+
+    Every place that shows a recipient (API, console, CLI, search, trace,
+    operational events) shows this; the stored recipient keeps them for delivery.
+    """
+    scheme, separator, rest = recipient.partition("://")
+    if not separator:
+        return recipient
+    ends = [at for at in (rest.find(c) for c in "/?#") if at >= 0]
+    end = min(ends, default=len(rest))
+    authority = rest[:end]
+    if "@" not in authority:
+        return recipient
+    return f"{scheme}://***@{authority.rsplit('@', 1)[1]}{rest[end:]}"
+
+
+def recipient_origin(recipient: str) -> str:
+    """Where a recipient sends to: ``scheme://host[:port]`` of a URL, else the recipient itself.
+
+    Two recipients with one origin reach the same receiver; secret headers
+    follow a recipient only within its origin. A host part that parsers read
+    differently (a backslash: a path to browsers, user info to RFC 3986) is
+    its own origin, so a doubtful change always counts as a move.
+    """
+    scheme, separator, rest = recipient.strip().partition("://")
+    if not separator:
+        return recipient
+    ends = [at for at in (rest.find(c) for c in "/?#") if at >= 0]
+    authority = rest[:min(ends, default=len(rest))]
+    if "\\" in authority:
+        return recipient
+    authority = authority.rsplit("@", 1)[-1].lower()
+    scheme = scheme.lower()
+    default = {"http": ":80", "https": ":443"}.get(scheme)
+    if default and authority.endswith(default):
+        authority = authority[:-len(default)]
+    return f"{scheme}://{authority}"
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -76,7 +121,7 @@ class Subscription:
             "id": self.id,
             "event_name": self.event_name,
             "sink": self.sink,
-            "recipient": self.recipient,
+            "recipient": shown_recipient(self.recipient),
             "active": self.active,
             "filter": self.filter,
             "retry_policy": self.retry_policy,
@@ -125,7 +170,7 @@ class Delivery:
             "event_name": self.event_name,
             "subscription_id": self.subscription_id,
             "sink": self.sink,
-            "recipient": self.recipient,
+            "recipient": shown_recipient(self.recipient),
             "status": self.status,
             "success": self.success,
             "attempts": self.attempts,

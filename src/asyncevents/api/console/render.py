@@ -18,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from asyncevents.api.console import session
+from asyncevents.core.models import shown_recipient
 
 __all__ = ["back", "page", "templates", "user"]
 
@@ -25,6 +26,8 @@ templates = Jinja2Templates(env=Environment(
     loader=PackageLoader("asyncevents.api", "templates"),
     autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True,
 ))
+# A recipient as pages show it: a URL's credentials (user:pass@) as ***.
+templates.env.filters["recipient"] = shown_recipient
 templates.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False,
                                                            sort_keys=True, default=str)
 _CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; "

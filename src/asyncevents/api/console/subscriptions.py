@@ -26,7 +26,12 @@ from asyncevents.api.deps import app_of
 from asyncevents.api.problems import Problem, public_detail, validation_problem
 from asyncevents.api.schemas import SubscriptionCreate, SubscriptionUpdate, TokenRotation
 from asyncevents.api.services import subscriptions as service
-from asyncevents.core.models import Subscription
+from asyncevents.core.models import (
+    Subscription,
+    is_secret_header,
+    recipient_origin,
+    shown_recipient,
+)
 from asyncevents.core.subscribing.rules import OPTIONS, SubscriptionRules
 from asyncevents.errors import AsyncEventsError, InvalidQuery, NotFound
 
@@ -69,7 +74,8 @@ class SubscriptionForm(BaseModel):
         """The form filled with a subscription's values (never its token)."""
         policy = sub.retry_policy or {}
         shown = sub.public()["headers"]  # secret-looking values masked
-        return cls(event_name=sub.event_name, sink=sub.sink, recipient=sub.recipient,
+        return cls(event_name=sub.event_name, sink=sub.sink,
+                   recipient=shown_recipient(sub.recipient),
                    filter=sub.filter or "", rate=sub.rate or "",
                    max_in_flight=str(sub.max_in_flight or ""),
                    ordering_key=sub.ordering_key or "", signature=sub.signature,
@@ -77,10 +83,12 @@ class SubscriptionForm(BaseModel):
                    disable_after=f"{sub.disable_after:g}" if sub.disable_after else "",
                    **{k: str(policy[k]) for k in POLICY_FIELDS if policy.get(k) is not None})
 
-    def options(self, current: Subscription | None) -> dict[str, Any]:
+    def options(self, current: Subscription | None, *, moved: bool = False) -> dict[str, Any]:
         """The receiver protection options as the REST API takes them (empty: unset).
 
-        A header shown masked (``***``) keeps the value ``current`` has.
+        A header shown masked (``***``) keeps the value ``current`` has, unless
+        the recipient ``moved`` to another host: then it is left out (a secret
+        goes to a new host only when typed again).
         """
         headers: dict[str, str] = {}
         for line in self.headers.splitlines():
@@ -92,6 +100,8 @@ class SubscriptionForm(BaseModel):
                               field="headers")
             value = value.strip()
             if value == "***" and current is not None and name.strip() in current.headers:
+                if moved:
+                    continue
                 value = current.headers[name.strip()]
             headers[name.strip()] = value
         return {
@@ -112,6 +122,22 @@ class SubscriptionForm(BaseModel):
             if raw:
                 policy[name] = raw if name == "backoff" else _number(name, raw)
         return policy or None
+
+
+def _typed_recipient(typed: str, current: str) -> str:
+    """The recipient the edit form means: ``current`` where it shows it redacted (``***@``).
+
+    Credentials come back only within the same host; typed elsewhere, ``***``
+    is what was typed.
+    """
+    if typed == shown_recipient(current):
+        return current
+    scheme, separator, rest = current.partition("://")
+    masked = f"{scheme}://***@"
+    if (separator and typed.startswith(masked) and shown_recipient(current).startswith(masked)
+            and recipient_origin(typed) == recipient_origin(current)):
+        return f"{scheme}://{rest.split('@', 1)[0]}@" + typed[len(masked):]
+    return typed
 
 
 def _whole(name: str, raw: str) -> Any:
@@ -322,8 +348,11 @@ def edit(request: Request, subscription_id: _ID,
     app = app_of(request)
     current = app.store.get_subscription(subscription_id)
     changes: dict[str, Any] = {}
-    if form.recipient != current.recipient:
-        changes["recipient"] = form.recipient
+    recipient = _typed_recipient(form.recipient, current.recipient)
+    if recipient != current.recipient:
+        changes["recipient"] = recipient
+    moved = recipient_origin(recipient) != recipient_origin(current.recipient)
+    kept = {k: v for k, v in current.headers.items() if not is_secret_header(k)}
     if (form.filter or None) != current.filter:
         changes["filter"] = form.filter or None
     try:
@@ -332,9 +361,11 @@ def edit(request: Request, subscription_id: _ID,
             changes["retry_policy"] = policy
         if form.token:  # empty: keep the current token (it is never shown to be kept)
             changes["verification_token"] = form.token
-        for name, value in form.options(current).items():
+        for name, value in form.options(current, moved=moved).items():
             if name == "signature":
                 value = value or "hmac"
+            if name == "headers" and moved and value == kept:
+                continue  # only the masked secrets left out: the rules drop them, and say so
             if value != getattr(current, name):
                 changes[name] = value
         body = _checked(SubscriptionUpdate, changes)

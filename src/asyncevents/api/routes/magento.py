@@ -22,7 +22,7 @@ from asyncevents.api.auth import require
 from asyncevents.api.deps import AppDep
 from asyncevents.api.schemas import Name, Recipient, Secret, SinkName
 from asyncevents.api.services import subscriptions as service
-from asyncevents.core.models import Subscription
+from asyncevents.core.models import Subscription, shown_recipient
 
 __all__ = ["STORE_CODE_PATTERN", "AsyncEvent", "AsyncEventRequest", "AsyncEventUpdate",
            "MagentoSaved", "MagentoSubscription", "install_magento", "router"]
@@ -98,7 +98,8 @@ class MagentoList(BaseModel):
 
 def _magento(sub: Subscription) -> dict[str, Any]:
     return {"subscription_id": sub.id, "event_name": sub.event_name,
-            "recipient_url": sub.recipient, "status": sub.active, "metadata": sub.sink,
+            "recipient_url": shown_recipient(sub.recipient), "status": sub.active,
+            "metadata": sub.sink,
             "subscribed_at": sub.created_at.strftime("%Y-%m-%d %H:%M:%S"), "store_id": 0}
 
 

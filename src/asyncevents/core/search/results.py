@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from asyncevents.core.models import Delivery
+from asyncevents.core.models import Delivery, shown_recipient
 from asyncevents.core.store import Store
 
 __all__ = ["SEARCH_FIELDS", "cell", "csv_cell", "search_row", "trace_document"]
@@ -34,7 +34,8 @@ def trace_document(store: Store, delivery_id: str) -> dict[str, Any]:
     public = delivery.public()
     doc = {k: v for k, v in public.items() if k in SEARCH_FIELDS}
     doc.update(
-        event_id=delivery.event_id, sink=delivery.sink, recipient=delivery.recipient,
+        event_id=delivery.event_id, sink=delivery.sink,
+        recipient=shown_recipient(delivery.recipient),
         next_attempt_at=public["next_attempt_at"],
         first_attempt_at=attempts[0]["started_at"] if attempts else None,
         last_attempt_at=attempts[-1]["started_at"] if attempts else None,

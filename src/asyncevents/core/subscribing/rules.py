@@ -45,7 +45,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from asyncevents.core.events.catalog import Catalog
-from asyncevents.core.models import Subscription
+from asyncevents.core.models import Subscription, is_secret_header, recipient_origin
 from asyncevents.core.plugins import Plugins
 from asyncevents.core.retry.policy import RetryPolicy
 from asyncevents.core.search import compile_filter
@@ -212,6 +212,7 @@ class SubscriptionRules:
                 raise ConfigError("recipient must not be empty", field="recipient")
             self.check_recipient(current.sink, changes["recipient"])
             values["recipient"] = changes["recipient"]
+            changes = self._secret_headers_stay(current, changes)
         if "token" in changes:
             if not changes["token"]:
                 raise ConfigError("verification_token must not be empty", field="token")
@@ -242,6 +243,27 @@ class SubscriptionRules:
                     values["signing_key"] = key or None
             values["options"] = options
         return values
+
+    @staticmethod
+    def _secret_headers_stay(current: Subscription,
+                             changes: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``changes`` without ``current``'s secret headers when the recipient changes origin.
+
+        A secret header's value (``Authorization``...) belongs to its receiver:
+        moved to another scheme, host or port, it goes only if ``headers`` is
+        given again with the change. Dropped ones are named in a warning.
+        """
+        if "headers" in changes or (recipient_origin(changes["recipient"])
+                                    == recipient_origin(current.recipient)):
+            return changes
+        dropped = sorted(name for name in current.headers if is_secret_header(name))
+        if not dropped:
+            return changes
+        _warn(f"secret header{'s' if len(dropped) > 1 else ''} {', '.join(dropped)} dropped: "
+              "the recipient moved to another host; give them again with --header (or "
+              "headers) to send them there")
+        return {**changes, "headers": {name: value for name, value in current.headers.items()
+                                       if not is_secret_header(name)}}
 
     def signing_key(self, options: dict[str, Any], token: str | None) -> str:
         """The Ed25519 private key an ``ed25519`` subscription signs with ("" for ``hmac``).

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from asyncevents.core.events.catalog import OPERATIONAL_EVENTS
+from asyncevents.core.models import shown_recipient
 from asyncevents.core.pipeline import Batch, Middleware, PipelineContext, Settled
 
 __all__ = ["OperationalEvents"]
@@ -54,7 +55,8 @@ class OperationalEvents(Middleware):
             if s.gone:
                 await self._publish("asyncevents.subscription.disabled", {
                     "subscription_id": s.subscription.id,
-                    "recipient": s.subscription.recipient, "failure_ratio": None,
+                    "recipient": shown_recipient(s.subscription.recipient),
+                    "failure_ratio": None,
                     "consecutive_failures": None, "last_error": s.error,
                     "failing_since": None})
             if (s.status == "dead" and s.counted

@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from asyncevents.core.models import Subscription
+from asyncevents.core.models import Subscription, shown_recipient
 from asyncevents.core.pipeline import Batch, Middleware, PipelineContext, Settled
 from asyncevents.core.store import (
     Admission,
@@ -184,7 +184,7 @@ class Protection(Middleware):
                         subscription_id=change.subscription_id, error=change.last_error)
             await self._publish(_CHANGE_EVENTS[change.change], {
                 "subscription_id": change.subscription_id,
-                "recipient": sub.recipient if sub else None,
+                "recipient": shown_recipient(sub.recipient) if sub else None,
                 "failure_ratio": change.failure_ratio,
                 "consecutive_failures": change.consecutive_failures,
                 "last_error": change.last_error,

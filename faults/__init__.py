@@ -6,6 +6,8 @@ Each scenario is a module with ``run(transport, directory, *, short) -> Row``:
 
 - :mod:`faults.kill`: ``kill -9`` of a worker, several times mid-stream, at the
   default settings, and how soon its messages come back;
+- :mod:`faults.idlekill`: ``kill -9`` of a worker on the SQL queue, then a fresh worker
+  with ``--max-idle-time 2`` that must deliver what the dead one held before idling out;
 - :mod:`faults.broker`: RabbitMQ stopped and started while publishing and delivering;
 - :mod:`faults.database`: PostgreSQL restarted while workers run;
 - :mod:`faults.receivers`: hanging, resetting and slow receivers beside a fast one;

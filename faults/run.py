@@ -36,6 +36,7 @@ from faults import (
     deadline,
     diskfull,
     hostile,
+    idlekill,
     kill,
     quorum,
     receivers,
@@ -68,6 +69,7 @@ _ALL = ("amqp", "sqla+postgresql", "sqla+sqlite")
 
 FAULTS: tuple[Fault, ...] = (
     Fault("kill", kill.run, _ALL, _ALL),
+    Fault("idlekill", idlekill.run, ("sqla+postgresql",), ("sqla+postgresql",)),
     Fault("rabbitmq", broker.run, ("amqp",), ("amqp",)),
     Fault("postgresql", database.run, ("sqla+postgresql", "amqp"), ("sqla+postgresql", "amqp")),
     Fault("receivers", receivers.run, _ALL, ("sqla+sqlite",)),

@@ -54,7 +54,12 @@ from sqlalchemy.exc import DBAPIError
 
 from asyncevents.core.clock import naive_utcnow as utcnow
 from asyncevents.core.store.columns import LONG_TEXT, MICRO_TIME, ROW_ID
-from asyncevents.core.store.engine import DEFAULT_DRIVERS, run, sqlite_pragmas
+from asyncevents.core.store.engine import (
+    DEFAULT_DRIVERS,
+    private_sqlite_file,
+    run,
+    sqlite_pragmas,
+)
 from asyncevents.core.store.schema import workers
 
 __all__ = [
@@ -262,6 +267,7 @@ def _build(url: URL, options: dict[str, Any]) -> QueueEngines:
     if backend == "sqlite":
         if url.database in (None, "", ":memory:"):
             raise ValueError("an in-memory SQLite database cannot be a shared queue; use a file")
+        private_sqlite_file(url.render_as_string(hide_password=False))  # payloads: 0600
         durable = _sqlite_engine(url, options, "FULL")
         fast = _sqlite_engine(url, options, "NORMAL")
         return QueueEngines(durable, fast, fast, claim_in_one_statement=True)

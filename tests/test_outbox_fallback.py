@@ -121,3 +121,23 @@ def test_failing_fast_is_for_the_block_only(make_settings: Callable[..., Setting
         assert transport.connect().connect_timeout == 5  # kombu's default
     finally:
         app.close()
+
+
+def test_a_sweep_outage_is_two_lines(pg_url: str, make_settings: Callable[..., Settings]) -> None:
+    with Proxy(5432) as proxy:
+        app = App(make_settings(outbox_url=pg_url.replace(":5432/", f":{proxy.port}/")))
+        try:
+            with capture_logs() as logs:
+                assert app.outbox.sweep_or_log() == 0  # no outbox table yet: nothing to do
+                proxy.cut()
+                for _ in range(3):  # a worker's sweeps during the outage
+                    assert app.outbox.sweep_or_log() == 0
+                proxy.restore()
+                assert app.outbox.sweep_or_log() == 0
+        finally:
+            app.close()
+    events = [e["event"] for e in logs if "outbox sweep" in e["event"]]
+    assert len(events) == 2, events
+    assert events[0].startswith("outbox sweep failed; the worker tries again (")
+    assert events[1].startswith("outbox sweep works again after ")
+    assert events[1].endswith(" s (3 failed sweeps)")

@@ -270,7 +270,7 @@ class App:
         if self.outbox.swept_url is not None:  # what a crash left in the outbox after a commit
             self.outbox.sweep_or_log()  # now: a worker with a short --max-idle-time sweeps too
             periodic.append(Periodic("outbox sweep", self.settings.outbox_sweep_seconds,
-                                     self.outbox.sweep))
+                                     self.outbox.sweep_or_log))  # an outage: two lines
         presence = Presence(self.store, list(ROUTES), concurrency)
         return Worker(self.transport, self.retries, engine, limits, periodic=periodic,
                       presence=presence)

@@ -112,6 +112,11 @@ class Outbox:
             "outbox relay", counted="events left for the sweep",
             lost="outbox relay failed; a worker's sweep will send the events",
             back="outbox relay works again", logger=log)
+        #: Sweeps that failed: the same two lines.
+        self.sweep_outage = OutageLog(
+            "outbox sweep", counted="failed sweeps",
+            lost="outbox sweep failed; the worker tries again", back="outbox sweep works again",
+            logger=log)
 
     @property
     def swept_url(self) -> str | None:
@@ -198,18 +203,22 @@ class Outbox:
         return sent
 
     def sweep_or_log(self) -> int:
-        """:meth:`sweep`, a failure logged rather than raised (a worker's sweep at start).
+        """:meth:`sweep`, a failure logged rather than raised (a worker's sweeps).
 
-        A malformed ``ASYNCEVENTS_OUTBOX_URL`` is still a ``ConfigError``: no
+        An outage is two lines: a warning at the first sweep that fails, one
+        line at the next that works, with how many failed meanwhile. A
+        malformed ``ASYNCEVENTS_OUTBOX_URL`` is still a ``ConfigError``: no
         later sweep could work.
         """
         self._engine()
+        began = time.monotonic()
         try:
-            return self.sweep()
+            sent = self.sweep()
         except Exception as exc:
-            log.warning("outbox sweep failed; the worker tries again",
-                        every=self.settings.outbox_sweep_seconds, error=first_line(exc))
+            self.sweep_outage.failed(first_line(exc), every=self.settings.outbox_sweep_seconds)
             return 0
+        self.sweep_outage.recovered(began=began)
+        return sent
 
     def close(self) -> None:
         """Wait for relays under way, then release the sweep's connections."""

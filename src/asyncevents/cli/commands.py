@@ -1,48 +1,61 @@
-"""The ``asyncevents`` command group and its small commands."""
+"""The ``asyncevents`` command group and its small commands.
+
+Nothing heavy is imported here: the commands of other modules are added by
+name (:class:`~asyncevents.cli.lazy.LazyGroup`), and the ones below import
+the store, the transports and the App when they run, so that ``asyncevents
+--help`` and ``--version`` answer at once.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import click
 
 from asyncevents.cli.context import get_app, json_option, parse_json_object, read_value
-from asyncevents.cli.deliveries import replay, search, trace
-from asyncevents.cli.keys import rotate_key
+from asyncevents.cli.lazy import LazyGroup
 from asyncevents.cli.output import console, print_json, print_table
 from asyncevents.cli.processes import process_count, supervise
-from asyncevents.cli.serve import serve
-from asyncevents.cli.stats import stats
-from asyncevents.cli.subscriptions import subscribe, subscriptions
-from asyncevents.cli.tokens import tokens
-from asyncevents.cli.workers import stop_workers, workers
-from asyncevents.core.app import App
-from asyncevents.core.events.routing import Router, parse_queues
-from asyncevents.core.log import get_logger
-from asyncevents.core.retry.outage import through_outage
-from asyncevents.core.worker.worker import WorkerLimits
 from asyncevents.errors import ConfigError
 
-log = get_logger("asyncevents.cli")
+if TYPE_CHECKING:
+    from asyncevents.core.app import App
 
 __all__ = ["cli"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="asyncevents")
 def cli() -> None:
     """Deliver application events reliably to webhooks and other sinks."""
 
 
-cli.add_command(subscribe)
-cli.add_command(subscriptions)
-cli.add_command(search)
-cli.add_command(trace)
-cli.add_command(replay)
-cli.add_command(serve)
-cli.add_command(tokens)
-cli.add_command(workers)
-cli.add_command(stop_workers)
-cli.add_command(stats)
-cli.add_command(rotate_key)
+assert isinstance(cli, LazyGroup)
+# name, where it is, and its help until imported (the first sentence of its docstring).
+for _name, _target, _help in [
+    ("subscribe", "asyncevents.cli.subscriptions:subscribe",
+     "Subscribe RECIPIENT to EVENT (a name or a pattern such as sales.order.*)."),
+    ("subscriptions", "asyncevents.cli.subscriptions:subscriptions",
+     "List, show, change, enable, disable and delete subscriptions."),
+    ("search", "asyncevents.cli.deliveries:search",
+     "Deliveries matching a Lucene QUERY (e.g. 'status:dead AND event_name:sales.*')."),
+    ("trace", "asyncevents.cli.deliveries:trace", "Every attempt of one delivery."),
+    ("replay", "asyncevents.cli.deliveries:replay",
+     "Deliver again, under the same uuid, with a fresh retry budget."),
+    ("serve", "asyncevents.cli.serve:serve",
+     "Serve the REST API (OpenAPI at /docs) and the web console (/console)."),
+    ("tokens", "asyncevents.cli.tokens:tokens",
+     "Create, list and revoke API tokens (stored hashed; shown once)."),
+    ("workers", "asyncevents.cli.workers:workers",
+     "Workers: host, pid, queues, in flight, last heartbeat; a silent one is marked gone."),
+    ("stop-workers", "asyncevents.cli.workers:stop_workers",
+     "Ask every worker, on any host, to finish what it holds and exit."),
+    ("stats", "asyncevents.cli.stats:stats",
+     "Queue depths; deliveries pending, retrying and dead per event and subscription."),
+    ("rotate-key", "asyncevents.cli.keys:rotate_key",
+     "Re-encrypt every stored secret with a new key, in one transaction."),
+]:
+    cli.add_lazy(_name, _target, _help)
 
 
 @cli.command()
@@ -96,6 +109,8 @@ def worker(concurrency: int, limit: int | None, time_limit: float | None,
            failure_limit: int | None, only_if_waiting: bool, burst: bool,
            as_json: bool) -> None:
     """Consume events and deliver them until a limit or SIGTERM."""
+    from asyncevents.core.worker.worker import WorkerLimits
+
     # Checked here, so a supervisor refuses a bad name before starting anything.
     names = _known_queues(get_app(), queues) if queues is not None else None
     if processes > 1:
@@ -119,6 +134,8 @@ def worker(concurrency: int, limit: int | None, time_limit: float | None,
 
 def _known_queues(app: App, text: str) -> list[str]:
     """``--queues``, checked against ``[routing]``: a name it never uses is a typo."""
+    from asyncevents.core.events.routing import Router, parse_queues
+
     names = parse_queues(text)
     known = Router(app.settings.routing).queues
     for name in names:
@@ -129,6 +146,11 @@ def _known_queues(app: App, text: str) -> list[str]:
 
 
 def _wait_for_services(app: App, patience: float = 30.0) -> None:
+    from asyncevents.core.log import get_logger
+    from asyncevents.core.retry.outage import through_outage
+
+    log = get_logger("asyncevents.cli")
+
     # A worker started while the database or broker restarts (a deploy, a
     # failover) waits for them a while instead of exiting at once.
     def check() -> None:

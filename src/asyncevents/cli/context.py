@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from asyncevents.core.app import App
-from asyncevents.core.log import configure_logging
+if TYPE_CHECKING:
+    from asyncevents.core.app import App
 
 __all__ = ["get_app", "json_option", "parse_json_object", "read_value"]
 
@@ -18,7 +18,13 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON."
 
 
 def get_app() -> App:
-    """The App for this invocation (settings errors surface as ``ConfigError``)."""
+    """The App for this invocation (settings errors surface as ``ConfigError``).
+
+    Built on first use (and the plugins loaded then), never by ``--help``.
+    """
+    from asyncevents.core.app import App
+    from asyncevents.core.log import configure_logging
+
     ctx = click.get_current_context()
     root = ctx.find_root()
     app = root.meta.get("asyncevents.app")

@@ -1,4 +1,8 @@
-"""Printing for the CLI: JSON when asked, rich tables otherwise."""
+"""Printing for the CLI: JSON when asked, rich tables otherwise.
+
+rich is imported at the first line printed through it, not with the module
+(``asyncevents --help`` prints none).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,31 @@ import csv
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
 
-from asyncevents.core.search.results import cell, csv_cell
+__all__ = ["console", "print_csv", "print_fields", "print_json", "print_table", "shown"]
 
-__all__ = ["cell", "console", "print_csv", "print_fields", "print_json", "print_table", "shown"]
 
-# Not a terminal (a pipe, a CI log): wide enough that uuids and timestamps stay whole.
-console = Console(highlight=False, markup=False,
-                  width=None if sys.stdout.isatty() else 200)
+class _Console:
+    """rich's ``Console``, made at its first use."""
+
+    _made: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._made is None:
+            from rich.console import Console
+
+            # Not a terminal (a pipe, a CI log): wide enough that uuids and timestamps stay whole.
+            self._made = Console(highlight=False, markup=False,
+                                 width=None if sys.stdout.isatty() else 200)
+        return getattr(self._made, name)
+
+
+console = cast("Console", _Console())
+"""Where the tables and lines of the CLI are printed (rich, on stdout)."""
 
 
 def print_json(data: Any) -> None:
@@ -40,7 +57,11 @@ def print_fields(fields: dict[str, Any]) -> None:
 
 
 def print_table(rows: Iterable[dict[str, Any]], columns: Sequence[str], title: str = "") -> None:
-    """A table of ``columns`` picked from each row (cells as :func:`cell` writes them)."""
+    """A table of ``columns`` picked from each row (cells as ``cell`` writes them)."""
+    from rich.table import Table
+
+    from asyncevents.core.search.results import cell
+
     table = Table(title=title or None)
     for column in columns:
         table.add_column(column, overflow="fold")
@@ -56,6 +77,8 @@ def print_table(rows: Iterable[dict[str, Any]], columns: Sequence[str], title: s
 
 def print_csv(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> None:
     """CSV with a header line, streamed row by row; formula-like text escaped (``csv_cell``)."""
+    from asyncevents.core.search.results import csv_cell
+
     writer = csv.writer(sys.stdout)
     writer.writerow(columns)
     for row in rows:

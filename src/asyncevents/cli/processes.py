@@ -48,12 +48,17 @@ import click
 
 from asyncevents.cli.context import get_app
 from asyncevents.cli.output import console, print_json, print_table
-from asyncevents.core.log import get_logger
 from asyncevents.errors import ConfigError
 
 __all__ = ["Supervisor", "process_count", "supervise", "worker_arguments"]
 
-log = get_logger("asyncevents.processes")
+
+def _log() -> Any:
+    """The supervisor's logger (structlog is imported by the first line logged)."""
+    from asyncevents.core.log import get_logger
+
+    return get_logger("asyncevents.processes")
+
 
 #: A child that dies sooner than this after it started is restarted after a back-off.
 YOUNG = 10.0
@@ -306,7 +311,7 @@ class Supervisor:
         slot.restarts += 1
         slot.restart_at = time.monotonic() + slot.backoff
         slot.reason = _ending(code)
-        log.warning("worker process died, restarting it", pid=child.pid, exit_code=code,
+        _log().warning("worker process died, restarting it", pid=child.pid, exit_code=code,
                     reason=slot.reason, restarts=slot.restarts, restart_in=slot.backoff)
 
     def _stop(self, quietly: bool = False, why: str = "") -> None:
@@ -315,7 +320,7 @@ class Supervisor:
         self._stopping = True
         self.reason = why
         if not quietly:
-            log.info("stopping the worker processes", reason=why,
+            _log().info("stopping the worker processes", reason=why,
                      pids=[s.child.pid for s in self.slots if s.child is not None])
         for slot in self.slots:
             self._tell(slot)
@@ -336,7 +341,7 @@ class Supervisor:
             signum = self._signals.pop(0)
             if self._stopping and signum == signal.SIGINT and not self.forced:
                 self.forced = True
-                log.warning("second SIGINT: killing the worker processes")
+                _log().warning("second SIGINT: killing the worker processes")
                 for slot in self.slots:
                     self._tell(slot)
             else:

@@ -8,6 +8,7 @@ the store, the transports and the App when they run, so that ``asyncevents
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import click
@@ -226,9 +227,13 @@ def migrate() -> None:
 
     app = get_app()
     store = Store.open(app.settings.database_url, auto_migrate=True)
-    store.migrate()
-    store.close()
-    console.print("schema is up to date")
+    try:
+        done = store.migrate()
+    finally:
+        store.close()
+    if store.opened_migration is not None:  # open() created or upgraded it already
+        done = replace(done, before=store.opened_migration.before)
+    console.print(done.describe())
 
 
 @cli.command()

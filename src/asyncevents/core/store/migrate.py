@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -13,20 +14,58 @@ from sqlalchemy import Engine, inspect
 
 from asyncevents.core.store.schema import metadata
 
-__all__ = ["VERSION_TABLE", "has_schema", "is_behind", "upgrade"]
+__all__ = ["VERSION_TABLE", "Migration", "current_revision", "has_schema", "head_revision",
+           "is_behind", "upgrade"]
 
 _SCRIPTS = Path(__file__).resolve().parent.parent / "migrations"
 VERSION_TABLE = "asyncevents_alembic_version"
 """Where Alembic records the schema's revision (named so as not to meet an app's own)."""
 
 
-def upgrade(engine: Engine) -> None:
-    """Create or upgrade every asyncevents table to the latest revision."""
+@dataclass(frozen=True)
+class Migration:
+    """What :func:`upgrade` did: the schema's revision before (None: there was no schema) and
+    after."""
+
+    before: str | None
+    after: str | None
+
+    @property
+    def created(self) -> bool:
+        """True when the schema did not exist and was created."""
+        return self.before is None and self.after is not None
+
+    def describe(self) -> str:
+        """One line for the operator: created, upgraded (from, to), or already up to date."""
+        if self.created:
+            return f"created the asyncevents schema at revision {self.after}"
+        if self.before != self.after:
+            return f"upgraded the asyncevents schema from revision {self.before} to {self.after}"
+        return f"the asyncevents schema is up to date (revision {self.after})"
+
+
+def upgrade(engine: Engine) -> Migration:
+    """Create or upgrade every asyncevents table to the latest revision; say what was done."""
+    before = current_revision(engine)
     config = Config()
     config.set_main_option("script_location", str(_SCRIPTS))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+    return Migration(before, current_revision(engine))
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision Alembic recorded for the schema (None: no asyncevents schema yet)."""
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection,
+                                             opts={"version_table": VERSION_TABLE})
+        return context.get_current_revision()
+
+
+def head_revision() -> str | None:
+    """The latest revision this code knows (what :func:`upgrade` brings a schema to)."""
+    return _revisions()[0]
 
 
 def has_schema(engine: Engine) -> bool:
@@ -53,9 +92,6 @@ def is_behind(engine: Engine) -> bool:
     A revision this code does not know (a newer asyncevents migrated it) is
     not behind: nothing here can upgrade it.
     """
-    with engine.connect() as connection:
-        context = MigrationContext.configure(connection,
-                                             opts={"version_table": VERSION_TABLE})
-        current = context.get_current_revision()
+    current = current_revision(engine)
     head, known = _revisions()
     return current is not None and current != head and current in known

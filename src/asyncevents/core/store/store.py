@@ -47,7 +47,10 @@ class Store(
     @classmethod
     def open(cls, url: str, *, auto_migrate: bool | None = None,
              cipher: TokenCipher | None = None) -> Store:
-        """Connect to ``url`` and check the schema (created on first use with SQLite)."""
+        """Connect to ``url`` and check the schema (created on first use with SQLite).
+
+        What it did to the schema, if anything, is :attr:`opened_migration`.
+        """
         engine = make_engine(url)
         store = cls(engine, cipher)
         if auto_migrate is None:
@@ -58,20 +61,23 @@ class Store(
                     raise StoreError(
                         "the database has no asyncevents schema; run 'asyncevents migrate'"
                     )
-                migrate.upgrade(engine)
+                store.opened_migration = migrate.upgrade(engine)
             elif migrate.is_behind(engine):
                 # An upgraded asyncevents on an older schema: SQLite catches up by itself
                 # as it was created by itself; a server database waits for its operator.
                 if not auto_migrate:
                     raise StoreError("the database schema is older than this asyncevents; "
                                      "run 'asyncevents migrate'")
-                migrate.upgrade(engine)
+                store.opened_migration = migrate.upgrade(engine)
         return store
 
-    def migrate(self) -> None:
-        """Create or upgrade the schema."""
+    #: What :meth:`open` did to the schema: created or upgraded it (None: nothing).
+    opened_migration: migrate.Migration | None = None
+
+    def migrate(self) -> migrate.Migration:
+        """Create or upgrade the schema; what was done (:class:`~.migrate.Migration`)."""
         with self._errors():
-            migrate.upgrade(self.engine)
+            return migrate.upgrade(self.engine)
 
     def close(self) -> None:
         """Finish queued writes and release pooled connections."""

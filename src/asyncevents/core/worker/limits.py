@@ -41,6 +41,12 @@ class WorkerLimits:
     time_limit: float | None = None
     memory_limit_mb: float | None = None
     max_idle_time: float | None = None
+    """Stop after this many seconds with nothing received and no retry due within them.
+
+    On the SQL queue, messages leased by a worker that has not beaten since
+    the idle worker first looked are not idle time (a killed worker's: they
+    come back when their lease ends); a live holder beats within one period.
+    """
     failure_limit: int | None = None
     """Stop after this many failed handlings in a row (requeued messages; a success resets)."""
     only_if_waiting: bool = False
@@ -52,7 +58,8 @@ class WorkerLimits:
     them: nothing in the worker's hands (received, in a batch, or waiting to
     be settled); nothing received for 0.1 s; no message ready on its queues
     (the transport's count, through the consuming connection: on the SQL queue
-    the rows claimed for it too); and no retry due within 1 s, nor one seen
+    the rows claimed for it too, and those a silent worker holds, as with
+    ``max_idle_time``); and no retry due within 1 s, nor one seen
     due that was not back yet (0.5 s of grace past its due time). A retry
     due later stays in its queue or schedule for the next worker. Where the
     transport cannot count its ready messages, drained is nothing received

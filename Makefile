@@ -23,6 +23,7 @@ demo: run
 lint: install
 	$(BIN)/ruff check src tests plugins faults
 	$(BIN)/mypy src
+	$(BIN)/lint-imports
 
 ## Headless Chromium (Debian packages) for the console's browser test.
 browser:

@@ -27,8 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = ("asyncevents-sqs", "asyncevents-redis")
 REDIS_URL = os.environ.get("ASYNCEVENTS_TEST_REDIS", "redis://127.0.0.1:6379/0")
 REGION = "us-east-1"
-# One fresh venv for the module (the fixture below): its tests share one xdist worker.
-pytestmark = pytest.mark.xdist_group("plugin-venv")
+# One fresh venv for the module (the fixture below): its tests share one xdist worker. The
+# fixture's pip install has its own budget (600 s, asserted); pytest-timeout's 120 s default,
+# which counts the set-up, must not cut it short when the parallel tier loads the cores.
+pytestmark = [pytest.mark.xdist_group("plugin-venv"), pytest.mark.timeout(600)]
 _BUILD_LEFTOVERS = shutil.ignore_patterns(
     "*.egg-info", "build", "dist", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache",
     "*.db")

@@ -1,4 +1,4 @@
-"""Every route, with no token, a wrong, revoked or under-scoped token, and the right one.
+"""Every route, with no token, a wrong, revoked, expired or under-scoped token, and the right one.
 
 A refused request must change nothing: the state (subscriptions, deliveries,
 tokens, queued messages) is compared before and after.
@@ -7,11 +7,15 @@ tokens, queued messages) is compared before and after.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from asyncevents.api.services.tokens import SCOPES, create_token, list_tokens, revoke_token
+from asyncevents.core.clock import utcnow
+from asyncevents.core.store.schema import api_tokens
 from tests.api.conftest import TOKEN, Api
 from tests.api.helpers import queued
 
@@ -96,7 +100,8 @@ def call(api: Api, route: Route, headers: dict[str, str]) -> Any:
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=[r.id for r in ROUTES])
-@pytest.mark.parametrize("who", ["none", "malformed", "wrong", "revoked", "other-scopes"])
+@pytest.mark.parametrize("who", ["none", "malformed", "wrong", "revoked", "expired",
+                                 "other-scopes"])
 def test_refused_without_the_right_token(api: Api, route: Route, who: str) -> None:
     if who == "none":
         headers = {}
@@ -107,6 +112,13 @@ def test_refused_without_the_right_token(api: Api, route: Route, who: str) -> No
     elif who == "revoked":
         token, secret = create_token(api.app.store, "revoked", SCOPES)
         revoke_token(api.app.store, token.id)
+        headers = {"Authorization": f"Bearer {secret}"}
+    elif who == "expired":
+        token, secret = create_token(api.app.store, "expired", SCOPES,
+                                     expires_at=utcnow() + timedelta(days=1))
+        with api.app.store.begin() as conn:  # a day later
+            conn.execute(update(api_tokens).where(api_tokens.c.id == token.id)
+                         .values(expires_at=utcnow() - timedelta(seconds=1)))
         headers = {"Authorization": f"Bearer {secret}"}
     else:
         # Every scope but the one the route needs (and never admin).

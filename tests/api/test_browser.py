@@ -101,7 +101,7 @@ def test_log_in_search_trace_replay(server: tuple[str, App], browser: Any,
     shot(page, "01-login")
     page.fill("#token", "ae_wrong")
     page.click("button[type=submit]")
-    assert "unknown or revoked token" in page.inner_text("[role=alert]")
+    assert "unknown, expired or revoked token" in page.inner_text("[role=alert]")
     page.fill("#token", secret)
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r".*/console/dashboard$"))

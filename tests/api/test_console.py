@@ -35,7 +35,7 @@ def test_login_refuses_bad_tokens_and_forged_forms(api: Api) -> None:
     form = api.client.get("/console/login")
     value = re.search(r'name="login_csrf" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
     bad = api.client.post("/console/login", data={"token": "ae_wrong", "login_csrf": value})
-    assert bad.status_code == 401 and "unknown or revoked token" in bad.text
+    assert bad.status_code == 401 and "unknown, expired or revoked token" in bad.text
     api.client.cookies.clear()
     forged = api.client.post("/console/login", data={"token": api.tokens["admin"],
                                                      "login_csrf": "guess"})

@@ -1,10 +1,13 @@
 """Bearer-token authentication and scopes for the REST API.
 
 Each route declares the one scope it needs with ``Depends(require(scope))``;
-``admin`` grants every scope. No token or an unknown or revoked token is a
+``admin`` grants every scope. No token or an unknown, expired or revoked token is a
 401, a token without the scope a 403, and in both cases the route does
 nothing. The check runs before the request body is validated, so an
-anonymous caller learns nothing from validation errors either.
+anonymous caller learns nothing from validation errors either. A wrong,
+expired or revoked token counts against its client's address
+(:mod:`asyncevents.api.throttle`): past 10 in a minute, the address gets a
+429 with ``Retry-After`` instead, whatever token it sends.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from asyncevents.api.deps import app_of
 from asyncevents.api.problems import Problem
 from asyncevents.api.services.tokens import SCOPES, ApiToken, authenticate
+from asyncevents.api.throttle import note_failure, retry_after
 
-__all__ = ["SCOPES", "ScopeCheck", "authorize", "bearer", "require", "route_scope"]
+__all__ = ["SCOPES", "ScopeCheck", "authorize", "bearer", "require", "route_scope",
+           "throttled"]
 
 bearer = HTTPBearer(
     auto_error=False, scheme_name="bearer",
@@ -29,14 +34,28 @@ bearer = HTTPBearer(
 _REALM = 'Bearer realm="asyncevents"'
 
 
+def throttled(request: Request) -> Problem | None:
+    """The 429 problem for a request whose address failed too often lately, else None."""
+    wait = retry_after(request)
+    if wait is None:
+        return None
+    return Problem(429, f"too many failed authentications from this address; try again in "
+                        f"{wait} s", kind="too-many-requests",
+                   headers={"Retry-After": str(wait)})
+
+
 def authorize(request: Request, secret: str | None, scope: str) -> ApiToken:
-    """The token behind ``secret`` if it grants ``scope``; else a 401 or 403 problem."""
+    """The token behind ``secret`` if it grants ``scope``; else a 401, 403 or 429 problem."""
     if not secret:
         raise Problem(401, "missing bearer token: send 'Authorization: Bearer <token>'",
                       kind="unauthorized", headers={"WWW-Authenticate": _REALM})
+    refused = throttled(request)
+    if refused is not None:
+        raise refused
     token = authenticate(app_of(request).store, secret)
     if token is None:
-        raise Problem(401, "invalid or revoked bearer token", kind="unauthorized",
+        note_failure(request)
+        raise Problem(401, "invalid, expired or revoked bearer token", kind="unauthorized",
                       headers={"WWW-Authenticate": f'{_REALM}, error="invalid_token"'})
     if not token.allows(scope):
         raise Problem(

@@ -34,12 +34,13 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 _DESCRIPTIONS = {
     "400": "The body could not be parsed (not UTF-8 JSON).",
-    "401": "No bearer token, or an unknown or revoked one.",
+    "401": "No bearer token, or an unknown, expired or revoked one.",
     "403": "The token lacks the scope this operation needs.",
     "404": "No such object.",
     "409": "Conflict.",
     "413": "The request body is over the limit (refused before it is read).",
     "422": "A parameter or field is invalid; `field` names it.",
+    "429": "Too many failed authentications from this address lately; see `Retry-After`.",
     "503": "The database or the broker cannot be reached.",
 }
 
@@ -62,7 +63,7 @@ def _document(api: FastAPI) -> dict[str, Any]:
             responses = operation.setdefault("responses", {})
             codes = ["422", "503"]
             if operation.get("security"):
-                codes += ["401", "403"]
+                codes += ["401", "403", "429"]
             if "{" in path:
                 codes.append("404")
             if "requestBody" in operation:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 __all__ = [
     "Attempt",
@@ -294,10 +294,16 @@ class ReplayResult(BaseModel):
 
 
 class TokenCreate(_Strict):
-    """A new API token."""
+    """A new API token; with ``expires_in`` or ``expires_at`` it is refused from then on."""
 
     name: Label
     scopes: list[Scope] = Field(min_length=1)
+    expires_in: Annotated[str, Field(max_length=32)] | int | None = Field(
+        default=None, description="`90d`, `12h`, `30m`, `2w` or seconds from now (at most "
+                                  "3660 days).", examples=["90d"])
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="When the token expires (ISO 8601 with a zone, in the "
+                                  "future). Give this or `expires_in`, not both.")
 
 
 class Token(BaseModel):
@@ -310,6 +316,8 @@ class Token(BaseModel):
     created_at: str
     last_used_at: str | None
     revoked_at: str | None
+    expires_at: str | None = Field(description="When it is refused from (null: never).")
+    status: Literal["active", "expired", "revoked"]
 
 
 class TokenCreated(Token):

@@ -1,9 +1,17 @@
-"""``asyncevents subscribe`` and ``asyncevents subscriptions ...``."""
+"""``asyncevents subscribe`` and ``asyncevents subscriptions ...``.
+
+A verification token need not be on the command line, where other users of
+the host can read it (``ps``, shell history): ``--token -`` reads it from
+standard input (asked for, hidden, on a terminal) and ``--token-file PATH``
+from a file. A weak token is accepted with a ``warning:`` line on stderr.
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -12,6 +20,7 @@ from asyncevents.cli.context import get_app, json_option, parse_json_object
 from asyncevents.cli.output import console, print_fields, print_json, print_table
 from asyncevents.core.models import shown_recipient
 from asyncevents.core.subscribing.rules import collect_warnings
+from asyncevents.core.subscribing.strength import weak_token_warning
 from asyncevents.errors import AsyncEventsError
 
 __all__ = ["subscribe", "subscriptions"]
@@ -48,6 +57,53 @@ def _protection_options(func: _F) -> _F:
     ]):
         func = option(func)
     return func
+
+
+def _token_options(token_help: str) -> Callable[[_F], _F]:
+    """``--token`` (a value, or ``-`` for standard input) and ``--token-file PATH``."""
+    def decorate(func: _F) -> _F:
+        func = click.option("--token-file", "token_file", default=None, metavar="PATH",
+                            help="Read the verification token from PATH (one line), so it "
+                                 "is not on the command line.")(func)
+        return click.option("--token", default=None, metavar="TOKEN|-",
+                            help=f"{token_help} '-' reads it from standard input.")(func)
+    return decorate
+
+
+def _read_token(token: str | None, token_file: str | None) -> str | None:
+    """The token given by ``--token``, ``--token -`` or ``--token-file``; None when none was."""
+    if token is not None and token_file is not None:
+        raise click.UsageError("give --token or --token-file, not both")
+    if token_file is not None:
+        option, where = "--token-file", token_file
+        try:
+            text = Path(token_file).read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise click.BadParameter(f"cannot read {token_file}: {reason}",
+                                     param_hint=option) from None
+    elif token == "-":
+        option, where = "--token", "standard input"
+        if sys.stdin.isatty():
+            text = click.prompt("Verification token", hide_input=True, err=True)
+        else:
+            text = sys.stdin.read()
+    else:
+        return token
+    value = text.strip()
+    if not value:
+        raise click.BadParameter(f"no token in {where}", param_hint=option)
+    if "\n" in value:
+        raise click.BadParameter(f"{where} holds more than one line; the token is one line",
+                                 param_hint=option)
+    return value
+
+
+def _warn_weak(token: str | None, found: list[str]) -> None:
+    """Print the warnings gathered, and one for a weak ``token``, on stderr."""
+    weak = weak_token_warning(token) if token else None
+    for warning in [*found, *([weak] if weak else [])]:
+        click.echo(f"warning: {warning}", err=True)
 
 
 def _number(value: str, option: str, kind: type[int] | type[float]) -> int | float | None:
@@ -107,25 +163,29 @@ def _options_named() -> Iterator[None]:
 @click.argument("event")
 @click.argument("recipient")
 @click.option("--sink", default="http", show_default=True, help="Sink plugin name.")
-@click.option("--token", required=True, help="Verification token (secret) used to sign.")
+@_token_options("Verification token (secret) used to sign (required: this or --token-file).")
 @click.option("--filter", "filter_", default=None, help="Lucene query over the payload.")
 @click.option("--retry-policy", default=None, help='JSON, e.g. {"max_deaths": 3}.')
 @click.option("--metadata", default=None, help="JSON object kept with the subscription.")
 @_protection_options
 @json_option
-def subscribe(event: str, recipient: str, sink: str, token: str, filter_: str | None,
-              retry_policy: str | None, metadata: str | None, rate: str | None,
-              max_in_flight: str | None, ordering_key: str | None, signature: str | None,
-              headers: tuple[str, ...], disable_after: str | None, as_json: bool) -> None:
+def subscribe(event: str, recipient: str, sink: str, token: str | None,
+              token_file: str | None, filter_: str | None, retry_policy: str | None,
+              metadata: str | None, rate: str | None, max_in_flight: str | None,
+              ordering_key: str | None, signature: str | None, headers: tuple[str, ...],
+              disable_after: str | None, as_json: bool) -> None:
     """Subscribe RECIPIENT to EVENT (a name or a pattern such as sales.order.*)."""
+    token = _read_token(token, token_file)
+    if token is None:
+        raise click.UsageError("give the verification token: --token-file PATH, --token - "
+                               "(standard input) or --token TOKEN")
     policy = parse_json_object(retry_policy, "--retry-policy")
     meta = parse_json_object(metadata, "--metadata")
     options = _protection(rate, max_in_flight, ordering_key, signature, headers, disable_after)
     with _options_named(), collect_warnings() as found:
         sub = get_app().subscribe(event, recipient, sink=sink, token=token, filter=filter_,
                                   retry_policy=policy, metadata=meta, **options)
-    for warning in found:  # accepted all the same: exit 0, stdout stays parseable
-        click.echo(f"warning: {warning}", err=True)
+    _warn_weak(token, found)  # accepted all the same: exit 0, stdout stays parseable
     if as_json:
         print_json(sub.public())
     else:
@@ -141,8 +201,7 @@ def subscriptions() -> None:
 @subscriptions.command()
 @click.argument("subscription_id")
 @click.option("--recipient", default=None, help="Deliver somewhere else.")
-@click.option("--token", default=None, help="A new verification token (no grace period; "
-              "see rotate-token for one).")
+@_token_options("A new verification token (no grace period; see rotate-token for one).")
 @click.option("--filter", "filter_", default=None, help="Lucene query over the payload "
               "('' removes it).")
 @click.option("--retry-policy", default=None, help='JSON, e.g. {"max_deaths": 3}; '
@@ -152,7 +211,8 @@ def subscriptions() -> None:
 @click.option("--no-headers", is_flag=True, help="Send no extra header any more.")
 @json_option
 def update(subscription_id: str, recipient: str | None, token: str | None,
-           filter_: str | None, retry_policy: str | None, metadata: str | None,
+           token_file: str | None, filter_: str | None, retry_policy: str | None,
+           metadata: str | None,
            rate: str | None, max_in_flight: str | None, ordering_key: str | None,
            signature: str | None, headers: tuple[str, ...], disable_after: str | None,
            no_headers: bool, as_json: bool) -> None:
@@ -163,6 +223,7 @@ def update(subscription_id: str, recipient: str | None, token: str | None,
     """
     if no_headers and headers:
         raise click.UsageError("give --header or --no-headers, not both")
+    token = _read_token(token, token_file)
     changes = _protection(rate, max_in_flight, ordering_key, signature, headers,
                           disable_after, clear_headers=no_headers)
     if recipient is not None:
@@ -180,8 +241,7 @@ def update(subscription_id: str, recipient: str | None, token: str | None,
         raise click.UsageError("nothing to change: give at least one option (see --help)")
     with _options_named(), collect_warnings() as found:
         sub = get_app().update_subscription(subscription_id, **changes)
-    for warning in found:
-        click.echo(f"warning: {warning}", err=True)
+    _warn_weak(token, found)
     if as_json:
         print_json(sub.public())
     else:
@@ -190,14 +250,20 @@ def update(subscription_id: str, recipient: str | None, token: str | None,
 
 @subscriptions.command("rotate-token")
 @click.argument("subscription_id")
-@click.option("--token", required=True, help="The new verification token.")
+@_token_options("The new verification token (required: this or --token-file).")
 @click.option("--grace", default="24h", show_default=True, metavar="DURATION",
               help="How long the old token still signs too (24h, 30m, 90s, 2d; 0: not at all).")
 @json_option
-def rotate_token(subscription_id: str, token: str, grace: str, as_json: bool) -> None:
+def rotate_token(subscription_id: str, token: str | None, token_file: str | None, grace: str,
+                 as_json: bool) -> None:
     """Sign with a new token; during the grace, deliveries carry both signatures."""
+    token = _read_token(token, token_file)
+    if token is None:
+        raise click.UsageError("give the new verification token: --token-file PATH, --token - "
+                               "(standard input) or --token TOKEN")
     with _options_named():
         sub = get_app().rotate_token(subscription_id, token, grace)
+    _warn_weak(token, [])
     if as_json:
         print_json(sub.public())
     elif sub.previous_token_until is not None:

@@ -87,6 +87,10 @@ class Settings(BaseSettings):
 
     ``attempt_deadline`` (``ASYNCEVENTS_ATTEMPT_DEADLINE``, seconds) bounds each
     delivery attempt as a whole; see :attr:`attempt_seconds`.
+
+    ``console_idle_minutes`` (``ASYNCEVENTS_CONSOLE_IDLE_MINUTES``, default 30) and
+    ``console_session_hours`` (``ASYNCEVENTS_CONSOLE_SESSION_HOURS``, default 12) are
+    the idle and the absolute lifetime of a console session.
     """
 
     model_config = SettingsConfigDict(
@@ -155,6 +159,10 @@ class Settings(BaseSettings):
     # turns the sweep off. Set it when the application's database is not the store's.
     outbox_url: str | None = None
     outbox_sweep_seconds: float = Field(default=5.0, gt=0)
+    # The web console's sessions (kept on the server; logout ends them): one ends after
+    # this many minutes without a page, and this many hours after login whatever happens.
+    console_idle_minutes: float = Field(default=30.0, gt=0, le=7 * 24 * 60)
+    console_session_hours: float = Field(default=12.0, gt=0, le=30 * 24)
     log_level: str = "INFO"
     log_json: bool = False
 

@@ -23,6 +23,7 @@ from asyncevents.api.deps import app_of
 from asyncevents.api.problems import Problem, public_detail
 from asyncevents.api.services.deliveries import export_lines, replay_all, started
 from asyncevents.api.services.tokens import authenticate
+from asyncevents.api.throttle import note_failure, retry_after
 from asyncevents.core import search as engine
 from asyncevents.core.events.patterns import is_pattern
 from asyncevents.core.search.parse import parse_query
@@ -60,22 +61,30 @@ def _loginpage(request: Request, error: str = "", status: int = 200) -> HTMLResp
 @router.post("/login")
 def login(request: Request, token: Annotated[str, Form(max_length=200)],
           login_csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
-    """Check the token and open a session."""
+    """Check the token and open a session (a failure counts against the client's address)."""
     session.check_login_csrf(request, login_csrf)
-    if authenticate(app_of(request).store, token.strip()) is None:
-        return _loginpage(request, error="unknown or revoked token", status=401)
+    wait = retry_after(request)
+    if wait is not None:
+        refused = _loginpage(request, error=f"too many failed logins from this address; "
+                                            f"try again in {wait} s", status=429)
+        refused.headers["Retry-After"] = str(wait)
+        return refused
+    found = authenticate(app_of(request).store, token.strip())
+    if found is None:
+        note_failure(request)
+        return _loginpage(request, error="unknown, expired or revoked token", status=401)
     response = RedirectResponse(HOME, status_code=303)
-    session.start_session(request, response, token.strip())
+    session.start_session(request, response, found)
     return response
 
 
 @router.post("/logout")
 def logout(request: Request, csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
-    """Close the session."""
-    secret = request.cookies.get(session.SESSION_COOKIE, "")
-    session.check_csrf(request, secret, csrf)
+    """End the session on the server, so its cookie opens nothing any more."""
+    session_id = request.cookies.get(session.SESSION_COOKIE, "")
+    session.check_csrf(request, session_id, csrf)
     response = RedirectResponse("/console/login", status_code=303)
-    session.end_session(response)
+    session.end_session(request, response)
     return response
 
 

@@ -2,13 +2,13 @@
 
 A page carries no script unless it asks for one: then its one inline
 script is allowed by a nonce fresh for that response (and ``fetch`` to
-this origin), never by ``'unsafe-inline'``.
+this origin), never by ``'unsafe-inline'``. The headers are those of
+:mod:`asyncevents.api.headers`, which ``/docs`` sends too.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from asyncevents.api.console import session
+from asyncevents.api.headers import content_security_policy, new_nonce, page_headers
 from asyncevents.core.models import shown_recipient
 
 __all__ = ["back", "page", "templates", "user"]
@@ -30,16 +31,6 @@ templates = Jinja2Templates(env=Environment(
 templates.env.filters["recipient"] = shown_recipient
 templates.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False,
                                                            sort_keys=True, default=str)
-_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'")
-_HEADERS = {
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    # same-origin, not no-referrer: with no-referrer, browsers send "Origin: null" on
-    # form posts, which the CSRF check must refuse.
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
 
 
 def page(request: Request, name: str, status: int = 200, *, script: bool = False,
@@ -48,21 +39,20 @@ def page(request: Request, name: str, status: int = 200, *, script: bool = False
 
     With ``script``, the template gets a ``nonce`` for its inline script.
     """
-    csp = _CSP
-    if script:
-        nonce = secrets.token_urlsafe(18)
+    nonce = new_nonce() if script else None
+    if nonce:
         context["nonce"] = nonce
-        csp += f"; script-src 'nonce-{nonce}'; connect-src 'self'"
-    response = templates.TemplateResponse(request, name, context, status_code=status,
-                                          headers={"Content-Security-Policy": csp, **_HEADERS})
+    response = templates.TemplateResponse(
+        request, name, context, status_code=status,
+        headers=page_headers(content_security_policy(nonce=nonce)))
     assert isinstance(response, HTMLResponse)
     return response
 
 
 def user(request: Request, scope: str) -> dict[str, Any]:
     """The template context of a page that needs ``scope``: the user and the CSRF token."""
-    token, secret = session.current_token(request, scope)
-    return {"user": token, "csrf": session.csrf_token(secret)}
+    token, session_id = session.current_token(request, scope)
+    return {"user": token, "csrf": session.csrf_token(session_id)}
 
 
 def back(url: str, **params: str) -> RedirectResponse:

@@ -1,12 +1,18 @@
-"""The console's session: an API token in an HttpOnly cookie, and CSRF protection.
+"""The console's session: kept on the server, named by a random id in an HttpOnly cookie.
 
-The session cookie holds the API token the user logged in with (HttpOnly, so
-page scripts cannot read it; ``SameSite=Strict``, so other sites cannot make
-the browser send it; ``Secure`` over HTTPS). Every form that changes
-something also carries a CSRF token derived from the session token with
-HMAC, and a POST from another origin is refused outright. The login form
-uses a double-submit cookie, so another site cannot log a browser in with
-its own token.
+Logging in with an API token opens a session: a random 256-bit id goes in
+the cookie (HttpOnly, so page scripts cannot read it; ``SameSite=Strict``,
+so other sites cannot make the browser send it; ``Secure`` over HTTPS) and
+only its SHA-256 is stored, with the token it was opened with. The token
+itself never leaves the login form. A session ends at logout (its row is
+deleted, so a copied cookie is worthless from then on), after
+``console_idle_minutes`` without a page, ``console_session_hours`` after the
+login, and when its token is revoked or expires.
+
+Every form that changes something also carries a CSRF token derived from the
+session id with HMAC, and a POST from another origin is refused outright.
+The login form uses a double-submit cookie, so another site cannot log a
+browser in with its own token.
 """
 
 from __future__ import annotations
@@ -14,11 +20,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from datetime import timedelta
 
 from fastapi import Request, Response
 
 from asyncevents.api.deps import app_of
-from asyncevents.api.services.tokens import ApiToken, authenticate
+from asyncevents.api.services.tokens import ApiToken, from_row
+from asyncevents.core.clock import utcnow
 
 __all__ = [
     "LOGIN_COOKIE",
@@ -38,7 +46,8 @@ __all__ = [
 SESSION_COOKIE = "asyncevents_session"
 LOGIN_COOKIE = "asyncevents_login"
 PATH = "/console"
-_MAX_AGE = 8 * 3600
+# last_seen is written at most this often per session, not on every page.
+_TOUCH_EVERY = timedelta(seconds=15)
 
 
 class ConsoleAuthError(Exception):
@@ -60,30 +69,50 @@ def _cookie(response: Response, request: Request, name: str, value: str,
                         samesite="strict", secure=_secure(request))
 
 
+def _hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _lifetimes(request: Request) -> tuple[timedelta, timedelta]:
+    """The idle and the absolute lifetime of a session, from the settings."""
+    settings = app_of(request).settings
+    return (timedelta(minutes=settings.console_idle_minutes),
+            timedelta(hours=settings.console_session_hours))
+
+
+def _session(request: Request) -> tuple[ApiToken, str] | None:
+    """The token of the request's live session and the session id; None without one."""
+    session_id = request.cookies.get(SESSION_COOKIE, "")
+    if not session_id or len(session_id) > 100:
+        return None
+    idle, _ = _lifetimes(request)
+    row = app_of(request).store.use_console_session(_hash(session_id), idle=idle,
+                                                    touch_every=min(_TOUCH_EVERY, idle / 4))
+    return None if row is None else (from_row(row), session_id)
+
+
 def current_token(request: Request, scope: str) -> tuple[ApiToken, str]:
-    """The session's API token and its secret, if it grants ``scope``."""
-    secret = request.cookies.get(SESSION_COOKIE)
-    token = authenticate(app_of(request).store, secret) if secret else None
-    if token is None or secret is None:
+    """The session's API token and the session id, if the token grants ``scope``."""
+    found = _session(request)
+    if found is None:
         raise ConsoleAuthError(401, "please log in")
-    if not token.allows(scope):
+    if not found[0].allows(scope):
         raise ConsoleAuthError(403, f"your token lacks the {scope!r} scope")
-    return token, secret
+    return found
 
 
 def current_user(request: Request) -> tuple[ApiToken, str] | None:
-    """The session's API token and its secret, whatever its scopes; None without a session.
+    """The session's API token and the session id, whatever its scopes; None without one.
 
     For pages that show the navigation to whoever is logged in (the error page).
     """
-    secret = request.cookies.get(SESSION_COOKIE)
-    token = authenticate(app_of(request).store, secret) if secret else None
-    return None if token is None or secret is None else (token, secret)
+    return _session(request)
 
 
-def csrf_token(secret: str) -> str:
+def csrf_token(session_id: str) -> str:
     """The CSRF token of a session: only someone who holds the session can compute it."""
-    return hmac.new(secret.encode(), b"asyncevents-console-csrf", hashlib.sha256).hexdigest()
+    return hmac.new(session_id.encode(), b"asyncevents-console-csrf",
+                    hashlib.sha256).hexdigest()
 
 
 def _same_origin(request: Request) -> bool:
@@ -93,9 +122,10 @@ def _same_origin(request: Request) -> bool:
     return origin == f"{request.url.scheme}://{request.url.netloc}"
 
 
-def check_csrf(request: Request, secret: str, submitted: str) -> None:
+def check_csrf(request: Request, session_id: str, submitted: str) -> None:
     """Refuse a form that did not come from a page of this session."""
-    if not _same_origin(request) or not hmac.compare_digest(csrf_token(secret), submitted):
+    if (not session_id or not _same_origin(request)
+            or not hmac.compare_digest(csrf_token(session_id), submitted)):
         raise ConsoleAuthError(403, "the form expired or came from another site; reload the "
                                     "page and try again")
 
@@ -118,12 +148,29 @@ def check_login_csrf(request: Request, submitted: str) -> None:
         raise ConsoleAuthError(403, "the login form expired; reload the page and try again")
 
 
-def start_session(request: Request, response: Response, secret: str) -> None:
-    """Keep ``secret`` in the session cookie."""
-    _cookie(response, request, SESSION_COOKIE, secret, _MAX_AGE)
+def start_session(request: Request, response: Response, token: ApiToken) -> None:
+    """Open a session for ``token`` and put its id in the cookie.
+
+    A session the browser already had is ended first: a login always gets a
+    fresh id, so an id planted before the login is worth nothing after it.
+    """
+    store = app_of(request).store
+    old = request.cookies.get(SESSION_COOKIE, "")
+    if old and len(old) <= 100:
+        store.end_console_session(_hash(old))
+    idle, absolute = _lifetimes(request)
+    session_id = secrets.token_urlsafe(32)  # 256 random bits
+    expires = store.open_console_session(session_hash=_hash(session_id), token_id=token.id,
+                                         lifetime=absolute, idle=idle,
+                                         not_after=token.expires_at)
+    _cookie(response, request, SESSION_COOKIE, session_id,
+            max(1, int((expires - utcnow()).total_seconds())))
     response.delete_cookie(LOGIN_COOKIE, path=PATH)
 
 
-def end_session(response: Response) -> None:
-    """Forget the session."""
+def end_session(request: Request, response: Response) -> None:
+    """End the request's session on the server and forget its cookie."""
+    session_id = request.cookies.get(SESSION_COOKIE, "")
+    if session_id and len(session_id) <= 100:
+        app_of(request).store.end_console_session(_hash(session_id))
     response.delete_cookie(SESSION_COOKIE, path=PATH)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 import structlog
@@ -11,10 +12,13 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from asyncevents.api.auth import require
 from asyncevents.api.deps import AppDep
+from asyncevents.api.problems import Problem
 from asyncevents.api.schemas import Health, SinkList, Token, TokenCreate, TokenCreated
 from asyncevents.api.services import tokens
 from asyncevents.api.services.metrics import render
 from asyncevents.core.app import App
+from asyncevents.core.clock import utcnow
+from asyncevents.errors import ConfigError
 
 __all__ = ["health", "router"]
 
@@ -78,9 +82,27 @@ def list_sinks(app: AppDep) -> dict[str, Any]:
 @router.post("/v1/tokens", tags=["tokens"], status_code=201, response_model=TokenCreated,
              dependencies=_ADMIN)
 def create_token(body: TokenCreate, app: AppDep) -> dict[str, Any]:
-    """Create an API token; its secret (``token``) is in this answer only."""
-    token, secret = tokens.create_token(app.store, body.name, body.scopes)
+    """Create an API token; its secret (``token``) is in this answer only.
+
+    With ``expires_in`` (``90d``...) or ``expires_at`` it is refused from then on.
+    """
+    try:
+        token, secret = tokens.create_token(app.store, body.name, body.scopes,
+                                            expires_at=_expiry(body))
+    except ConfigError as exc:
+        raise Problem.from_error(exc, exc.field) from None
     return {**token.public(), "token": secret}
+
+
+def _expiry(body: TokenCreate) -> datetime | None:
+    """When a new token expires: ``expires_in`` from now, or ``expires_at``, or never."""
+    if body.expires_in is not None and body.expires_at is not None:
+        raise Problem(422, "give expires_in or expires_at, not both", field="expires_at")
+    if body.expires_in is not None:
+        return utcnow() + tokens.parse_lifetime(body.expires_in, "expires_in")
+    if body.expires_at is not None:
+        return tokens.check_expiry(body.expires_at, "expires_at")
+    return None
 
 
 @router.get("/v1/tokens", tags=["tokens"], response_model=list[Token], dependencies=_ADMIN)

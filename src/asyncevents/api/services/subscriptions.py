@@ -4,7 +4,8 @@ The checks are the core's (:mod:`asyncevents.core.subscribing.rules`, run by
 ``App.subscribe`` and ``App.update_subscription``); this module speaks the
 API's field names (``verification_token`` for the core's ``token``), renames
 them for the Magento routes, hands back the warnings of what was accepted
-(a recipient that could not be checked yet), and pages the list with a cursor.
+(a recipient that could not be checked yet, a weak verification token), and
+pages the list with a cursor.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from asyncevents.api.problems import Problem
 from asyncevents.core.app import App
 from asyncevents.core.models import Subscription
 from asyncevents.core.subscribing.rules import collect_warnings
+from asyncevents.core.subscribing.strength import weak_token_warning
 from asyncevents.errors import AsyncEventsError
 
 __all__ = [
@@ -74,7 +76,7 @@ def create(app: App, *, event_name: str, recipient: str, token: str, sink: str =
     with _named(fields), collect_warnings() as found:
         sub = app.subscribe(event_name, recipient, sink=sink, token=token, filter=filter,
                             retry_policy=retry_policy, metadata=metadata, **options)
-    return Saved(sub, found)
+    return Saved(sub, [*found, *_weak(token)])
 
 
 def update(app: App, subscription_id: str, changes: Mapping[str, Any],
@@ -83,14 +85,20 @@ def update(app: App, subscription_id: str, changes: Mapping[str, Any],
     core = {_CORE_NAMES.get(key, key): value for key, value in changes.items()}
     with _named(fields), collect_warnings() as found:
         sub = app.update_subscription(subscription_id, **core)
-    return Saved(sub, found)
+    return Saved(sub, [*found, *_weak(core.get("token"))])
 
 
 def rotate_token(app: App, subscription_id: str, token: str, grace: str | float) -> Saved:
     """Rotate the verification token with a grace period; a 422 problem names the field."""
     with _named(None):
         sub = app.rotate_token(subscription_id, token, grace)
-    return Saved(sub, [])
+    return Saved(sub, _weak(token))
+
+
+def _weak(token: Any) -> list[str]:
+    """The warning about a weak verification token, if ``token`` is one."""
+    warning = weak_token_warning(token) if isinstance(token, str) else None
+    return [] if warning is None else [warning]
 
 
 @dataclass(frozen=True)

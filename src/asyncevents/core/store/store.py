@@ -14,6 +14,7 @@ from asyncevents.core.store.keycheck import KeyCheckQueries
 from asyncevents.core.store.limits import LimitQueries
 from asyncevents.core.store.metrics import MetricsQueries
 from asyncevents.core.store.search import SearchQueries
+from asyncevents.core.store.sessions import SessionQueries
 from asyncevents.core.store.stats import StatsQueries
 from asyncevents.core.store.subscriptions import SubscriptionQueries
 from asyncevents.core.store.tokens import TokenQueries
@@ -29,6 +30,7 @@ class Store(
     AttemptQueries,
     SearchQueries,
     TokenQueries,
+    SessionQueries,
     IdempotencyQueries,
     MetricsQueries,
     WorkerQueries,

@@ -106,6 +106,8 @@ def test_log_in_search_trace_replay(server: tuple[str, App], browser: Any,
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r".*/console/dashboard$"))
     assert page.locator("#chart-hour").is_visible()
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == "asyncevents_session"]
+    assert cookie["httpOnly"] and cookie["value"] != secret  # a session id, not the token
     page.click("nav >> text=Deliveries")
     page.wait_for_url(re.compile(r".*/console/deliveries$"))
     assert page.locator("#deliveries tbody tr").count() == 2
@@ -173,6 +175,13 @@ def test_log_in_search_trace_replay(server: tuple[str, App], browser: Any,
     page.wait_for_url(re.compile(r".*/console/login$"))
     page.goto(f"{base}/console/deliveries")
     assert page.url.endswith("/console/login")
+    # The logout ended the session on the server: the cookie, kept from before, opens nothing.
+    kept = browser.new_context()
+    kept.add_cookies([cookie])
+    again = kept.new_page()
+    again.goto(f"{base}/console/deliveries")
+    assert again.url.endswith("/console/login")
+    kept.close()
 
 
 def log_in(browser: Any, base: str, secret: str) -> Any:

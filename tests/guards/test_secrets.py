@@ -235,3 +235,52 @@ def test_worker_and_serve_refuse_a_wrong_key_at_start(
     assert right.returncode == 0, right.stderr
     assert json.loads(right.stdout)["handled"] >= 1  # the event's dispatch, at least
     assert event_id in _table_text(settings.database_url, "asyncevents_delivery")
+
+
+# Issue 23, item 8: the console's session id and the API token it was opened with, and the
+# wrong tokens a throttled client sent, in no response, log line or session row.
+
+@pytest.mark.usefixtures("_quiet_structlog")
+def test_no_api_token_or_session_id_in_console_responses_logs_or_rows(
+        make_settings: Callable[..., Any], capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    from asyncevents.api.services.tokens import create_token
+    from asyncevents.core.log import configure_logging
+
+    configure_logging("DEBUG")
+    app = App(make_settings())
+    admin = create_token(app.store, "admin", ["admin"])[1]
+    client = TestClient(create_app(app), raise_server_exceptions=False)
+    wrong = [f"ae_LEAKCHECK{uuid.uuid4().hex}" for _ in range(11)]
+    bodies: list[str] = []
+    try:
+        form = client.get("/console/login")
+        value = re.search(r'name="login_csrf" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
+        login = client.post("/console/login", data={"token": admin, "login_csrf": value},
+                            follow_redirects=False)
+        assert login.status_code == 303
+        session_id = client.cookies.get("asyncevents_session")
+        assert session_id and session_id != admin
+        pages = [client.get(p) for p in ("/console/dashboard", "/console/subscriptions",
+                                         "/console/deliveries", "/docs")]
+        rows = _table_text(app.settings.database_url, "asyncevents_console_session")
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', pages[1].text).group(1)  # type: ignore[union-attr]
+        refused = [client.get("/v1/subscriptions", headers={"Authorization": f"Bearer {w}"})
+                   for w in wrong]
+        assert [r.status_code for r in refused] == [401] * 10 + [429]  # throttled, logged
+        logout = client.post("/console/logout", data={"csrf": csrf}, follow_redirects=False)
+        answers = [form, login, *pages, *refused, logout]
+        bodies = [r.text for r in answers]
+        headers = [str(r.headers) for r in answers]  # the login's Set-Cookie has the id
+    finally:
+        client.close()
+        app.close()
+    logs = capsys.readouterr()
+    assert "authentication failures throttled" in logs.out + logs.err
+    for text in [*bodies, logs.out, logs.err, rows]:
+        assert admin not in text and session_id not in text, text[:2000]
+        assert not any(w in text for w in wrong), text[:2000]
+    for text in headers:
+        assert admin not in text and not any(w in text for w in wrong), text
+    assert rows  # the session was stored: by the hash of its id

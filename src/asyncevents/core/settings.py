@@ -159,9 +159,11 @@ class Settings(BaseSettings):
     # turns the sweep off. Set it when the application's database is not the store's.
     outbox_url: str | None = None
     outbox_sweep_seconds: float = Field(default=5.0, gt=0)
-    # The web console's sessions (kept on the server; logout ends them): one ends after
-    # this many minutes without a page, and this many hours after login whatever happens.
+    # A console session (kept on the server; logout ends it) ends after this many
+    # minutes without a page.
     console_idle_minutes: float = Field(default=30.0, gt=0, le=7 * 24 * 60)
+    # A console session ends this many hours after its login however busy it is (or at
+    # its token's expiry, if sooner).
     console_session_hours: float = Field(default=12.0, gt=0, le=30 * 24)
     log_level: str = "INFO"
     log_json: bool = False

@@ -22,9 +22,12 @@ OWN_DATABASE = ("core/transport/",)
 # Store modules that others may use, and who: the table definitions, for the
 # migrations and the search compiler (which builds WHERE clauses over the
 # deliveries table; the store runs them), and the engine helpers (driver map,
-# SQLite pragmas) that the SQL transport shares for its own database.
+# SQLite pragmas) that the SQL transport shares for its own database; the queue's
+# lease reclaim reads the workers table's definition, to join it in one UPDATE when
+# the queue shares the store's database.
 ALLOWED = {
-    "asyncevents.core.store.schema": ("core/migrations/", "core/search/sql.py"),
+    "asyncevents.core.store.schema": ("core/migrations/", "core/search/sql.py",
+                                      "core/transport/sql/schema.py"),
     "asyncevents.core.store.engine": ("core/transport/",),
     "asyncevents.core.store.columns": ("core/transport/",),  # the queue table's types
 }

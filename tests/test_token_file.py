@@ -123,7 +123,7 @@ def test_weak_tokens_are_accepted_with_a_warning(workdir: Path,
 
 
 @pytest.mark.parametrize("token", [STRONG, "whsk_" + "A" * 43, "Tr0ub4dor&3-horse-battery",
-                                   "0123456789abcdef"])
+                                   "0123456789abcdef", ""])
 def test_strong_tokens_get_no_warning(token: str) -> None:
     assert weak_token_warning(token) is None
 

@@ -25,8 +25,9 @@ _ADVICE = ("receivers verify signatures with it, so whoever guesses it can sign 
 
 
 def weak_token_warning(token: str) -> str | None:
-    """One line saying why ``token`` is weak, or ``None`` when it is not."""
-    if token.startswith(PRIVATE_KEY_PREFIX):
+    """One line saying why ``token`` is weak, or ``None`` when it is not (or is empty: a
+    sink that does not sign needs none)."""
+    if not token or token.startswith(PRIVATE_KEY_PREFIX):
         return None
     if token.startswith(SECRET_PREFIX):
         try:

@@ -199,7 +199,7 @@ def test_allowed_networks_still_open_a_private_name(make_settings: Callable[...,
 
 def test_cli_accepts_an_unresolvable_name_with_a_line_on_stderr(tmp_path: Path) -> None:
     (tmp_path / "asyncevents.toml").write_text("strict_events = false\n")
-    made = run_cli("subscribe", "a.b", NOWHERE, "--token", "t", "--json", cwd=tmp_path)
+    made = run_cli("subscribe", "a.b", NOWHERE, "--token", TOKEN, "--json", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout)["recipient"] == NOWHERE
     lines = made.stderr.strip().splitlines()

@@ -10,13 +10,25 @@
 
 from __future__ import annotations
 
+import importlib.metadata as md
+import json
+import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
 from alembic.config import Config
+from structlog.testing import capture_logs
 
+from asyncevents.cli import main
+from asyncevents.core.app import App
+from asyncevents.core.plugins import ENTRY_POINT_GROUP
+from asyncevents.core.settings import Settings
 from asyncevents.core.store import migrate
+from asyncevents.core.worker.worker import WorkerLimits
 from tests.helpers import run_cli
 
 
@@ -60,3 +72,117 @@ def test_the_migration_describes_itself() -> None:
     assert migrate.Migration(None, "0007").created
     assert not migrate.Migration("0006", "0007").created
     assert "0006 to 0007" in migrate.Migration("0006", "0007").describe()
+
+
+@pytest.fixture
+def without_boto3(monkeypatch: pytest.MonkeyPatch) -> None:
+    """boto3 cannot be imported, as without the ``aws`` extra; eventbridge not imported yet."""
+    monkeypatch.setitem(sys.modules, "boto3", None)  # type: ignore[arg-type]
+    monkeypatch.delitem(sys.modules, "asyncevents.sinks.eventbridge", raising=False)
+
+
+@pytest.fixture
+def broken_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One more entry point, whose module does not exist (not for want of an extra)."""
+    real = md.entry_points
+    broken = md.EntryPoint(name="broken", value="asyncevents_no_such_module",
+                           group=ENTRY_POINT_GROUP)
+
+    def entry_points(**params: Any) -> Any:
+        found = real(**params)
+        return [*found, broken] if params.get("group") == ENTRY_POINT_GROUP else found
+
+    monkeypatch.setattr(md, "entry_points", entry_points)
+
+
+def _cli(workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+         *args: str) -> tuple[int, str, str]:
+    for name in [n for n in os.environ if n.startswith("ASYNCEVENTS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(workdir)
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_sinks_shows_a_sink_whose_extra_is_missing_as_needing_it(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        without_boto3: None, broken_plugin: None) -> None:
+    code, out, err = _cli(workdir, monkeypatch, capsys, "sinks", "--json")
+    assert code == 0, err
+    listed = json.loads(out)
+    assert [m["plugin"] for m in listed["unavailable"]] == ["eventbridge"]
+    assert listed["unavailable"][0]["needs"] == "asyncevents[aws]"
+    assert listed["unavailable"][0]["missing"] == "boto3"
+    # Not a failure; the plugin that is broken is one.
+    assert [f["plugin"] for f in listed["failed"]] == ["broken"]
+    assert {s["name"] for s in listed["sinks"]} >= {"http", "python"}
+
+    code, out, err = _cli(workdir, monkeypatch, capsys, "sinks")
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if "eventbridge" in line)
+    assert "needs asyncevents[aws]" in row and "pip install 'asyncevents[aws]'" in row
+    failed = out[out.index("Failed plugins"):]
+    assert "broken" in failed and "eventbridge" not in failed
+
+
+def test_subscribing_to_a_sink_whose_extra_is_missing_says_what_to_install(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        without_boto3: None) -> None:
+    code, _, err = _cli(workdir, monkeypatch, capsys, "subscribe", "x.y", "my-bus",
+                        "--sink", "eventbridge")
+    assert code == 1
+    assert err.count("\n") == 1
+    assert "needs asyncevents[aws]" in err and "pip install 'asyncevents[aws]'" in err
+
+
+def test_a_worker_logs_the_plugins_not_loaded_when_it_starts(
+        make_settings: Callable[..., Settings], without_boto3: None,
+        broken_plugin: None) -> None:
+    app = App(make_settings())
+    try:
+        with capture_logs() as logs:
+            app.worker(WorkerLimits(max_idle_time=0.1))
+    finally:
+        app.close()
+    failed = [e for e in logs if e["event"] == "plugin failed to load"]
+    assert len(failed) == 1 and failed[0]["log_level"] == "warning"
+    assert failed[0]["plugin"] == "broken" and "asyncevents_no_such_module" in failed[0]["error"]
+    missing = [e for e in logs if e.get("plugin") == "eventbridge"]
+    assert len(missing) == 1 and missing[0]["needs"] == "asyncevents[aws]"
+    assert missing[0]["install"] == "pip install 'asyncevents[aws]'"
+
+
+BUS = "arn:aws:events:eu-west-1:123456789012:event-bus/shop"
+
+
+def test_subscribe_needs_no_token_for_a_sink_that_does_not_sign(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _cli(workdir, monkeypatch, capsys, "subscribe", "sales.order.created",
+                          BUS, "--sink", "eventbridge", "--json")
+    assert code == 0, err
+    assert err == ""  # no warning either
+    created = json.loads(out)
+    assert created["sink"] == "eventbridge" and "token" not in json.dumps(created)
+
+
+def test_subscribe_still_needs_a_token_for_a_sink_that_signs(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _cli(workdir, monkeypatch, capsys, "subscribe", "sales.order.created",
+                          "http://127.0.0.1:9/hook")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1
+    assert "the http sink signs every delivery" in err and "--token" in err
+    code, _, err = _cli(workdir, monkeypatch, capsys, "subscribe", "sales.order.created",
+                        "http://127.0.0.1:9/hook", "--token", "")
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith("error: --token: a verification token is required")
+    assert not (workdir / "asyncevents.db").exists() or _subscriptions(workdir) == 0
+
+
+def _subscriptions(workdir: Path) -> int:
+    from tests.helpers import sqlite_rows
+
+    return sqlite_rows(workdir / "asyncevents.db", "asyncevents_subscription")

@@ -99,9 +99,11 @@ class SubscriptionCreate(_Protection):
 
     event_name: Name = Field(description="An event name or pattern (`sales.order.*`).")
     recipient: Recipient = Field(description="Where to deliver: a URL for the http sink.")
-    verification_token: Secret = Field(
+    verification_token: Secret | None = Field(
+        default=None,
         description="The secret that signs deliveries (`whsec_...` or any string). "
-                    "Never returned.")
+                    "Never returned. Required for a sink that signs (`http`); a sink that "
+                    "does not (`eventbridge`) needs none.")
     sink: SinkName = "http"
     filter: Query | None = Field(default=None,
                                       description="A Lucene query over the payload.")
@@ -334,7 +336,10 @@ class Health(BaseModel):
 
 
 class SinkList(BaseModel):
-    """Installed sinks and plugins that failed to load."""
+    """Installed sinks, plugins not loaded for want of an extra, and plugins that failed."""
 
     sinks: list[dict[str, str]]
+    unavailable: list[dict[str, str]] = Field(
+        default_factory=list, description="Plugins whose distribution's extra is not "
+        "installed: `needs` is what to install (`asyncevents[aws]`), `missing` the module.")
     failed: list[dict[str, str]]

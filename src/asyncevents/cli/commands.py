@@ -167,19 +167,31 @@ def _wait_for_services(app: App, patience: float = 30.0) -> None:
 @cli.command()
 @json_option
 def sinks(as_json: bool) -> None:
-    """Installed sinks, and plugins that failed to load."""
+    """Installed sinks, and plugins that failed to load.
+
+    A sink whose distribution's extra is not installed (``eventbridge``
+    without boto3) is listed under its plugin's name as ``needs
+    asyncevents[aws]``: not a failure, an install away.
+    """
     plugins = get_app().plugins
     rows = [
         {"name": s.name, "plugin": s.plugin, "distribution": s.distribution,
-         "version": s.version}
+         "version": s.version, "status": "installed"}
         for s in sorted(plugins.sinks().values(), key=lambda s: s.name)
     ]
+    unavailable = [{"plugin": m.plugin, "distribution": m.distribution, "version": m.version,
+                    "needs": m.needs, "missing": m.module} for m in plugins.unavailable]
     failures = [{"plugin": f.plugin, "distribution": f.distribution, "error": f.error}
                 for f in plugins.failures]
     if as_json:
-        print_json({"sinks": rows, "failed": failures})
+        print_json({"sinks": rows, "unavailable": unavailable, "failed": failures})
         return
-    print_table(rows, ("name", "distribution", "version", "plugin"), title="Sinks")
+    shown = rows + [{"name": m["plugin"], "plugin": m["plugin"],
+                     "distribution": m["distribution"], "version": m["version"],
+                     "status": f"needs {m['needs']} (pip install '{m['needs']}')"}
+                    for m in unavailable]
+    print_table(sorted(shown, key=lambda row: row["name"]),
+                ("name", "distribution", "version", "plugin", "status"), title="Sinks")
     if failures:
         print_table(failures, ("plugin", "distribution", "error"), title="Failed plugins")
 

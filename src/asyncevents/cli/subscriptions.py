@@ -106,6 +106,12 @@ def _warn_weak(token: str | None, found: list[str]) -> None:
         click.echo(f"warning: {warning}", err=True)
 
 
+def _signs(sink: str) -> bool:
+    """Whether ``sink`` signs deliveries, so that a token is needed (unknown: the rules say)."""
+    info = get_app().plugins.sinks().get(sink)
+    return info is not None and info.signs
+
+
 def _number(value: str, option: str, kind: type[int] | type[float]) -> int | float | None:
     if value.strip().lower() in _UNSET:
         return None
@@ -163,7 +169,8 @@ def _options_named() -> Iterator[None]:
 @click.argument("event")
 @click.argument("recipient")
 @click.option("--sink", default="http", show_default=True, help="Sink plugin name.")
-@_token_options("Verification token (secret) used to sign (required: this or --token-file).")
+@_token_options("Verification token (secret) used to sign (this or --token-file; not needed "
+                "for a sink that does not sign, such as eventbridge).")
 @click.option("--filter", "filter_", default=None, help="Lucene query over the payload.")
 @click.option("--retry-policy", default=None, help='JSON, e.g. {"max_deaths": 3}.')
 @click.option("--metadata", default=None, help="JSON object kept with the subscription.")
@@ -176,15 +183,16 @@ def subscribe(event: str, recipient: str, sink: str, token: str | None,
               disable_after: str | None, as_json: bool) -> None:
     """Subscribe RECIPIENT to EVENT (a name or a pattern such as sales.order.*)."""
     token = _read_token(token, token_file)
-    if token is None:
-        raise click.UsageError("give the verification token: --token-file PATH, --token - "
-                               "(standard input) or --token TOKEN")
+    if token is None and _signs(sink):
+        raise click.UsageError(f"the {sink} sink signs every delivery: give the verification "
+                               "token: --token-file PATH, --token - (standard input) or "
+                               "--token TOKEN")
     policy = parse_json_object(retry_policy, "--retry-policy")
     meta = parse_json_object(metadata, "--metadata")
     options = _protection(rate, max_in_flight, ordering_key, signature, headers, disable_after)
     with _options_named(), collect_warnings() as found:
-        sub = get_app().subscribe(event, recipient, sink=sink, token=token, filter=filter_,
-                                  retry_policy=policy, metadata=meta, **options)
+        sub = get_app().subscribe(event, recipient, sink=sink, token=token or "",
+                                  filter=filter_, retry_policy=policy, metadata=meta, **options)
     _warn_weak(token, found)  # accepted all the same: exit 0, stdout stays parseable
     if as_json:
         print_json(sub.public())

@@ -12,6 +12,7 @@ from asyncevents.core.delivery.deliver import Deliverer
 from asyncevents.core.delivery.dispatch import DISPATCH_SINK, Dispatcher, FilterFn
 from asyncevents.core.delivery.engine import Engine
 from asyncevents.core.events.catalog import Catalog
+from asyncevents.core.log import get_logger
 from asyncevents.core.messages import ROUTES, DeliverMessage, TriggerMessage
 from asyncevents.core.models import Subscription
 from asyncevents.core.plugins import Plugins
@@ -162,11 +163,14 @@ class App:
         return [message.event_id for message in messages]
 
     def subscribe(self, event_name: str, recipient: str, *, sink: str = "http",
-                  token: str, filter: str | None = None,
+                  token: str = "", filter: str | None = None,
                   retry_policy: dict[str, Any] | None = None,
                   metadata: dict[str, Any] | None = None,
                   **options: Any) -> Subscription:
         """Check and store a new subscription (see :mod:`.subscriptions` for the rules).
+
+        ``token`` signs the deliveries: required for a sink that signs (``http``),
+        not for one that does not (``eventbridge``).
 
         ``options``: ``rate`` (``"10/s"``, ``"30/m"``), ``max_in_flight``,
         ``ordering_key`` (``"data.customer_id"``), ``signature`` (``"hmac"`` or
@@ -257,6 +261,8 @@ class App:
         than that, once an hour.
         """
         self.require_secret_key()
+        # What a sink's deliveries would fail on later, said once at the start.
+        self.plugins.log_problems(get_logger("asyncevents.worker"))
         self.catalog.check_resolvers()  # now, rather than at the first dispatch
         sync_handler_subscriptions(self)  # @handler functions become python subscriptions
         concurrency = (limits or WorkerLimits()).concurrency

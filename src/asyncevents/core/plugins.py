@@ -1,8 +1,18 @@
-"""The plugin manager: entry points loaded one by one, sinks by name."""
+"""The plugin manager: entry points loaded one by one, sinks by name.
+
+A plugin that cannot be imported is kept aside, not fatal: when what is missing
+is a dependency of one of its distribution's extras (the ``eventbridge`` sink
+without boto3, the ``aws`` extra) it is *unavailable* (:class:`MissingExtra`,
+"needs asyncevents[aws]"); any other error is a *failure*
+(:class:`PluginFailure`, with the error). ``asyncevents sinks``, ``GET
+/v1/sinks`` and the console's sinks page show both; a worker logs them when it
+starts (:meth:`Plugins.log_problems`).
+"""
 
 from __future__ import annotations
 
 import importlib.metadata as md
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -13,11 +23,11 @@ from asyncevents.core import hookspecs
 from asyncevents.core.messages import TriggerMessage
 from asyncevents.core.pipeline import MiddlewareFactory
 from asyncevents.core.settings import Settings
-from asyncevents.core.sink import Sink
+from asyncevents.core.sink import Sink, sink_signs
 from asyncevents.core.transport import Transport, safe_url, scheme_of
 from asyncevents.errors import ConfigError, UnknownSink
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginFailure", "Plugins", "SinkInfo"]
+__all__ = ["ENTRY_POINT_GROUP", "MissingExtra", "PluginFailure", "Plugins", "SinkInfo"]
 
 ENTRY_POINT_GROUP = "asyncevents"
 _M = TypeVar("_M", bound=TriggerMessage)
@@ -33,6 +43,11 @@ class SinkInfo:
     distribution: str
     version: str
 
+    @property
+    def signs(self) -> bool:
+        """Whether the sink signs deliveries with the subscription's token (see ``sink_signs``)."""
+        return sink_signs(self.factory)
+
 
 @dataclass(frozen=True)
 class PluginFailure:
@@ -41,6 +56,53 @@ class PluginFailure:
     plugin: str
     distribution: str
     error: str
+
+
+@dataclass(frozen=True)
+class MissingExtra:
+    """An entry point whose distribution's optional dependencies (an extra) are not installed."""
+
+    plugin: str
+    distribution: str
+    version: str
+    extra: str
+    #: The module that could not be imported (``boto3``).
+    module: str
+
+    @property
+    def needs(self) -> str:
+        """What to install, as pip writes it: ``asyncevents[aws]``."""
+        return f"{self.distribution}[{self.extra}]"
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def missing_extra(dist: md.Distribution | None, module: str | None) -> str | None:
+    """The extra of ``dist`` that would install the missing ``module``, or None.
+
+    A requirement matches when its project name is the module's name
+    (``boto3``, ``PyMySQL`` for ``pymysql``) or the dotted module's
+    (``opentelemetry-sdk`` for ``opentelemetry.sdk``). Of several extras that
+    list it, the smallest is the one meant for it (``aws``, not ``test``).
+    """
+    if dist is None or not module:
+        return None
+    wanted = {_normal(module), _normal(module.split(".")[0])}
+    found: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    for requirement in dist.requires or []:
+        extra = re.search(r"""extra\s*==\s*["']([^"']+)["']""", requirement)
+        if extra is None:
+            continue
+        name = _normal(re.split(r"[\s\[<>=!~;(]", requirement.strip(), maxsplit=1)[0])
+        sizes[extra[1]] = sizes.get(extra[1], 0) + 1
+        if name in wanted:
+            found[extra[1]] = 1
+    if not found:
+        return None
+    return min(found, key=lambda extra: (sizes[extra], extra))
 
 
 @dataclass
@@ -53,6 +115,8 @@ class Plugins:
 
     manager: pluggy.PluginManager
     failures: list[PluginFailure] = field(default_factory=list)
+    #: Plugins not loaded because an extra of their distribution is not installed.
+    unavailable: list[MissingExtra] = field(default_factory=list)
     _origins: dict[str, tuple[str, str, str]] = field(default_factory=dict)
     _sinks: dict[str, SinkInfo] | None = None
 
@@ -84,11 +148,26 @@ class Plugins:
                 module = ep.load()
                 self.manager.register(module, name=ep.name)
             except Exception as exc:
-                self.failures.append(
-                    PluginFailure(ep.name, dist, f"{type(exc).__name__}: {exc}")
-                )
+                missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+                extra = missing_extra(ep.dist, missing)
+                if extra is not None and missing is not None:
+                    self.unavailable.append(MissingExtra(ep.name, dist, version, extra, missing))
+                else:
+                    self.failures.append(
+                        PluginFailure(ep.name, dist, f"{type(exc).__name__}: {exc}"))
                 continue
             self._origins[ep.name] = (ep.name, dist, version)
+
+    def log_problems(self, log: Any) -> None:
+        """Log the plugins that were not loaded: a warning per failure, a line per missing
+        extra (what to install)."""
+        for failure in self.failures:
+            log.warning("plugin failed to load", plugin=failure.plugin,
+                        distribution=failure.distribution, error=failure.error)
+        for missing in self.unavailable:
+            log.info("plugin not loaded: its optional dependencies are not installed",
+                     plugin=missing.plugin, missing=missing.module, needs=missing.needs,
+                     install=f"pip install '{missing.needs}'")
 
     def register(self, plugin: object, name: str | None = None) -> None:
         """Register a plugin object directly (tests, embedding applications)."""
@@ -123,6 +202,11 @@ class Plugins:
         sinks = self.sinks()
         if name not in sinks:
             known = ", ".join(sorted(sinks)) or "none installed"
+            for missing in self.unavailable:
+                if missing.plugin == name:
+                    raise UnknownSink(f"sink {name!r} needs {missing.needs} ({missing.module} "
+                                      f"is not installed): pip install '{missing.needs}'; "
+                                      f"installed sinks: {known}")
             raise UnknownSink(f"unknown sink {name!r}; installed sinks: {known}")
         return sinks[name]
 

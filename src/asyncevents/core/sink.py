@@ -11,6 +11,12 @@ A sink is a small class, registered by a plugin's ``register_sinks`` hook::
 The worker builds one instance per sink name with ``SinkClass(settings)`` and
 reuses it for every delivery, from several threads at once.
 
+A sink that does not sign what it delivers with the subscription's
+verification token says so with a class attribute, ``signs: ClassVar[bool] =
+False`` (``eventbridge``, ``python``): subscribing to it then needs no token.
+A sink that does not say is taken to sign (:func:`sink_signs`), and a token
+is required, as for ``http``.
+
 A sink may also be asynchronous: with ``async def deliver_async(request)``
 the worker's engine awaits it on its event loop (many deliveries in flight
 without a thread each) instead of calling ``deliver`` in a thread, and calls
@@ -59,6 +65,7 @@ __all__ = [
     "sign_ed25519",
     "signature_header",
     "signing_key",
+    "sink_signs",
 ]
 
 PYTHON_SINK = "python"
@@ -143,6 +150,15 @@ class Sink(Protocol):
 
 #: What ``register_sinks`` registers: a class (or any callable) taking the settings.
 SinkFactory = Callable[["Settings"], Sink]
+
+
+def sink_signs(factory: object) -> bool:
+    """Whether the sink that ``factory`` builds signs its deliveries with the token.
+
+    Its ``signs`` class attribute; True when it has none (a token is asked for).
+    Not a member of :class:`Sink`, so that sinks written before it still are sinks.
+    """
+    return bool(getattr(factory, "signs", True))
 
 
 def cloudevent(request: DeliveryRequest) -> dict[str, Any]:

@@ -15,8 +15,9 @@ wrote it, a rule ARN (``…:rule/NAME`` for the default bus,
 comes from the ARN, else ``ASYNCEVENTS_EVENTBRIDGE_REGION``, else boto3's own
 configuration; credentials come from boto3's default chain.
 
-boto3 is imported at module level: without it this plugin fails to load and
-``asyncevents sinks`` lists it with the ``ImportError``; the others still work.
+boto3 is imported at module level: without it this plugin is not loaded,
+``asyncevents sinks`` lists it as "needs asyncevents[aws]" (not as a failure),
+subscribing to it says what to install, and the other sinks still work.
 """
 
 from __future__ import annotations
@@ -150,6 +151,8 @@ class EventBridgeSink:
     """Delivers events to Amazon EventBridge event buses with ``PutEvents``."""
 
     name: ClassVar[str] = "eventbridge"
+    #: AWS authenticates the call; the entries carry no signature of the token.
+    signs: ClassVar[bool] = False
 
     def __init__(self, settings: Settings, options: EventBridgeSettings | None = None) -> None:
         self.options = options if options is not None else EventBridgeSettings.from_env()

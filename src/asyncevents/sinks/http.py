@@ -103,6 +103,8 @@ class HttpSink:
     """Delivers events to webhook URLs over HTTP(S)."""
 
     name: ClassVar[str] = "http"
+    #: Standard Webhooks signatures with the subscription's token (or its Ed25519 key).
+    signs: ClassVar[bool] = True
 
     def __init__(self, settings: Settings, *, ssl_context: ssl.SSLContext | None = None) -> None:
         """``ssl_context``: the certificates to trust instead of the system's (a private CA)."""

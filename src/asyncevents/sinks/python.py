@@ -50,6 +50,8 @@ class PythonSink:
     """
 
     name: ClassVar[str] = PYTHON_SINK
+    #: A call in the worker's own process: nothing to sign.
+    signs: ClassVar[bool] = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

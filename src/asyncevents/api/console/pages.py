@@ -211,7 +211,7 @@ def sinkspage(request: Request) -> HTMLResponse:
     plugins = app_of(request).plugins
     return page(request, "sinks.html", **ctx,
                  sinks=sorted(plugins.sinks().values(), key=lambda s: s.name),
-                 failed=plugins.failures)
+                 unavailable=plugins.unavailable, failed=plugins.failures)
 
 
 async def _on_auth_error(request: Request, exc: Exception) -> Response:

@@ -69,14 +69,17 @@ def metrics(request: Request) -> Response:
 @router.get("/v1/sinks", tags=["operations"], response_model=SinkList,
             dependencies=[Depends(require("subscriptions:read"))])
 def list_sinks(app: AppDep) -> dict[str, Any]:
-    """Installed sinks with the distribution providing each, and plugins that failed."""
+    """Installed sinks with the distribution providing each, those whose extra is not
+    installed (``needs``: ``asyncevents[aws]``), and plugins that failed."""
     plugins = app.plugins
     sinks = [{"name": s.name, "plugin": s.plugin, "distribution": s.distribution,
               "version": s.version} for s in sorted(plugins.sinks().values(),
                                                     key=lambda s: s.name)]
     failed = [{"plugin": f.plugin, "distribution": f.distribution, "error": f.error}
               for f in plugins.failures]
-    return {"sinks": sinks, "failed": failed}
+    unavailable = [{"plugin": m.plugin, "distribution": m.distribution, "version": m.version,
+                    "needs": m.needs, "missing": m.module} for m in plugins.unavailable]
+    return {"sinks": sinks, "unavailable": unavailable, "failed": failed}
 
 
 @router.post("/v1/tokens", tags=["tokens"], status_code=201, response_model=TokenCreated,

@@ -37,10 +37,12 @@ def create_subscription(body: SubscriptionCreate, app: AppDep) -> dict[str, Any]
     loopback, link-local or metadata address unless ``ASYNCEVENTS_ALLOWED_NETWORKS``
     opens it. A host name that does not resolve right now is accepted, with
     an entry in ``warnings``; every recipient is checked again before each
-    delivery. The verification token is stored encrypted and never returned.
+    delivery. The verification token is stored encrypted and never returned; it is
+    required for a sink that signs (``http``), not for one that does not (``eventbridge``).
     """
     saved = service.create(app, event_name=body.event_name, recipient=body.recipient,
-                           token=body.verification_token, sink=body.sink, filter=body.filter,
+                           token=body.verification_token or "", sink=body.sink,
+                           filter=body.filter,
                            retry_policy=body.retry_policy, metadata=body.metadata,
                            **body.model_dump(include=set(OPTIONS)))
     return saved.public()

@@ -63,18 +63,22 @@ class Store(
                     raise StoreError(
                         "the database has no asyncevents schema; run 'asyncevents migrate'"
                     )
-                store.opened_migration = migrate.upgrade(engine)
+                store._opened_migration = migrate.upgrade(engine)
             elif migrate.is_behind(engine):
                 # An upgraded asyncevents on an older schema: SQLite catches up by itself
                 # as it was created by itself; a server database waits for its operator.
                 if not auto_migrate:
                     raise StoreError("the database schema is older than this asyncevents; "
                                      "run 'asyncevents migrate'")
-                store.opened_migration = migrate.upgrade(engine)
+                store._opened_migration = migrate.upgrade(engine)
         return store
 
-    #: What :meth:`open` did to the schema: created or upgraded it (None: nothing).
-    opened_migration: migrate.Migration | None = None
+    _opened_migration: migrate.Migration | None = None
+
+    @property
+    def opened_migration(self) -> migrate.Migration | None:
+        """What :meth:`open` did to the schema: created or upgraded it (None: nothing)."""
+        return self._opened_migration
 
     def migrate(self) -> migrate.Migration:
         """Create or upgrade the schema; what was done (:class:`~.migrate.Migration`)."""

@@ -10,8 +10,9 @@ asyncevents' own errors with ``field`` set to the input at fault:
                     for ``python``, whose subscriptions come from ``@handler`` only
 ``recipient``       ``InvalidRecipient``: the sink refuses it (the SSRF guard for
                     http); ``ConfigError`` when emptied by an update
-``token``           ``ConfigError``: empty, only whitespace, or a ``whsec_`` token
-                    that is not base64
+``token``           ``ConfigError``: empty for a sink that signs (``http``; one whose
+                    class says ``signs = False`` needs none), only whitespace, or a
+                    ``whsec_`` token that is not base64
 ``filter``          ``InvalidQuery``: not a valid Lucene filter
 ``retry_policy``    ``ConfigError``: an unknown or invalid override
 ``active``          ``ConfigError``: neither true nor false
@@ -175,7 +176,7 @@ class SubscriptionRules:
                               "decorate a function with @asyncevents.handler(EVENT) in a module "
                               "listed in handler_modules (asyncevents.toml); a worker creates "
                               "its subscription when it starts", field="sink")
-        self.check_token(token)
+        self.check_token(token, sink=sink)
         self.check_filter(filter)
         self.check_retry_policy(retry_policy)
         checked = self.check_options(options or {})
@@ -367,8 +368,22 @@ class SubscriptionRules:
             checked[name] = value.strip()
         return checked
 
-    def check_token(self, token: str) -> None:
-        """The verification token must make a signing key, and not be blank."""
+    def check_token(self, token: str, *, sink: str | None = None) -> None:
+        """The verification token must make a signing key, and not be blank.
+
+        With ``sink``: required when that sink signs (an unknown sink is left to
+        :meth:`check_recipient`); given to one that does not, it is kept, with a warning.
+        """
+        info = self.plugins.sinks().get(sink) if sink is not None else None
+        if sink is not None and not token:
+            if info is not None and info.signs:
+                raise ConfigError(f"a verification token is required: the {sink} sink signs "
+                                  "every delivery with it (e.g. whsec_ and base64 of 24 "
+                                  "random bytes)", field="token")
+            return  # a sink that does not sign needs none; an unknown one is refused later
+        if info is not None and not info.signs:
+            _warn(f"the {sink} sink does not sign deliveries: the verification token is "
+                  "kept but not used")
         if token and not token.strip():
             # Signs fine, but no one means a secret of spaces: a template left empty.
             raise ConfigError("invalid verification token: it is only whitespace; give a "

@@ -3,8 +3,24 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
-from tests.api.conftest import Api
+import pytest
+
+from tests.api.conftest import TOKEN, Api
+
+GOOD = {"event_name": "shop.order.created", "sink": "http",
+        "recipient": "http://127.0.0.1:9/new", "token": TOKEN, "filter": "",
+        "max_deaths": "", "backoff": "", "base": "", "max_backoff": "", "jitter": ""}
+"""A subscription form the console accepts, as posted."""
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync",
+                 "--disable-dev-shm-usage"]
 
 
 def login(api: Api, scope: str = "admin") -> None:
@@ -40,3 +56,36 @@ def queued(api: Api) -> dict[str, int]:
     finally:
         conn.release()
     return sizes
+
+
+def form_errors(html: str) -> dict[str, str]:
+    """The refusals a console form page lists above the form, by field."""
+    summary = re.search(r'<div class="error" role="alert" id="form-error">(.*?)</div>', html,
+                        re.DOTALL)
+    assert summary is not None, html
+    return dict(re.findall(r'<li data-field="([^"]+)">.*?<span class="message">([^<]*)</span>',
+                           summary.group(1)))
+
+
+def one_line_error(html: str) -> str:
+    """The one refusal of a console form page (exactly one), as listed above the form."""
+    errors = form_errors(html)
+    assert len(errors) == 1, errors
+    return next(iter(errors.values()))
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Headless Chromium from Debian (``scripts/install-browser.sh``); a test fails without it."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-browser.sh (Debian packages "
+                    "chromium and chromium-driver) before the browser tests")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                             args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -3,10 +3,12 @@
 A form is checked exactly as the REST API checks a request: the same
 request schemas (:mod:`asyncevents.api.schemas`), then the same service
 (:mod:`asyncevents.api.services.subscriptions`) and so the core's ``SubscriptionRules``.
-A refusal is shown as its one line above the form, which keeps what was
-typed except the token; nothing is stored. The verification token is
-write-only: no page ever shows it, and an empty token field on the edit
-form keeps the current one.
+A refused form shows every refusal at once (:mod:`.forms`: a summary above the
+form, each message next to the field it names, run field by field through
+:mod:`asyncevents.core.subscribing.problems`) and keeps what was typed
+except the token; nothing is stored. The verification token is write-only:
+no page ever shows it, and an empty token field on the edit form keeps the
+current one.
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Path, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from asyncevents.api.console import session
+from asyncevents.api.console.forms import FormErrors
 from asyncevents.api.console.render import back, page, user
 from asyncevents.api.deps import app_of
-from asyncevents.api.problems import Problem, public_detail, validation_problem
+from asyncevents.api.problems import Problem
 from asyncevents.api.schemas import SubscriptionCreate, SubscriptionUpdate, TokenRotation
 from asyncevents.api.services import subscriptions as service
 from asyncevents.core.models import (
@@ -32,7 +34,8 @@ from asyncevents.core.models import (
     recipient_origin,
     shown_recipient,
 )
-from asyncevents.core.subscribing.rules import OPTIONS, SubscriptionRules
+from asyncevents.core.subscribing.problems import create_problems, update_problems
+from asyncevents.core.subscribing.rules import OPTIONS, SubscriptionRules, parse_grace
 from asyncevents.errors import AsyncEventsError, InvalidQuery, NotFound
 
 __all__ = ["POLICY_FIELDS", "RotationForm", "SubscriptionForm", "router"]
@@ -43,10 +46,6 @@ _ID = Annotated[str, Path(max_length=64)]
 
 POLICY_FIELDS = ("max_deaths", "backoff", "base", "max_backoff", "jitter")
 """The retry policy overrides the form edits (others a subscription has are kept)."""
-
-# The form's names for the fields a problem names in the API's words.
-_FORM_NAMES = {"verification_token": "token"}
-
 
 class SubscriptionForm(BaseModel):
     """The subscription form as posted: text fields, checked by the API's schemas after."""
@@ -83,13 +82,29 @@ class SubscriptionForm(BaseModel):
                    disable_after=f"{sub.disable_after:g}" if sub.disable_after else "",
                    **{k: str(policy[k]) for k in POLICY_FIELDS if policy.get(k) is not None})
 
-    def options(self, current: Subscription | None, *, moved: bool = False) -> dict[str, Any]:
+    def options(self, current: Subscription | None, errors: FormErrors, *,
+                moved: bool = False) -> dict[str, Any]:
         """The receiver protection options as the REST API takes them (empty: unset).
 
         A header shown masked (``***``) keeps the value ``current`` has, unless
         the recipient ``moved`` to another host: then it is left out (a secret
-        goes to a new host only when typed again).
+        goes to a new host only when typed again). A field the form cannot read
+        is left out, its refusal kept in ``errors``.
         """
+        options: dict[str, Any] = {
+            "rate": self.rate.strip() or None,
+            "max_in_flight": _whole("max_in_flight", self.max_in_flight),
+            "ordering_key": self.ordering_key.strip() or None,
+            "signature": self.signature.strip() or None,
+        }
+        with errors.field("headers"):
+            options["headers"] = self._headers(current, moved)
+        with errors.field("disable_after"):
+            raw = self.disable_after.strip()
+            options["disable_after"] = _number("disable_after", raw) if raw else None
+        return options
+
+    def _headers(self, current: Subscription | None, moved: bool) -> dict[str, str]:
         headers: dict[str, str] = {}
         for line in self.headers.splitlines():
             if not line.strip():
@@ -104,15 +119,7 @@ class SubscriptionForm(BaseModel):
                     continue
                 value = current.headers[name.strip()]
             headers[name.strip()] = value
-        return {
-            "rate": self.rate.strip() or None,
-            "max_in_flight": _whole("max_in_flight", self.max_in_flight),
-            "ordering_key": self.ordering_key.strip() or None,
-            "signature": self.signature.strip() or None,
-            "headers": headers,
-            "disable_after": _number("disable_after", self.disable_after.strip())
-            if self.disable_after.strip() else None,
-        }
+        return headers
 
     def retry_policy(self, current: dict[str, Any] | None) -> dict[str, Any] | None:
         """The overrides: the form's retry fields over those of ``current`` it does not edit."""
@@ -166,22 +173,9 @@ def _number(name: str, raw: str) -> Any:
     return raw  # the rules refuse it with their own words
 
 
-def _checked(schema: type[BaseModel], data: dict[str, Any]) -> BaseModel:
-    """``data`` through a REST request schema; its refusal is the same one-line problem."""
-    try:
-        return schema.model_validate(data)
-    except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
-        raise validation_problem(RequestValidationError(errors)) from None
-
-
-def _refusal(exc: Exception) -> tuple[str, str]:
-    """The one line and the form field of a refused form."""
-    if isinstance(exc, Problem):
-        field = (exc.field or "").split(".")[0]
-        return exc.detail, _FORM_NAMES.get(field, field)
-    detail = public_detail(exc) if isinstance(exc, AsyncEventsError) else str(exc)
-    return detail, _FORM_NAMES.get(getattr(exc, "field", None) or "", "")
+def _rules(request: Request) -> SubscriptionRules:
+    app = app_of(request)
+    return SubscriptionRules(app.settings, app.catalog, app.plugins)
 
 
 def _sinks(request: Request) -> list[str]:
@@ -189,7 +183,7 @@ def _sinks(request: Request) -> list[str]:
 
 
 def _form_page(request: Request, form: SubscriptionForm, *, sub: Subscription | None = None,
-               status: int = 200, error: str = "", error_field: str = "",
+               status: int = 200, errors: FormErrors | None = None,
                message: str = "", deleted: bool = False,
                scope: str = "subscriptions:read") -> HTMLResponse:
     ctx = user(request, scope)
@@ -198,7 +192,7 @@ def _form_page(request: Request, form: SubscriptionForm, *, sub: Subscription | 
         health = app_of(request).store.subscription_health([sub.id])[sub.id]
         circuit = app_of(request).store.circuit_health([sub.id])[sub.id]
     return page(request, "subscription.html", status, script=True, **ctx, form=form, sub=sub,
-                sinks=_sinks(request), error=error, error_field=error_field, message=message,
+                sinks=_sinks(request), errors=errors or FormErrors(), message=message,
                 health=health, circuit=circuit, deleted=deleted)
 
 
@@ -208,7 +202,7 @@ def subscriptions_page(
     active: Annotated[str, Query(pattern="^(|true|false)$")] = "",
     cursor: _Text = "", message: _Text = "",
 ) -> HTMLResponse:
-    """The subscriptions grid, with each one's success ratio and last error."""
+    """The subscriptions grid, with each one's circuit, success ratio and last error."""
     ctx = user(request, "subscriptions:read")
     app = app_of(request)
     where = service.SubscriptionFilter(
@@ -218,8 +212,9 @@ def subscriptions_page(
     filters = {"event_name": event_name, "sink": sink, "recipient": recipient,
                "active": active}
     health = app.store.subscription_health([s.id for s in items])
+    circuits = app.store.circuit_health([s.id for s in items])
     return page(request, "subscriptions.html", **ctx, items=items, next_cursor=next_cursor,
-                filters=filters, message=message, health=health)
+                filters=filters, message=message, health=health, circuits=circuits)
 
 
 @router.post("/subscriptions/action")
@@ -256,25 +251,37 @@ def new_form(request: Request) -> HTMLResponse:
 
 @router.post("/subscriptions/new")
 def create(request: Request, form: Annotated[SubscriptionForm, Form()]) -> Response:
-    """Create a subscription, or show the form again with the one line that refuses it."""
+    """Create a subscription, or show the form again with every refusal, each at its field."""
     _, secret = session.current_token(request, "subscriptions:write")
     session.check_csrf(request, secret, form.csrf)
-    try:
-        body = _checked(SubscriptionCreate, {
-            "event_name": form.event_name, "recipient": form.recipient,
-            "verification_token": form.token, "sink": form.sink,
-            "filter": form.filter or None, "retry_policy": form.retry_policy(None),
-            **form.options(None)})
+    errors = FormErrors()
+    policy = None
+    with errors.field("retry_policy"):
+        policy = form.retry_policy(None)
+    options = form.options(None, errors)
+    body = errors.validated(SubscriptionCreate, {
+        "event_name": form.event_name, "recipient": form.recipient,
+        "verification_token": form.token or None, "sink": form.sink,
+        "filter": form.filter or None, "retry_policy": policy, **options})
+    for problem in create_problems(
+            _rules(request), event_name=form.event_name, sink=form.sink,
+            recipient=form.recipient, token=form.token, filter=form.filter or None,
+            retry_policy=policy if "retry_policy" not in errors else None,
+            options={k: v for k, v in options.items() if k not in errors}):
+        errors.add_error(problem)
+    if not errors:
         assert isinstance(body, SubscriptionCreate)
-        saved = service.create(app_of(request), event_name=body.event_name,
-                               recipient=body.recipient, token=body.verification_token,
-                               sink=body.sink, filter=body.filter,
-                               retry_policy=body.retry_policy,
-                               **body.model_dump(include=set(OPTIONS)))
-    except (Problem, AsyncEventsError) as exc:
-        error, field = _refusal(exc)
+        try:
+            saved = service.create(app_of(request), event_name=body.event_name,
+                                   recipient=body.recipient,
+                                   token=body.verification_token or "", sink=body.sink,
+                                   filter=body.filter, retry_policy=body.retry_policy,
+                                   **body.model_dump(include=set(OPTIONS)))
+        except (Problem, AsyncEventsError) as exc:
+            errors.add_error(exc)
+    if errors:
         return _form_page(request, form.model_copy(update={"token": ""}), status=422,
-                          error=error, error_field=field, scope="subscriptions:write")
+                          errors=errors, scope="subscriptions:write")
     return back(f"/console/subscriptions/{saved.subscription.id}",
                 message="; ".join(["subscription created", *saved.warnings]))
 
@@ -319,20 +326,35 @@ class RotationForm(BaseModel):
 @router.post("/subscriptions/{subscription_id}/rotate-token")
 def rotate_token(request: Request, subscription_id: _ID,
                  form: Annotated[RotationForm, Form()]) -> Response:
-    """Rotate the verification token with a grace period, or show the one line refusing it."""
+    """Rotate the verification token with a grace period, or show every refusal."""
     _, secret = session.current_token(request, "subscriptions:write")
     session.check_csrf(request, secret, form.csrf)
     app = app_of(request)
     current = app.store.get_subscription(subscription_id)
-    try:
-        body = _checked(TokenRotation, {"verification_token": form.token, "grace": form.grace})
+    found = FormErrors()
+    body = found.validated(TokenRotation, {"verification_token": form.token,
+                                           "grace": form.grace})
+    if "token" not in found:
+        with found.field("token"):
+            _rules(request).check_token(form.token)
+    if "grace" not in found:
+        with found.field("grace"):
+            parse_grace(form.grace)
+    if not found:
         assert isinstance(body, TokenRotation)
-        saved = service.rotate_token(app, subscription_id, body.verification_token, body.grace)
-    except (Problem, AsyncEventsError) as exc:
-        error, field = _refusal(exc)
+        try:
+            saved = service.rotate_token(app, subscription_id, body.verification_token,
+                                         body.grace)
+        except (Problem, AsyncEventsError) as exc:
+            found.add_error(exc, "token")
+    if found:
+        # This form's fields: its token is the new one (not the edit form's), and a
+        # refusal about no field in particular is about it too.
+        errors = FormErrors()
+        for error in found.items:
+            errors.add("grace" if error.field == "grace" else "new_token", error.message)
         return _form_page(request, SubscriptionForm.of(current), sub=current, status=422,
-                          error=error, error_field=field or "rotation",
-                          scope="subscriptions:write")
+                          errors=errors, scope="subscriptions:write")
     until = saved.subscription.previous_token_until
     return back(f"/console/subscriptions/{subscription_id}",
                 message="token rotated" + (f"; the old one also signs until "
@@ -342,11 +364,39 @@ def rotate_token(request: Request, subscription_id: _ID,
 @router.post("/subscriptions/{subscription_id}")
 def edit(request: Request, subscription_id: _ID,
          form: Annotated[SubscriptionForm, Form()]) -> Response:
-    """Apply the edit form, or show it again with the one line that refuses it."""
+    """Apply the edit form, or show it again with every refusal, each at its field."""
     _, secret = session.current_token(request, "subscriptions:write")
     session.check_csrf(request, secret, form.csrf)
     app = app_of(request)
     current = app.store.get_subscription(subscription_id)
+    errors = FormErrors()
+    changes = _changes(form, current, errors)
+    body = errors.validated(SubscriptionUpdate, changes)
+    core = {("token" if k == "verification_token" else k): v for k, v in changes.items()
+            if k not in errors and ("token" if k == "verification_token" else k) not in errors}
+    for problem in update_problems(_rules(request), current, core):
+        errors.add_error(problem)
+    if not errors:
+        assert isinstance(body, SubscriptionUpdate)
+        try:
+            saved = service.update(app, subscription_id,
+                                   body.model_dump(include=body.model_fields_set))
+        except (Problem, AsyncEventsError) as exc:
+            errors.add_error(exc)
+    if errors:
+        shown = form.model_copy(update={"token": "", "event_name": current.event_name,
+                                        "sink": current.sink})
+        return _form_page(request, shown, sub=current, status=422, errors=errors,
+                          scope="subscriptions:write")
+    done = "subscription saved" if changes else "nothing changed"
+    return back(f"/console/subscriptions/{subscription_id}",
+                message="; ".join([done, *saved.warnings]))
+
+
+def _changes(form: SubscriptionForm, current: Subscription,
+             errors: FormErrors) -> dict[str, Any]:
+    """What the edit form changes, in the REST API's words (a field it cannot read: left out,
+    its refusal in ``errors``)."""
     changes: dict[str, Any] = {}
     recipient = _typed_recipient(form.recipient, current.recipient)
     if recipient != current.recipient:
@@ -355,28 +405,17 @@ def edit(request: Request, subscription_id: _ID,
     kept = {k: v for k, v in current.headers.items() if not is_secret_header(k)}
     if (form.filter or None) != current.filter:
         changes["filter"] = form.filter or None
-    try:
+    with errors.field("retry_policy"):
         policy = form.retry_policy(current.retry_policy)
         if policy != current.retry_policy:
             changes["retry_policy"] = policy
-        if form.token:  # empty: keep the current token (it is never shown to be kept)
-            changes["verification_token"] = form.token
-        for name, value in form.options(current, moved=moved).items():
-            if name == "signature":
-                value = value or "hmac"
-            if name == "headers" and moved and value == kept:
-                continue  # only the masked secrets left out: the rules drop them, and say so
-            if value != getattr(current, name):
-                changes[name] = value
-        body = _checked(SubscriptionUpdate, changes)
-        saved = service.update(app, subscription_id, body.model_dump(
-            include=body.model_fields_set))
-    except (Problem, AsyncEventsError) as exc:
-        error, field = _refusal(exc)
-        shown = form.model_copy(update={"token": "", "event_name": current.event_name,
-                                        "sink": current.sink})
-        return _form_page(request, shown, sub=current, status=422, error=error,
-                          error_field=field, scope="subscriptions:write")
-    done = "subscription saved" if changes else "nothing changed"
-    return back(f"/console/subscriptions/{subscription_id}",
-                message="; ".join([done, *saved.warnings]))
+    if form.token:  # empty: keep the current token (it is never shown to be kept)
+        changes["verification_token"] = form.token
+    for name, value in form.options(current, errors, moved=moved).items():
+        if name == "signature":
+            value = value or "hmac"
+        if name == "headers" and moved and value == kept:
+            continue  # only the masked secrets left out: the rules drop them, and say so
+        if value != getattr(current, name):
+            changes[name] = value
+    return changes

@@ -263,3 +263,20 @@ def test_processes_refuses_anything_else_in_one_line(value: str,
     assert main(["worker", "--processes", value]) == 2
     stderr = capsys.readouterr().err
     assert stderr.count("\n") == 1 and "--processes" in stderr
+
+
+def test_the_final_report_is_a_json_log_line_with_log_json(installation: Installation) -> None:
+    installation.publish(6)
+    env = installation.env | {"ASYNCEVENTS_LOG_JSON": "true", "ASYNCEVENTS_LOG_LEVEL": "INFO"}
+    result = run_cli("worker", "--processes", "2", "--concurrency", "1", "--max-idle-time", "1",
+                     cwd=installation.directory, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""  # no table: every line of the run is a JSON log line
+    lines = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    reports = [line for line in lines if line["event"] == "worker processes stopped"]
+    assert len(reports) == 1, result.stderr
+    report = reports[0]
+    assert report["level"] == "info" and report["reason"] == "idle"
+    assert report["handled"] == 6 and report["failed"] == 0
+    assert len(report["processes"]) == 2
+    assert all(row["exit_code"] == 0 for row in report["processes"])

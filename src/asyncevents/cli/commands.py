@@ -126,7 +126,7 @@ def worker(concurrency: int, limit: int | None, time_limit: float | None,
     ), retention_days=retention_days)
     consumer.use_queues(names)
     report = consumer.run()
-    if report.skipped:
+    if report.skipped and not app.settings.log_json:  # else its log line says so, in JSON
         click.echo(f"{report.reason}: the worker did not start", err=True)
     summary = {"handled": report.handled, "failed": report.failed, "reason": report.reason}
     if as_json:

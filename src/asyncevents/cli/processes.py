@@ -373,11 +373,12 @@ def _ending(code: int) -> str:
 def supervise(ctx: click.Context, count: int) -> None:
     """Run the ``worker`` command of ``ctx`` as ``count`` supervised processes.
 
-    Prints the combined report (JSON with ``--json``); raises ``ConfigError``
-    with a child's own line when a setting is wrong, ``click.Abort`` when a
-    second SIGINT killed the children.
+    Prints the combined report (JSON with ``--json``; with ``ASYNCEVENTS_LOG_JSON``
+    it is one JSON log line on stderr, as every other line of the run, and
+    nothing goes to stdout); raises ``ConfigError`` with a child's own line when a
+    setting is wrong, ``click.Abort`` when a second SIGINT killed the children.
     """
-    get_app()  # the settings are checked, and logging set up, before any child starts
+    app = get_app()  # the settings are checked, and logging set up, before any child starts
     params = ctx.params
     retention = params.get("retention_days")
     supervisor = Supervisor(
@@ -390,6 +391,8 @@ def supervise(ctx: click.Context, count: int) -> None:
     report = supervisor.report()
     if params.get("as_json"):
         print_json(report)
+    elif app.settings.log_json:
+        _log().info("worker processes stopped", **report)
     else:
         rows = [{**row, "exit code": row["exit_code"]} for row in report["processes"]]
         print_table(rows, ("pid", "handled", "failed", "reason", "exit code", "restarts"),

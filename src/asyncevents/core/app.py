@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 from datetime import timedelta
 from functools import cached_property
@@ -48,6 +49,8 @@ class App:
             settings = settings.model_copy(update=overrides)
         self.settings = settings
         self._plugins = plugins
+        # The dispatchers of this app's engines, for reload_catalog to hand the new catalog to.
+        self._dispatchers: weakref.WeakSet[Dispatcher] = weakref.WeakSet()
 
     @cached_property
     def plugins(self) -> Plugins:
@@ -124,6 +127,30 @@ class App:
         # The RetryManagement only when an event is delayed: publishing needs no store.
         return Publisher(self.settings, self.catalog, self.transport, lambda: self.retries,
                          self.plugins)
+
+    def reload_catalog(self, settings: Settings | None = None) -> Catalog:
+        """Read the event catalog again and use it from now on; return it.
+
+        From ``settings`` or, by default, from the environment and
+        ``asyncevents.toml`` (``ASYNCEVENTS_CONFIG``), as ``App()`` reads them;
+        ``register_events`` hooks are asked again. Only the catalog changes (the
+        ``[events]`` and ``strict_events``): publishing, subscribing, the API and
+        this app's dispatchers see the new definitions. A file, schema or
+        resolver that does not load raises ``ConfigError`` and leaves the current
+        catalog in use. ``asyncevents serve`` calls it on SIGHUP.
+        """
+        fresh = settings if settings is not None else load_settings()
+        catalog = Catalog.build(fresh.events, self.plugins.events(), strict=fresh.strict_events)
+        catalog.check_resolvers()
+        self.settings = self.settings.model_copy(
+            update={"events": fresh.events, "strict_events": fresh.strict_events})
+        # One reference swapped at a time: a reader sees the old catalog or the new, whole.
+        self.__dict__["catalog"] = catalog
+        if "publisher" in self.__dict__:
+            self.publisher.catalog = catalog
+        for dispatcher in list(self._dispatchers):
+            dispatcher.catalog = catalog
+        return catalog
 
     def filter_fn(self) -> FilterFn:
         """How subscription filters are evaluated: the search engine's Python evaluator."""
@@ -244,6 +271,7 @@ class App:
         deliverer = Deliverer(self.settings, self.store, self.plugins, self.retries, self.policy)
         dispatcher = Dispatcher(self.catalog, self.store, self.transport, self.retries,
                                 self.policy, self.filter_fn())
+        self._dispatchers.add(dispatcher)
         reason = ("the queue gave up on this message: it was handed out "
                   f"{self.settings.amqp_delivery_limit} times without an ack "
                   "(a worker may have crashed on it each time)")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,3 +206,25 @@ def run_readme_block(heading: str, cwd: Path) -> subprocess.CompletedProcess[str
     return subprocess.run(["bash", "-e", "-c", readme_block(heading)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Headless Chromium from Debian (``scripts/install-browser.sh``); a test fails without it."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-browser.sh (Debian packages "
+                    "chromium and chromium-driver) before the browser tests")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
+                                             args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

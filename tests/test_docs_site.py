@@ -6,6 +6,11 @@ hook ``scripts/gen_reference.py`` during the build: these tests check that
 the built pages name every command, option and setting the code has, so a
 command added without its help, or a page that stopped being generated,
 fails here.
+
+The site works opened from disk, with no network, as the README says: it
+loads nothing from outside (no web fonts, no script from a CDN), its pages
+are files (``name.html``, not directories), and its search runs in Chromium
+from ``file://`` with every request that is not a file refused.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import click
 import pytest
@@ -25,6 +31,7 @@ import pytest
 from asyncevents.cli import cli
 from asyncevents.core import hookspecs
 from asyncevents.core.settings import Settings
+from tests.helpers import chromium
 
 ROOT = Path(__file__).resolve().parent.parent
 # One site build for the module (the fixture below): its tests share one xdist worker.
@@ -60,8 +67,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _page(site: Path, name: str) -> str:
-    path = site / name / "index.html"
-    assert path.is_file(), f"the site has no {name}/ page"
+    path = site / f"{name}.html"  # a file, not a directory: links work from disk
+    assert path.is_file(), f"the site has no {name}.html page"
     return path.read_text(encoding="utf-8")
 
 
@@ -154,3 +161,58 @@ def test_an_include_of_a_missing_section_is_an_error() -> None:
     assert "make run" in generator.expand("<!-- readme: Try it in one command -->\n")
     # The README links into docs/; on the site those pages are siblings.
     assert generator.site_links("see [it](docs/query-language.md)") == "see [it](query-language.md)"
+
+
+# A resource a page loads (not a link a reader may follow): from outside if absolute.
+_LOADED = re.compile(r"<(?:link|script|img|iframe|source|video|audio)\b[^>]*?"
+                     r"\b(?:src|href)=\"((?:https?:)?//[^\"]+)\"")
+
+
+def test_the_site_loads_nothing_from_outside(site: Path) -> None:
+    pages = sorted(site.rglob("*.html"))
+    assert len(pages) >= 10
+    found = {f"{page.relative_to(site)}: {url}" for page in pages
+             for url in _LOADED.findall(page.read_text(encoding="utf-8"))}
+    assert found == set()
+    for sheet in site.rglob("*.css"):
+        assert not re.search(r"@import\s+url\(\s*[\"']?(https?:)?//",
+                             sheet.read_text(encoding="utf-8")), sheet
+    # The search index as a script, for pages opened from disk, and no directory pages.
+    assert (site / "search" / "search_index.js").is_file()
+    assert not (site / "quickstart" / "index.html").exists()
+
+
+def test_search_works_on_the_site_opened_from_disk(site: Path) -> None:
+    outside: list[str] = []
+    errors: list[str] = []
+
+    def only_files(route: Any) -> None:
+        if route.request.url.startswith("file:"):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1366, "height": 768})
+        page.set_default_timeout(15_000)
+        page.route("**/*", only_files)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto((site / "index.html").as_uri())
+        box = page.locator("input.md-search__input")
+        box.click()
+        page.wait_for_function(  # the search index is loaded when the box is first used
+            "() => !document.querySelector('.md-search-result__meta')"
+            ".textContent.includes('Initializing')")
+        page.keyboard.type("quorum", delay=20)
+        page.wait_for_selector(".md-search-result__item")
+        meta = page.inner_text(".md-search-result__meta")
+        first = page.locator(".md-search-result__item a").first.get_attribute("href")
+        assert first is not None and ".html" in first
+        page.locator(".md-search-result__item a").first.click()
+        page.wait_for_load_state()
+        landed = page.url
+    assert "matching document" in meta, meta
+    assert landed.startswith("file://") and ".html" in landed  # a page, not a directory
+    assert outside == [] and errors == []

@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
-
-import pytest
 
 from tests.api.conftest import TOKEN, Api
 
@@ -16,11 +10,6 @@ GOOD = {"event_name": "shop.order.created", "sink": "http",
         "recipient": "http://127.0.0.1:9/new", "token": TOKEN, "filter": "",
         "max_deaths": "", "backoff": "", "base": "", "max_backoff": "", "jitter": ""}
 """A subscription form the console accepts, as posted."""
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync",
-                 "--disable-dev-shm-usage"]
 
 
 def login(api: Api, scope: str = "admin") -> None:
@@ -72,20 +61,3 @@ def one_line_error(html: str) -> str:
     errors = form_errors(html)
     assert len(errors) == 1, errors
     return next(iter(errors.values()))
-
-
-@contextmanager
-def chromium() -> Iterator[Any]:
-    """Headless Chromium from Debian (``scripts/install-browser.sh``); a test fails without it."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-browser.sh (Debian packages "
-                    "chromium and chromium-driver) before the browser tests")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                             args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()

@@ -25,8 +25,7 @@ from asyncevents.core.app import App
 from asyncevents.core.clock import utcnow
 from asyncevents.core.models import Subscription
 from asyncevents.core.store import CircuitPolicy, NewAttempt, Outcome
-from tests.api.helpers import chromium
-from tests.helpers import free_port, wait_until
+from tests.helpers import chromium, free_port, wait_until
 
 # Chromium takes a core of its own: the browser tests share one xdist worker.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]

@@ -186,3 +186,13 @@ def _subscriptions(workdir: Path) -> int:
     from tests.helpers import sqlite_rows
 
     return sqlite_rows(workdir / "asyncevents.db", "asyncevents_subscription")
+
+
+def test_a_worker_that_does_not_start_says_so_in_json_with_log_json(workdir: Path) -> None:
+    result = run_cli("worker", "--only-if-waiting", cwd=workdir,
+                     env={"ASYNCEVENTS_LOG_JSON": "true"})
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines, "nothing said"
+    parsed = [json.loads(line) for line in lines]  # every line is JSON: no plain text
+    assert any(entry["event"] == "worker not started" for entry in parsed), parsed

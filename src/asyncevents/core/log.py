@@ -17,6 +17,13 @@ def _drop_none(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Map
     return {key: value for key, value in event.items() if value is not None}
 
 
+def _stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    # The stderr of the moment, not the one of the call to configure_logging: a
+    # process (or a test runner) that swaps sys.stderr keeps its log lines, and a
+    # closed one is never written to.
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure_logging(level: str = "INFO", json: bool = False) -> None:
     """Route structlog to stderr at ``level``; call once per process."""
     numeric = logging.getLevelName(level.upper())
@@ -35,7 +42,7 @@ def configure_logging(level: str = "INFO", json: bool = False) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
 

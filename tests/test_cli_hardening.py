@@ -14,11 +14,12 @@ import importlib.metadata as md
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from alembic import command
 from alembic.config import Config
 from structlog.testing import capture_logs
@@ -30,6 +31,14 @@ from asyncevents.core.settings import Settings
 from asyncevents.core.store import migrate
 from asyncevents.core.worker.worker import WorkerLimits
 from tests.helpers import run_cli
+
+
+@pytest.fixture(autouse=True)
+def _keep_logging_config() -> Iterator[None]:
+    """``main()`` configures structlog (level, format): put the suite's back after."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture

@@ -116,6 +116,17 @@ class PipelineContext:
     #: Publishes an event through the application's publish path (None: nowhere to publish).
     publish: Publish | None = None
 
+    async def announce(self, name: str, data: dict[str, Any]) -> None:
+        """Publish event ``name`` (in an I/O thread); a failure is logged, never raised:
+        the attempts it is about are recorded already."""
+        if self.publish is None:
+            return
+        try:
+            await self.io(self.publish, name, data)
+        except Exception as exc:  # the broker is down: the event is lost, the log says so
+            log.error("cannot publish an operational event", event_name=name,
+                      error=str(exc), subscription_id=data.get("subscription_id"))
+
 
 @dataclass
 class Batch:

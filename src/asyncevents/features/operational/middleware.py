@@ -12,9 +12,6 @@ which sees them.)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-import structlog
 
 from asyncevents.core.events.catalog import OPERATIONAL_EVENTS
 from asyncevents.core.models import shown_recipient
@@ -22,7 +19,6 @@ from asyncevents.core.pipeline import Batch, Middleware, PipelineContext, Settle
 
 __all__ = ["OperationalEvents"]
 
-log = structlog.get_logger("asyncevents.deliver")
 
 #: The reason recorded for an operational event not sent to the subscription it is about.
 ABOUT_ITSELF = "not sent: an operational event about this subscription itself"
@@ -53,7 +49,7 @@ class OperationalEvents(Middleware):
         """``asyncevents.subscription.disabled`` for 410 Gone, ``.delivery.dead`` for deaths."""
         for s in settled:
             if s.gone:
-                await self._publish("asyncevents.subscription.disabled", {
+                await self.context.announce("asyncevents.subscription.disabled", {
                     "subscription_id": s.subscription.id,
                     "recipient": shown_recipient(s.subscription.recipient),
                     "failure_ratio": None,
@@ -61,18 +57,8 @@ class OperationalEvents(Middleware):
                     "failing_since": None})
             if (s.status == "dead" and s.counted
                     and s.delivery.event_name not in OPERATIONAL_EVENTS):
-                await self._publish("asyncevents.delivery.dead", {
+                await self.context.announce("asyncevents.delivery.dead", {
                     "delivery_id": s.delivery.id, "event_id": s.delivery.event_id,
                     "event_name": s.delivery.event_name,
                     "subscription_id": s.delivery.subscription_id, "attempts": s.number,
                     "error": s.error})
-
-    async def _publish(self, name: str, data: dict[str, Any]) -> None:
-        publish = self.context.publish
-        if publish is None:
-            return
-        try:
-            await self.context.io(publish, name, data)
-        except Exception as exc:  # the broker is down: the event is lost, the log says so
-            log.error("cannot publish an operational event", event_name=name,
-                      error=str(exc), subscription_id=data.get("subscription_id"))

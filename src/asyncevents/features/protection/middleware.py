@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import structlog
 
@@ -182,7 +181,7 @@ class Protection(Middleware):
             sub = subs.get(change.subscription_id)
             log.warning(f"subscription circuit {change.change}",
                         subscription_id=change.subscription_id, error=change.last_error)
-            await self._publish(_CHANGE_EVENTS[change.change], {
+            await self.context.announce(_CHANGE_EVENTS[change.change], {
                 "subscription_id": change.subscription_id,
                 "recipient": shown_recipient(sub.recipient) if sub else None,
                 "failure_ratio": change.failure_ratio,
@@ -210,13 +209,3 @@ class Protection(Middleware):
         self._healthy -= failing
         self._healthy |= written - failing - self._open
         return write
-
-    async def _publish(self, name: str, data: dict[str, Any]) -> None:
-        publish = self.context.publish
-        if publish is None:
-            return
-        try:
-            await self.context.io(publish, name, data)
-        except Exception as exc:  # the broker is down: the event is lost, the log says so
-            log.error("cannot publish an operational event", event_name=name,
-                      error=str(exc), subscription_id=data.get("subscription_id"))
